@@ -1,0 +1,17 @@
+//! # ncf-rs
+//!
+//! Neural Collaborative Filtering (NeuMF) in Rust: a rebuild of NVIDIA's PyTorch NCF recipe as a set
+//! of focused library crates and four thin binaries (`ncf-prepare`, `ncf-transcode`, `ncf-train`,
+//! `ncf-infer`).
+//!
+//! This umbrella crate only re-exports the library crates, in the order data flows through them:
+//! raw ratings -> [`preprocess`] -> [`featurespec`] dataset ([`transcode`] for CSV datasets) ->
+//! [`ncf_model`] + [`ncf_train`] -> checkpoint -> [`metrics`] / inference.
+//! It holds no logic of its own; depend on the individual crates when you need only one of them.
+
+pub use featurespec;
+pub use metrics;
+pub use ncf_model;
+pub use ncf_train;
+pub use preprocess;
+pub use transcode;
