@@ -4,17 +4,14 @@
 
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
-# Present once scripts/setup-libtorch.sh has run and the machine-wide cache it points at still exists.
-LIBTORCH_READY := .libtorch/lib/libtorch_cpu.so
 
 .PHONY: all setup build release test unit lint check-linking demo clean
 
 all: build
 
-setup: $(LIBTORCH_READY)
-
-$(LIBTORCH_READY):
-	bash scripts/setup-libtorch.sh
+# Runs the set-up unless both links it makes resolve (the machine-wide cache still exists).
+setup:
+	@[ -e .libtorch/lib/libtorch_cpu.so ] && [ -x .torch-venv/bin/python3 ] || bash scripts/setup-libtorch.sh
 
 build: setup
 	$(CARGO) build --workspace

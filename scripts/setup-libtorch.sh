@@ -11,7 +11,7 @@
 # `.cargo/config.toml` exports as LIBTORCH, so plain `cargo build/test/run` need no env var, and the
 # `torch-link` build helper bakes `<LIBTORCH>/lib` into every binary's rpath.
 # The same venv's python3 (torch, numpy, pyyaml, pandas) is the PyTorch oracle used by the tests:
-# `.torch-python` in the checkout points at it.
+# `.torch-venv` in the checkout points at the venv.
 set -euo pipefail
 
 TORCH_VERSION=2.11.0
@@ -51,9 +51,10 @@ fi
 torch_dir="$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
 [ -f "$torch_dir/lib/libtorch_cpu.so" ] || { echo "setup-libtorch: no libtorch_cpu.so under $torch_dir/lib" >&2; exit 1; }
 ln -sfn "$torch_dir" "$here/.libtorch"
-ln -sfn "$py" "$here/.torch-python"
+# A link to the venv folder (not to its python3): python finds its venv from the path it was started by.
+ln -sfn "$venv" "$here/.torch-venv"
 echo "setup-libtorch: $here/.libtorch -> $torch_dir"
-echo "setup-libtorch: $here/.torch-python -> $py"
+echo "setup-libtorch: $here/.torch-venv -> $venv"
 if [ -f "$torch_dir/lib/libtorch_cuda.so" ]; then
   echo "setup-libtorch: this libtorch has CUDA (libtorch_cuda.so); binaries link it explicitly"
 else

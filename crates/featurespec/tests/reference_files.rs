@@ -4,15 +4,7 @@
 use featurespec::ncf::NcfLayout;
 use featurespec::{Cardinality, ChunkType, Dtype, FeatureSpec};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("NCF_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    assert!(dir.join("data").is_dir(), "the shared data folder is missing at {} (set NCF_SHARED_DIR)", dir.display());
-    dir
-}
+use test_support::{python_eval, shared_dir};
 
 fn reference_yamls() -> Vec<PathBuf> {
     let data = shared_dir().join("data");
@@ -33,24 +25,10 @@ fn reference_yamls() -> Vec<PathBuf> {
     found
 }
 
-/// The PyTorch oracle's python (the set-up venv), or the system python3.
-fn python() -> PathBuf {
-    std::env::var_os("NCF_TORCH_PYTHON").map(PathBuf::from).filter(|p| p.exists()).unwrap_or_else(|| "python3".into())
-}
-
 /// Python's verdict on whether two YAML files load to equal objects.
 fn python_says_equal(a: &Path, b: &Path) -> bool {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import sys, yaml; l = lambda p: yaml.safe_load(open(p)); print(l(sys.argv[1]) == l(sys.argv[2]))",
-        ])
-        .arg(a)
-        .arg(b)
-        .output()
-        .expect("python3 with PyYAML is needed for this test (run scripts/setup-libtorch.sh)");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim() == "True"
+    let code = "import sys, yaml; l = lambda p: yaml.safe_load(open(p)); print(l(sys.argv[1]) == l(sys.argv[2]))";
+    python_eval(code, &[a.to_str().unwrap(), b.to_str().unwrap()]).trim() == "True"
 }
 
 #[test]

@@ -1,0 +1,64 @@
+//! Helpers for the workspace's tests (a dev-dependency only): where the shared reference data lives
+//! and how to run the PyTorch oracle, the set-up venv's `python3`.
+//!
+//! Both are required, never skipped: a test that cannot find them fails and says how to fix it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The shared data folder (`../shared` beside the checkout, or `NCF_SHARED_DIR`).
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("NCF_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    assert!(
+        dir.join("data").is_dir(),
+        "the shared data folder is missing at {} (put it beside the checkout or set NCF_SHARED_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+/// `shared/data/reference-prepared/ml-latest-small`: the reference's prepared dataset and checkpoint.
+pub fn reference_prepared() -> PathBuf {
+    shared_dir().join("data/reference-prepared/ml-latest-small")
+}
+
+/// The oracle's python: `NCF_TORCH_PYTHON` (set by `.cargo/config.toml` to the venv that
+/// `scripts/setup-libtorch.sh` made).
+pub fn python() -> PathBuf {
+    let py = std::env::var_os("NCF_TORCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
+    assert!(py.exists() || py == Path::new("python3"), "no python at {} (run scripts/setup-libtorch.sh)", py.display());
+    py
+}
+
+/// Runs `python3 SCRIPT ARGS...` and returns its output; panics with stderr when it fails.
+pub fn run_python<I, S>(script: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = Command::new(python());
+    cmd.arg(script).args(args);
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a python snippet (`python3 -c CODE ARGS...`) and returns its stdout.
+pub fn python_eval(code: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
