@@ -18,6 +18,9 @@ if [ -f "$ref" ]; then
   echo
   echo "== 2b. ... and on the reference's prepared ml-latest-small spec"
   cargo run --quiet --release --example inspect_spec -- "$ref"
+  echo
+  echo "== 3. Loading that dataset's .pt files (crates/torchfile + crates/spec-dataset)"
+  cargo run --quiet --release --example load_dataset -- "$(dirname "$ref")"
 fi
 
 echo

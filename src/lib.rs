@@ -5,8 +5,9 @@
 //! `ncf-infer`).
 //!
 //! This umbrella crate only re-exports the library crates, in the order data flows through them:
-//! raw ratings -> [`preprocess`] -> [`featurespec`] dataset ([`transcode`] for CSV datasets) ->
-//! [`ncf_model`] + [`ncf_train`] -> checkpoint -> [`metrics`] / inference.
+//! raw ratings -> [`preprocess`] -> [`featurespec`] dataset ([`transcode`] for CSV datasets), stored
+//! as [`torchfile`] `.pt` files and loaded by [`spec_dataset`] -> [`ncf_model`] + [`ncf_train`] ->
+//! checkpoint -> [`metrics`] / inference.
 //! It holds no logic of its own; depend on the individual crates when you need only one of them.
 
 pub use featurespec;
@@ -14,4 +15,6 @@ pub use metrics;
 pub use ncf_model;
 pub use ncf_train;
 pub use preprocess;
+pub use spec_dataset;
+pub use torchfile;
 pub use transcode;

@@ -48,7 +48,7 @@ mod write;
 
 pub use error::TorchFileError;
 pub use featurespec::Dtype;
-pub use pickle::{Global, PickleError, Value};
+pub use pickle::{unpickle, Global, PickleError, Value};
 pub use read::{ReadLimits, TorchFile};
 #[cfg(feature = "tch")]
 pub use tch_glue::{dtype_of_kind, kind_of, load_tch_map, load_tch_tensor, save_tch_map, save_tch_tensor};

@@ -110,7 +110,8 @@ struct Machine<'a> {
     nodes: usize,
 }
 
-/// Unpickles `data` (a `data.pkl`) into a value tree.
+/// Unpickles `data` (a `data.pkl`) into a value tree, accepting only what tensor files use (see the
+/// module docs). Storage records are not read: tensors come back as [`TensorRef`]s.
 pub fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
     Machine { data, pos: 0, op_start: 0, stack: Vec::new(), memo: HashMap::new(), nodes: 0 }.run()
 }

@@ -43,7 +43,7 @@ impl std::fmt::Debug for TorchFile {
 }
 
 /// A storage record's place in the file.
-struct Record {
+pub(crate) struct Record {
     start: u64,
     len: u64,
     crc32: u32,
@@ -137,47 +137,61 @@ impl TorchFile {
 
     /// Reads a tensor's elements, contiguous and little-endian.
     pub fn read(&mut self, tensor: &TensorRef) -> Result<TensorData, TorchFileError> {
-        let len = self.materialized_len(tensor)?;
+        let (len, record) = self.plan(tensor)?;
         let mut data = vec![0u8; len];
-        self.read_into(tensor, &mut data)?;
+        self.read_planned(tensor, &record, &mut data)?;
         Ok(TensorData { dtype: tensor.dtype, shape: tensor.shape.clone(), data })
     }
 
     /// Bytes the tensor takes once contiguous, refused when that exceeds what the file can back.
     pub fn materialized_len(&mut self, tensor: &TensorRef) -> Result<usize, TorchFileError> {
-        let len = tensor.byte_len().ok_or_else(|| self.content_err("tensor size overflows"))?;
-        let record = self.storage_record(tensor)?;
-        if len as u64 > record.len && len as u64 > self.limits.max_expanded_bytes {
-            return Err(self.content_err(format!(
-                "tensor of shape {:?} would take {len} bytes from a {}-byte storage (overlapping strides), over the {}-byte limit",
-                tensor.shape, record.len, self.limits.max_expanded_bytes
-            )));
-        }
-        Ok(len)
+        self.plan(tensor).map(|(len, _)| len)
     }
 
     /// Reads a tensor's elements, contiguous and little-endian, into `out` (exactly
-    /// [`TensorRef::byte_len`] bytes): lets a caller read straight into memory it owns, e.g. a
-    /// tensor of its own framework. The record's CRC-32 is verified.
+    /// [`TorchFile::materialized_len`] bytes): lets a caller read straight into memory it owns, e.g.
+    /// a tensor of its own framework. The record's CRC-32 is verified.
     pub fn read_into(&mut self, tensor: &TensorRef, out: &mut [u8]) -> Result<(), TorchFileError> {
-        let len = self.materialized_len(tensor)?;
+        let (len, record) = self.plan(tensor)?;
         if out.len() != len {
             return Err(self.content_err(format!("output buffer holds {} bytes, the tensor {len}", out.len())));
         }
+        self.read_planned(tensor, &record, out)
+    }
+
+    /// Locates the tensor's storage record and checks every size involved, before the caller
+    /// allocates: returns the contiguous byte length and the record.
+    pub(crate) fn plan(&mut self, tensor: &TensorRef) -> Result<(usize, Record), TorchFileError> {
+        let len = tensor.byte_len().ok_or_else(|| self.content_err("tensor size overflows"))?;
         let record = self.storage_record(tensor)?;
-        let record_name = format!("data/{}", tensor.storage.key);
-        let elem = tensor.dtype.size() as u64;
-        let declared = tensor.storage.numel.checked_mul(elem);
+        let declared = tensor.storage.numel.checked_mul(tensor.dtype.size() as u64);
         if declared != Some(record.len) {
             return Err(self.record_err(
-                &record_name,
+                &format!("data/{}", tensor.storage.key),
                 format!(
                     "holds {} bytes but its storage declares {} element(s) of {}",
                     record.len, tensor.storage.numel, tensor.dtype
                 ),
             ));
         }
-        if tensor.is_contiguous() && tensor.storage_offset == 0 && len as u64 == record.len {
+        if len as u64 > record.len && len as u64 > self.limits.max_expanded_bytes {
+            return Err(self.content_err(format!(
+                "tensor of shape {:?} would take {len} bytes from a {}-byte storage (overlapping strides), over the {}-byte limit",
+                tensor.shape, record.len, self.limits.max_expanded_bytes
+            )));
+        }
+        Ok((len, record))
+    }
+
+    /// Reads a planned tensor into `out` (of the planned length).
+    pub(crate) fn read_planned(
+        &self,
+        tensor: &TensorRef,
+        record: &Record,
+        out: &mut [u8],
+    ) -> Result<(), TorchFileError> {
+        let record_name = format!("data/{}", tensor.storage.key);
+        if tensor.is_contiguous() && tensor.storage_offset == 0 && out.len() as u64 == record.len {
             self.pread(&record_name, record.start, out)?;
             return self.check_crc(&record_name, out, record.crc32);
         }

@@ -42,14 +42,14 @@ impl TorchFile {
     /// (`cuda:0`, ...) the file carries. The bytes go straight from the file into the tensor's
     /// memory (one copy), then to the device.
     pub fn load_tch(&mut self, tensor: &TensorRef, device: Device) -> Result<Tensor, TorchFileError> {
-        let len = self.materialized_len(tensor)?;
+        let (len, record) = self.plan(tensor)?;
         let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
         let out = Tensor::empty(&shape, (kind_of(tensor.dtype), Device::Cpu));
         if len > 0 {
             // SAFETY: `out` is a freshly allocated, contiguous CPU tensor of exactly `len` bytes
-            // (numel x element size, checked by materialized_len), owned by this function.
+            // (numel x element size, checked by plan), owned by this function.
             let bytes = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut u8, len) };
-            self.read_into(tensor, bytes)?;
+            self.read_planned(tensor, &record, bytes)?;
         }
         Ok(if device == Device::Cpu { out } else { out.to_device(device) })
     }
