@@ -1,8 +1,35 @@
 //! MovieLens-style preprocessing for NCF, the job of the reference's `prepare_dataset.sh` and
-//! `convert.py`: renumber users and items by first appearance, sort by time, drop duplicate
-//! (user, item) pairs, split each user's last interaction off as the test positive, draw the test
-//! negatives, and write a FeatureSpec dataset.
+//! `convert.py` (reference-semantics.md §1).
 //!
-//! **Status:** skeleton. The pipeline lands with the `ncf-prepare` issue; nothing here does work yet.
+//! **What it is for.** Raw ratings -> a FeatureSpec dataset: read the raw file ([`load_raw`], with
+//! polars), renumber users and items by first appearance, sort each user's ratings by time (stable:
+//! ties keep file order), drop repeated (user, item) pairs keeping the earliest, hold out each
+//! user's last rating as its test positive ([`LeaveLastOut`]), draw the test negatives
+//! ([`NegativeSampler`]), and write the reference's four tensor files, `feature_spec.yaml` and the
+//! id maps ([`prepare`] does it all, atomically). [`verify`] is the reference's correctness check;
+//! [`synthetic`] writes a MovieLens-like raw file with planted structure.
 //!
 //! **What it is not:** a general data-frame toolkit, or a trainer; it stops at the dataset files.
+//!
+//! Differences from the reference, on purpose: the time sort is stable (ties keep file order; the
+//! reference's is not, so tied test positives may differ); a user with a single rating keeps it as
+//! its test positive, has no train row and still gets test negatives (the reference sizes its
+//! tables from the train rows and breaks); the sampler's random numbers are ours (PCG-64), so the
+//! negatives follow the reference's rule but not its exact draws.
+
+mod diagnose;
+mod error;
+mod format;
+mod load;
+mod negatives;
+mod pipeline;
+mod prepare;
+mod write;
+
+pub use error::PrepareError;
+pub use format::RawFormat;
+pub use load::{load_raw, RawRatings};
+pub use negatives::NegativeSampler;
+pub use pipeline::{factorize, LeaveLastOut, Stats};
+pub use prepare::{prepare, PrepareOptions, PrepareSummary, Stage};
+pub use write::{ncf_spec, write_atomically, ITEM_ID_MAP_FILE, ITEM_ID_MAP_KEY, USER_ID_MAP_FILE, USER_ID_MAP_KEY};

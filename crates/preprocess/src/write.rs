@@ -1,0 +1,145 @@
+//! Writing a prepared dataset folder: the reference's four tensor files, `feature_spec.yaml`, and
+//! the id maps, all into a temporary folder renamed into place when complete.
+
+use crate::pipeline::LeaveLastOut;
+use crate::PrepareError;
+use featurespec::{Cardinality, Chunk, ChunkType, Dtype, FeatureMeta, FeatureSpec};
+use std::path::{Path, PathBuf};
+use torchfile::{save_tensor, TensorView};
+
+/// Metadata key naming the file of raw user ids (an int64 tensor: position = user index).
+pub const USER_ID_MAP_KEY: &str = "user_id_map";
+/// Metadata key naming the file of raw item ids (an int64 tensor: position = item index).
+pub const ITEM_ID_MAP_KEY: &str = "item_id_map";
+pub const USER_ID_MAP_FILE: &str = "user_ids.pt";
+pub const ITEM_ID_MAP_FILE: &str = "item_ids.pt";
+
+/// The spec of a dataset laid out as the reference's, plus the id-map keys.
+pub fn ncf_spec(n_users: usize, n_items: usize, series_len: usize) -> FeatureSpec {
+    let mut spec = FeatureSpec::new("");
+    let id = |n: usize| FeatureMeta {
+        dtype: Some(Dtype::Int64),
+        cardinality: Some(Cardinality::Known(n as u64)),
+        ..Default::default()
+    };
+    spec.feature_spec.insert("user".into(), id(n_users));
+    spec.feature_spec.insert("item".into(), id(n_items));
+    spec.feature_spec.insert("label".into(), FeatureMeta { dtype: Some(Dtype::Float32), ..Default::default() });
+    for mapping in ["train", "test"] {
+        let chunk = |features: &[&str], file: String| Chunk {
+            chunk_type: ChunkType::TorchTensor,
+            features: features.iter().map(|f| f.to_string()).collect(),
+            files: vec![file],
+        };
+        spec.source_spec.insert(
+            mapping.into(),
+            vec![
+                chunk(&["user", "item"], format!("{mapping}_data_0.pt")),
+                chunk(&["label"], format!("{mapping}_data_1.pt")),
+            ],
+        );
+    }
+    for (channel, feature) in [("user_ch", "user"), ("item_ch", "item"), ("label_ch", "label")] {
+        spec.channel_spec.insert(channel.into(), vec![feature.into()]);
+    }
+    let meta = &mut spec.metadata;
+    meta.insert("test_samples_per_series".into(), (series_len as u64).into());
+    meta.insert(USER_ID_MAP_KEY.into(), USER_ID_MAP_FILE.into());
+    meta.insert(ITEM_ID_MAP_KEY.into(), ITEM_ID_MAP_FILE.into());
+    spec
+}
+
+/// Writes the dataset into `dir` (which must exist and be empty).
+pub(crate) fn write_files(
+    dir: &Path,
+    data: &LeaveLastOut,
+    negatives: &[u32],
+    per_user: usize,
+) -> Result<(), PrepareError> {
+    let n_users = data.n_users();
+    let (train, test) = rayon::join(
+        || -> Result<(), PrepareError> {
+            let rows = data.train_items.len();
+            let mut pairs = Vec::with_capacity(rows * 2);
+            for u in 0..n_users {
+                for &item in data.train_of(u) {
+                    pairs.extend_from_slice(&[u as i64, item as i64]);
+                }
+            }
+            save_tensor(dir.join("train_data_0.pt"), &TensorView::from_i64(&pairs, &[rows, 2]))?;
+            drop(pairs);
+            let ones = vec![1f32; rows];
+            save_tensor(dir.join("train_data_1.pt"), &TensorView::from_f32(&ones, &[rows, 1]))?;
+            Ok(())
+        },
+        || -> Result<(), PrepareError> {
+            let series = per_user + 1;
+            let rows = n_users * series;
+            let mut pairs = Vec::with_capacity(rows * 2);
+            let mut labels = Vec::with_capacity(rows);
+            for u in 0..n_users {
+                pairs.extend_from_slice(&[u as i64, data.test_items[u] as i64]);
+                labels.push(1f32);
+                for &item in &negatives[u * per_user..(u + 1) * per_user] {
+                    pairs.extend_from_slice(&[u as i64, item as i64]);
+                    labels.push(0f32);
+                }
+            }
+            save_tensor(dir.join("test_data_0.pt"), &TensorView::from_i64(&pairs, &[rows, 2]))?;
+            save_tensor(dir.join("test_data_1.pt"), &TensorView::from_f32(&labels, &[rows, 1]))?;
+            save_tensor(dir.join(USER_ID_MAP_FILE), &TensorView::from_i64(&data.user_ids, &[n_users]))?;
+            save_tensor(dir.join(ITEM_ID_MAP_FILE), &TensorView::from_i64(&data.item_ids, &[data.n_items()]))?;
+            Ok(())
+        },
+    );
+    train?;
+    test?;
+    let mut spec = ncf_spec(n_users, data.n_items(), per_user + 1);
+    spec.save(dir.join("feature_spec.yaml"))?;
+    Ok(())
+}
+
+/// Runs `fill` on a fresh temporary folder beside `out`, then renames it to `out` (replacing an
+/// existing `out` only when `replace` is set). On any error the temporary folder is removed, so an
+/// interrupted or failed run never leaves a folder a later run would take as finished.
+pub fn write_atomically(
+    out: &Path,
+    replace: bool,
+    fill: impl FnOnce(&Path) -> Result<(), PrepareError>,
+) -> Result<(), PrepareError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PrepareError::Io { path, source }
+    };
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    let result = fill(&tmp).and_then(|()| {
+        if out.exists() {
+            if !replace {
+                return Err(PrepareError::Input {
+                    path: out.to_owned(),
+                    message: "already exists; pass --force to replace it".into(),
+                });
+            }
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            std::fs::rename(out, &old).map_err(io(out))?;
+            std::fs::rename(&tmp, out).map_err(io(out))?;
+            std::fs::remove_dir_all(&old).map_err(io(&old))
+        } else {
+            std::fs::rename(&tmp, out).map_err(io(out))
+        }
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
