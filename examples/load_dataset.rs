@@ -32,7 +32,7 @@ fn run(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     println!("{}: {users} users, {items} items", dir.display());
     for mapping in spec.source_spec.keys() {
         let start = std::time::Instant::now();
-        let m = spec_dataset::load_mapping(&spec, mapping, Device::Cpu)?;
+        let m = tch_data::load_mapping(&spec, mapping, Device::Cpu)?;
         let positives = m.features[&layout.label].sum(Kind::Double).double_value(&[]);
         println!(
             "  {mapping:<6} {:>9} rows, {:>8} positive labels, loaded and checked in {:.1} ms",

@@ -24,6 +24,18 @@ while IFS= read -r -d '' f; do
     bad=$((bad + 1))
   fi
 done < <(find "${dirs[@]}" -maxdepth 2 -type f -perm -u+x ! -name '*.so' ! -name '*.d' ! -path '*/build/*' -print0 2>/dev/null)
+# The data tools are libtorch-free by design (their crates never depend on tch, whatever features a
+# workspace build unifies): they must not need libtorch at all.
+for tool in ncf-prepare ncf-transcode; do
+  for d in "${dirs[@]}"; do
+    f="$d/$tool"
+    [ -f "$f" ] || continue
+    if readelf -d "$f" | grep -q 'libtorch_cpu.so'; then
+      echo "check-cuda-linking: FAIL $f links libtorch; the data tools must not"
+      bad=$((bad + 1))
+    fi
+  done
+done
 if [ "$checked" -eq 0 ]; then
   echo "check-cuda-linking: FAIL no libtorch executable found under ${dirs[*]} (build first)"
   exit 1

@@ -6,7 +6,8 @@
 //!
 //! This umbrella crate only re-exports the library crates, in the order data flows through them:
 //! raw ratings -> [`preprocess`] -> [`featurespec`] dataset ([`transcode`] for CSV datasets), stored
-//! as [`torchfile`] `.pt` files and loaded by [`spec_dataset`] -> [`ncf_model`] + [`ncf_train`] ->
+//! as [`torchfile`] `.pt` files, checked by [`spec_dataset`] and loaded onto a device by [`tch_data`]
+//! -> [`ncf_model`] + [`ncf_train`] ->
 //! checkpoint -> [`metrics`] / inference.
 //! It holds no logic of its own; depend on the individual crates when you need only one of them.
 
@@ -16,5 +17,6 @@ pub use ncf_model;
 pub use ncf_train;
 pub use preprocess;
 pub use spec_dataset;
+pub use tch_data;
 pub use torchfile;
 pub use transcode;

@@ -23,4 +23,7 @@ pub enum PrepareError {
 
     #[error(transparent)]
     Tensor(#[from] torchfile::TorchFileError),
+
+    #[error(transparent)]
+    Dataset(#[from] spec_dataset::DatasetError),
 }

@@ -24,6 +24,9 @@ mod load;
 mod negatives;
 mod pipeline;
 mod prepare;
+mod release;
+mod synthetic;
+mod verify;
 mod write;
 
 pub use error::PrepareError;
@@ -32,4 +35,7 @@ pub use load::{load_raw, RawRatings};
 pub use negatives::NegativeSampler;
 pub use pipeline::{factorize, LeaveLastOut, Stats};
 pub use prepare::{prepare, PrepareOptions, PrepareSummary, Stage};
+pub use release::{extract_release, MovieLensRelease};
+pub use synthetic::{write_synthetic_ratings, SyntheticConfig};
+pub use verify::{verify, VerifyReport};
 pub use write::{ncf_spec, write_atomically, ITEM_ID_MAP_FILE, ITEM_ID_MAP_KEY, USER_ID_MAP_FILE, USER_ID_MAP_KEY};

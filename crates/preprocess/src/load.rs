@@ -36,6 +36,7 @@ pub fn load_raw(path: &Path, format: RawFormat) -> Result<RawRatings, PrepareErr
     let parsed = read_with_polars(path, format);
     let ratings = match parsed {
         Ok(Some(r)) => r,
+        Err(PolarsError::NoData(_)) => RawRatings::default(),
         // Polars refused the file or produced missing values: find and name the first bad line.
         Ok(None) | Err(_) => {
             let detail = parsed.err().map(|e| e.to_string());
@@ -49,9 +50,10 @@ pub fn load_raw(path: &Path, format: RawFormat) -> Result<RawRatings, PrepareErr
         }
     };
     if ratings.is_empty() {
+        let skipped = if format.skips_first_line() && meta.len() > 0 { ", whose first line is skipped" } else { "" };
         return Err(PrepareError::Input {
             path: path.to_owned(),
-            message: format!("holds no ratings (read as {format})"),
+            message: format!("holds no ratings (read as {format}{skipped})"),
         });
     }
     Ok(ratings)

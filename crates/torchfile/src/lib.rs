@@ -12,9 +12,10 @@
 //! is allocated, so a corrupt or hostile file gives a [`TorchFileError`] naming the file, never a
 //! panic, an abort or a huge allocation.
 //!
-//! **What it is not.** It does not know datasets or models: the `spec-dataset` crate loads
-//! FeatureSpec datasets on top of it, `ncf-model` maps state dicts to parameters. The core has no
-//! dependency on libtorch; the `tch` feature adds conversions to and from `tch::Tensor` on any device.
+//! **What it is not.** It does not know datasets or models (`spec-dataset` checks FeatureSpec
+//! datasets on top of it, `ncf-model` maps state dicts to parameters), and it has no dependency on
+//! libtorch: `tch-data` turns what it reads into `tch::Tensor`s on any device, reading straight into
+//! the tensor's memory through [`TorchFile::plan`] and [`TorchFile::read_planned`].
 //!
 //! ```
 //! use torchfile::{save_tensor_map, Dtype, TensorView, TorchFile};
@@ -41,17 +42,13 @@
 mod error;
 mod pickle;
 mod read;
-#[cfg(feature = "tch")]
-mod tch_glue;
 mod tensor;
 mod write;
 
 pub use error::TorchFileError;
 pub use featurespec::Dtype;
 pub use pickle::{unpickle, Global, PickleError, Value};
-pub use read::{ReadLimits, TorchFile};
-#[cfg(feature = "tch")]
-pub use tch_glue::{dtype_of_kind, kind_of, load_tch_map, load_tch_tensor, save_tch_map, save_tch_tensor};
+pub use read::{ReadLimits, ReadPlan, TorchFile};
 pub use tensor::{StorageRef, TensorData, TensorRef, TensorView};
 pub use write::{save_tensor, save_tensor_map};
 

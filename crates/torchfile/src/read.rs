@@ -42,8 +42,29 @@ impl std::fmt::Debug for TorchFile {
     }
 }
 
+/// A checked read of one tensor: see [`TorchFile::plan`].
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    tensor: TensorRef,
+    len: usize,
+    record: Record,
+}
+
+impl ReadPlan {
+    /// Bytes the tensor takes once contiguous.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A storage record's place in the file.
-pub(crate) struct Record {
+#[derive(Debug, Clone)]
+struct Record {
     start: u64,
     len: u64,
     crc32: u32,
@@ -137,31 +158,24 @@ impl TorchFile {
 
     /// Reads a tensor's elements, contiguous and little-endian.
     pub fn read(&mut self, tensor: &TensorRef) -> Result<TensorData, TorchFileError> {
-        let (len, record) = self.plan(tensor)?;
-        let mut data = vec![0u8; len];
-        self.read_planned(tensor, &record, &mut data)?;
+        let plan = self.plan(tensor)?;
+        let mut data = vec![0u8; plan.len()];
+        self.read_planned(&plan, &mut data)?;
         Ok(TensorData { dtype: tensor.dtype, shape: tensor.shape.clone(), data })
     }
 
-    /// Bytes the tensor takes once contiguous, refused when that exceeds what the file can back.
-    pub fn materialized_len(&mut self, tensor: &TensorRef) -> Result<usize, TorchFileError> {
-        self.plan(tensor).map(|(len, _)| len)
-    }
-
     /// Reads a tensor's elements, contiguous and little-endian, into `out` (exactly
-    /// [`TorchFile::materialized_len`] bytes): lets a caller read straight into memory it owns, e.g.
+    /// [`ReadPlan::len`] bytes): lets a caller read straight into memory it owns, e.g.
     /// a tensor of its own framework. The record's CRC-32 is verified.
     pub fn read_into(&mut self, tensor: &TensorRef, out: &mut [u8]) -> Result<(), TorchFileError> {
-        let (len, record) = self.plan(tensor)?;
-        if out.len() != len {
-            return Err(self.content_err(format!("output buffer holds {} bytes, the tensor {len}", out.len())));
-        }
-        self.read_planned(tensor, &record, out)
+        let plan = self.plan(tensor)?;
+        self.read_planned(&plan, out)
     }
 
-    /// Locates the tensor's storage record and checks every size involved, before the caller
-    /// allocates: returns the contiguous byte length and the record.
-    pub(crate) fn plan(&mut self, tensor: &TensorRef) -> Result<(usize, Record), TorchFileError> {
+    /// Locates the tensor's storage record and checks every size involved, so that a caller can
+    /// allocate [`ReadPlan::len`] bytes (refused when more than the file can back) and then
+    /// [`TorchFile::read_planned`] into them.
+    pub fn plan(&mut self, tensor: &TensorRef) -> Result<ReadPlan, TorchFileError> {
         let len = tensor.byte_len().ok_or_else(|| self.content_err("tensor size overflows"))?;
         let record = self.storage_record(tensor)?;
         let declared = tensor.storage.numel.checked_mul(tensor.dtype.size() as u64);
@@ -180,16 +194,16 @@ impl TorchFile {
                 tensor.shape, record.len, self.limits.max_expanded_bytes
             )));
         }
-        Ok((len, record))
+        Ok(ReadPlan { tensor: tensor.clone(), len, record })
     }
 
-    /// Reads a planned tensor into `out` (of the planned length).
-    pub(crate) fn read_planned(
-        &self,
-        tensor: &TensorRef,
-        record: &Record,
-        out: &mut [u8],
-    ) -> Result<(), TorchFileError> {
+    /// Reads a planned tensor into `out`, which must hold exactly [`ReadPlan::len`] bytes; the
+    /// record's CRC-32 is verified.
+    pub fn read_planned(&self, plan: &ReadPlan, out: &mut [u8]) -> Result<(), TorchFileError> {
+        if out.len() != plan.len {
+            return Err(self.content_err(format!("output buffer holds {} bytes, the tensor {}", out.len(), plan.len)));
+        }
+        let (tensor, record) = (&plan.tensor, &plan.record);
         let record_name = format!("data/{}", tensor.storage.key);
         if tensor.is_contiguous() && tensor.storage_offset == 0 && out.len() as u64 == record.len {
             self.pread(&record_name, record.start, out)?;

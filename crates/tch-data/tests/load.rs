@@ -2,9 +2,11 @@
 //! multi-file chunks, and one failing case per rule, each error naming the file, feature and rule.
 
 use featurespec::FeatureSpec;
-use spec_dataset::{load_mapping, DatasetError};
+use featurespec::LoadOptions;
+use spec_dataset::{verify_mapping, DatasetError};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
+use tch_data::load_mapping;
 use test_support::{python_eval, reference_prepared};
 use torchfile::{save_tensor, TensorView};
 
@@ -88,6 +90,8 @@ fn files_of_a_chunk_are_consecutive_rows_and_columns_follow_the_features() {
     assert!(train.features["label"].equal(&Tensor::from_slice(&LABELS)));
     let test = load_mapping(&spec, "test", Device::Cpu).unwrap();
     assert_eq!(test.rows, 2, "a 1-D label file is one column");
+    assert_eq!(verify_mapping(&spec, "train", LoadOptions::default()).unwrap(), 5);
+    assert_eq!(verify_mapping(&spec, "test", LoadOptions::default()).unwrap(), 2);
 }
 
 fn load_err(spec: &str, files: &[(&str, TensorView<'_>)], mapping: &str) -> (DatasetError, String) {
@@ -95,6 +99,9 @@ fn load_err(spec: &str, files: &[(&str, TensorView<'_>)], mapping: &str) -> (Dat
     let spec = dataset(dir.path(), spec, files);
     let err = load_mapping(&spec, mapping, Device::Cpu).expect_err("must be refused");
     let msg = err.to_string();
+    // The libtorch-free check refuses it with the same words.
+    let verified = verify_mapping(&spec, mapping, LoadOptions::default()).expect_err("verify must refuse it too");
+    assert_eq!(verified.to_string(), msg);
     (err, msg)
 }
 

@@ -1,8 +1,8 @@
-//! Conversions between `.pt` files and `tch::Tensor` (feature `tch`).
+//! Conversions between `.pt` files and `tch::Tensor`.
 
-use crate::{Dtype, TensorRef, TensorView, TorchFile, TorchFileError};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
+use torchfile::{Dtype, TensorRef, TensorView, TorchFile, TorchFileError};
 
 /// The tch kind of a dtype.
 pub fn kind_of(dtype: Dtype) -> Kind {
@@ -37,36 +37,34 @@ pub fn dtype_of_kind(kind: Kind) -> Option<Dtype> {
     })
 }
 
-impl TorchFile {
-    /// Reads a tensor of this file into a new `tch::Tensor` on `device`, whatever location tag
-    /// (`cuda:0`, ...) the file carries. The bytes go straight from the file into the tensor's
-    /// memory (one copy), then to the device.
-    pub fn load_tch(&mut self, tensor: &TensorRef, device: Device) -> Result<Tensor, TorchFileError> {
-        let (len, record) = self.plan(tensor)?;
-        let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
-        let out = Tensor::empty(&shape, (kind_of(tensor.dtype), Device::Cpu));
-        if len > 0 {
-            // SAFETY: `out` is a freshly allocated, contiguous CPU tensor of exactly `len` bytes
-            // (numel x element size, checked by plan), owned by this function.
-            let bytes = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut u8, len) };
-            self.read_planned(tensor, &record, bytes)?;
-        }
-        Ok(if device == Device::Cpu { out } else { out.to_device(device) })
+/// Reads tensor `tensor` of an open file into a new `tch::Tensor` on `device`, whatever location
+/// tag (`cuda:0`, ...) the file carries. The bytes go straight from the file into the tensor's
+/// memory (one copy), then to the device.
+pub fn load_tch(file: &mut TorchFile, tensor: &TensorRef, device: Device) -> Result<Tensor, TorchFileError> {
+    let plan = file.plan(tensor)?;
+    let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
+    let out = Tensor::empty(&shape, (kind_of(tensor.dtype), Device::Cpu));
+    if !plan.is_empty() {
+        // SAFETY: `out` is a freshly allocated, contiguous CPU tensor of exactly `plan.len()` bytes
+        // (numel x element size, checked by plan), owned by this function.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut u8, plan.len()) };
+        file.read_planned(&plan, bytes)?;
     }
+    Ok(if device == Device::Cpu { out } else { out.to_device(device) })
 }
 
 /// Loads the single tensor of a `torch.save(tensor)` file onto `device`.
 pub fn load_tch_tensor(path: impl AsRef<Path>, device: Device) -> Result<Tensor, TorchFileError> {
     let mut file = TorchFile::open(path)?;
     let t = file.tensor()?;
-    file.load_tch(&t, device)
+    load_tch(&mut file, &t, device)
 }
 
 /// Loads a name -> tensor file (a state dict) onto `device`, keys in file order.
 pub fn load_tch_map(path: impl AsRef<Path>, device: Device) -> Result<Vec<(String, Tensor)>, TorchFileError> {
     let mut file = TorchFile::open(path)?;
     let entries = file.tensor_map()?;
-    entries.into_iter().map(|(k, t)| Ok((k, file.load_tch(&t, device)?))).collect()
+    entries.into_iter().map(|(k, t)| Ok((k, load_tch(&mut file, &t, device)?))).collect()
 }
 
 /// Contiguous CPU copy of a tensor and its bytes' dtype; errors on unsupported kinds.
@@ -93,7 +91,7 @@ pub fn save_tch_tensor(path: impl AsRef<Path>, tensor: &Tensor) -> Result<(), To
     let path = path.as_ref();
     let (cpu, dtype) = cpu_contiguous(path, "tensor", tensor)?;
     let shape: Vec<usize> = cpu.size().iter().map(|&d| d as usize).collect();
-    crate::save_tensor(path, &TensorView::from_bytes(dtype, &shape, bytes_of(&cpu, dtype)))
+    torchfile::save_tensor(path, &TensorView::from_bytes(dtype, &shape, bytes_of(&cpu, dtype)))
 }
 
 /// Saves named tch tensors (from any device) as an `OrderedDict`, e.g. a state dict.
@@ -109,5 +107,5 @@ pub fn save_tch_map<S: AsRef<str>>(path: impl AsRef<Path>, entries: &[(S, Tensor
         .collect::<Result<_, TorchFileError>>()?;
     let views: Vec<(&str, TensorView<'_>)> =
         cpu.iter().map(|(n, t, d, s)| (*n, TensorView::from_bytes(*d, s, bytes_of(t, *d)))).collect();
-    crate::save_tensor_map(path, &views)
+    torchfile::save_tensor_map(path, &views)
 }

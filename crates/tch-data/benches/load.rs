@@ -1,7 +1,7 @@
 //! Loading an ML-20m-sized prepared dataset (four files, ~677 MB: train 19,861,770 x 2 int64 +
 //! labels, test 138,493 x 101 rows) from the page cache.
 //!
-//! `cargo bench -p spec-dataset --bench load`. Criterion prints time and throughput (bytes of
+//! `cargo bench -p tch-data --bench load`. Criterion prints time and throughput (bytes of
 //! tensor data per second) for the raw `.pt` reader and for the full dataset loader (dtype, shape
 //! and id-range checks included).
 
@@ -15,6 +15,15 @@ const USERS: i64 = 138_493;
 const ITEMS: i64 = 26_744;
 const TRAIN_ROWS: usize = 19_861_770;
 const TEST_ROWS: usize = 138_493 * 101;
+
+/// Full size under `cargo bench`; a hundredth when `cargo test --benches` only checks it runs.
+fn scale() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        1
+    } else {
+        100
+    }
+}
 
 fn ids(rows: usize, seed: u64) -> Vec<i64> {
     let mut state = seed;
@@ -32,15 +41,16 @@ fn ids(rows: usize, seed: u64) -> Vec<i64> {
 }
 
 fn write_dataset(dir: &Path) -> u64 {
-    let train = ids(TRAIN_ROWS, 1);
-    save_tensor(dir.join("train_data_0.pt"), &TensorView::from_i64(&train, &[TRAIN_ROWS, 2])).unwrap();
+    let (train_rows, test_rows) = (TRAIN_ROWS / scale(), TEST_ROWS / scale() / 101 * 101);
+    let train = ids(train_rows, 1);
+    save_tensor(dir.join("train_data_0.pt"), &TensorView::from_i64(&train, &[train_rows, 2])).unwrap();
     drop(train);
-    let test = ids(TEST_ROWS, 2);
-    save_tensor(dir.join("test_data_0.pt"), &TensorView::from_i64(&test, &[TEST_ROWS, 2])).unwrap();
+    let test = ids(test_rows, 2);
+    save_tensor(dir.join("test_data_0.pt"), &TensorView::from_i64(&test, &[test_rows, 2])).unwrap();
     drop(test);
-    let ones = vec![1f32; TRAIN_ROWS];
-    save_tensor(dir.join("train_data_1.pt"), &TensorView::from_f32(&ones, &[TRAIN_ROWS, 1])).unwrap();
-    save_tensor(dir.join("test_data_1.pt"), &TensorView::from_f32(&ones[..TEST_ROWS], &[TEST_ROWS, 1])).unwrap();
+    let ones = vec![1f32; train_rows];
+    save_tensor(dir.join("train_data_1.pt"), &TensorView::from_f32(&ones, &[train_rows, 1])).unwrap();
+    save_tensor(dir.join("test_data_1.pt"), &TensorView::from_f32(&ones[..test_rows], &[test_rows, 1])).unwrap();
     let spec = format!(
         "feature_spec:
   user: {{dtype: torch.int64, cardinality: {USERS}}}
@@ -58,7 +68,7 @@ channel_spec: {{user_ch: [user], item_ch: [item], label_ch: [label]}}
 "
     );
     std::fs::write(dir.join("feature_spec.yaml"), spec).unwrap();
-    ((TRAIN_ROWS + TEST_ROWS) * (16 + 4)) as u64
+    ((train_rows + test_rows) * (16 + 4)) as u64
 }
 
 fn bench(c: &mut Criterion) {
@@ -78,8 +88,8 @@ fn bench(c: &mut Criterion) {
     let spec = FeatureSpec::from_yaml_file(dir.path().join("feature_spec.yaml")).unwrap();
     group.bench_function("load_mapping_train_and_test_cpu", |b| {
         b.iter(|| {
-            let train = spec_dataset::load_mapping(&spec, "train", Device::Cpu).unwrap();
-            let test = spec_dataset::load_mapping(&spec, "test", Device::Cpu).unwrap();
+            let train = tch_data::load_mapping(&spec, "train", Device::Cpu).unwrap();
+            let test = tch_data::load_mapping(&spec, "test", Device::Cpu).unwrap();
             std::hint::black_box((train.rows, test.rows))
         })
     });

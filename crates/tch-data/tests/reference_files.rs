@@ -3,8 +3,9 @@
 
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
+use tch_data::{load_tch_map, load_tch_tensor, save_tch_map, save_tch_tensor};
 use test_support::{reference_prepared, run_python};
-use torchfile::{load_tch_map, load_tch_tensor, save_tch_map, save_tch_tensor, TorchFile};
+use torchfile::TorchFile;
 
 #[derive(serde::Deserialize)]
 struct Expected {
