@@ -66,7 +66,7 @@ pub fn id_limits<'a>(spec: &FeatureSpec, chunk: &'a Chunk, dtype: Dtype) -> Vec<
 /// across chunks, ids in `0..cardinality`), reading them into memory without libtorch. Returns the
 /// mapping's row count.
 pub fn verify_mapping(spec: &FeatureSpec, mapping: &str, options: LoadOptions) -> Result<usize, DatasetError> {
-    let mut rows: Option<usize> = None;
+    let mut rows = RowCount::new(mapping);
     for (c, chunk) in spec.mapping(mapping)?.iter().enumerate() {
         let key = format!("source_spec.{mapping}[{c}]");
         chunk.require_type(&ChunkType::TorchTensor, spec, &key)?;
@@ -98,21 +98,45 @@ pub fn verify_mapping(spec: &FeatureSpec, mapping: &str, options: LoadOptions) -
             }
             chunk_rows += n;
         }
-        match rows {
-            None => rows = Some(chunk_rows),
-            Some(first) if first != chunk_rows => {
+        rows.check(c, chunk, chunk_rows)?;
+    }
+    Ok(rows.rows())
+}
+
+/// The rule that the chunks of one mapping have equal row counts, checked chunk by chunk.
+#[derive(Debug, Clone)]
+pub struct RowCount {
+    mapping: String,
+    first: Option<usize>,
+}
+
+impl RowCount {
+    pub fn new(mapping: &str) -> RowCount {
+        RowCount { mapping: mapping.to_owned(), first: None }
+    }
+
+    /// Records chunk `index`'s row count; an error when it differs from chunk 0's.
+    pub fn check(&mut self, index: usize, chunk: &Chunk, rows: usize) -> Result<(), DatasetError> {
+        match self.first {
+            None => self.first = Some(rows),
+            Some(first) if first != rows => {
                 return Err(DatasetError::RowCount {
-                    mapping: mapping.to_owned(),
-                    chunk: c,
+                    mapping: self.mapping.clone(),
+                    chunk: index,
                     features: chunk.features.join(", "),
-                    rows: chunk_rows,
+                    rows,
                     first,
                 })
             }
             Some(_) => {}
         }
+        Ok(())
     }
-    Ok(rows.unwrap_or(0))
+
+    /// The mapping's row count (0 before any chunk).
+    pub fn rows(&self) -> usize {
+        self.first.unwrap_or(0)
+    }
 }
 
 /// Element `i` of little-endian integer data.

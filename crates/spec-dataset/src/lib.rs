@@ -21,7 +21,7 @@
 
 mod checks;
 
-pub use checks::{check_chunk_file, id_limits, verify_mapping};
+pub use checks::{check_chunk_file, id_limits, verify_mapping, RowCount};
 
 use featurespec::{Dtype, SpecError};
 use std::path::PathBuf;

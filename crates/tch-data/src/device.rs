@@ -2,7 +2,7 @@
 
 use featurespec::{ChunkType, FeatureSpec, LoadOptions};
 use indexmap::IndexMap;
-use spec_dataset::{check_chunk_file, id_limits, DatasetError};
+use spec_dataset::{check_chunk_file, id_limits, DatasetError, RowCount};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 use torchfile::TorchFile;
@@ -32,7 +32,7 @@ pub fn load_mapping_with(
 ) -> Result<MappingTensors, DatasetError> {
     let chunks = spec.mapping(mapping)?;
     let mut features = IndexMap::new();
-    let mut rows: Option<usize> = None;
+    let mut rows = RowCount::new(mapping);
     for (c, chunk) in chunks.iter().enumerate() {
         let key = format!("source_spec.{mapping}[{c}]");
         chunk.require_type(&ChunkType::TorchTensor, spec, &key)?;
@@ -42,25 +42,12 @@ pub fn load_mapping_with(
             parts.push(load_chunk_file(spec, chunk, &key, path, device)?);
         }
         let table = if parts.len() == 1 { parts.pop().expect("one part") } else { Tensor::cat(&parts, 0) };
-        let n = table.size()[0] as usize;
-        match rows {
-            None => rows = Some(n),
-            Some(first) if first != n => {
-                return Err(DatasetError::RowCount {
-                    mapping: mapping.to_owned(),
-                    chunk: c,
-                    features: chunk.features.join(", "),
-                    rows: n,
-                    first,
-                })
-            }
-            Some(_) => {}
-        }
+        rows.check(c, chunk, table.size()[0] as usize)?;
         for (i, name) in chunk.features.iter().enumerate() {
             features.insert(name.clone(), table.select(1, i as i64));
         }
     }
-    Ok(MappingTensors { mapping: mapping.to_owned(), rows: rows.unwrap_or(0), features })
+    Ok(MappingTensors { mapping: mapping.to_owned(), rows: rows.rows(), features })
 }
 
 /// One file of a chunk as a 2-D `[rows, features]` tensor on `device`, checked.

@@ -4,16 +4,8 @@
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 use tch_data::{load_tch_map, load_tch_tensor, save_tch_map, save_tch_tensor};
-use test_support::{reference_prepared, run_python};
+use test_support::{reference_prepared, run_python, tensor_manifest};
 use torchfile::TorchFile;
-
-#[derive(serde::Deserialize)]
-struct Expected {
-    key: Option<String>,
-    dtype: String,
-    shape: Vec<usize>,
-    bin: String,
-}
 
 const FILES: [&str; 5] =
     ["train_data_0.pt", "train_data_1.pt", "test_data_0.pt", "test_data_1.pt", "reference_model.pth"];
@@ -25,8 +17,7 @@ fn reference_dataset_and_checkpoint_equal_pytorchs_view() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/dump_files.py");
     let args = std::iter::once(out.path().to_owned()).chain(FILES.iter().map(|f| dir.join(f)));
     run_python(&script, args);
-    let manifest: std::collections::BTreeMap<String, Vec<Expected>> =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("manifest.json")).unwrap()).unwrap();
+    let manifest = tensor_manifest(out.path());
 
     for file in FILES {
         let mut pt = TorchFile::open(dir.join(file)).unwrap();

@@ -62,3 +62,20 @@ pub fn python_eval(code: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// One tensor a PyTorch oracle script described in its `manifest.json`: the key in its file (none
+/// for a single-tensor file), dtype and shape as PyTorch prints them, and the file holding its
+/// contiguous bytes.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ExpectedTensor {
+    pub key: Option<String>,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    pub bin: String,
+}
+
+/// Reads `dir/manifest.json`: file name -> its tensors in file order.
+pub fn tensor_manifest(dir: &Path) -> std::collections::BTreeMap<String, Vec<ExpectedTensor>> {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("the oracle wrote manifest.json");
+    serde_json::from_str(&text).expect("manifest.json is well formed")
+}

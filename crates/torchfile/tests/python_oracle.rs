@@ -2,32 +2,19 @@
 //! and strides, shared storages, state dicts, parameters) read back here byte for byte; files we
 //! write load in `torch.load(weights_only=True)` with the same dtypes, shapes, values and key order.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use test_support::run_python;
+use test_support::{run_python, tensor_manifest};
 use torchfile::{save_tensor, save_tensor_map, strip_module_prefix, Dtype, TensorView, TorchFile};
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(name)
 }
 
-#[derive(serde::Deserialize)]
-struct Expected {
-    key: Option<String>,
-    dtype: String,
-    shape: Vec<usize>,
-    bin: String,
-}
-
-fn manifest(dir: &Path) -> BTreeMap<String, Vec<Expected>> {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
 #[test]
 fn reads_every_file_torch_save_wrote() {
     let dir = tempfile::tempdir().unwrap();
     run_python(&script("write_cases.py"), [dir.path()]);
-    let cases = manifest(dir.path());
+    let cases = tensor_manifest(dir.path());
     assert!(cases.len() >= 30, "the oracle wrote {} files", cases.len());
     for (file, expected) in cases {
         let mut pt = TorchFile::open(dir.path().join(&file)).unwrap_or_else(|e| panic!("{e}"));
