@@ -29,5 +29,5 @@ echo "== Outputs"
 echo "   dataset: $out/synthetic (feature_spec.yaml, *.pt, raw ratings.csv)"
 echo
 echo "== Not implemented yet in this version (see the README's status table):"
-echo "   ncf-transcode, ncf-train (training), ncf-infer (benchmark, recommend)."
+echo "   ncf-train (training), ncf-infer (benchmark, recommend)."
 echo "   This demo did not train or evaluate anything."
