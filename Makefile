@@ -16,8 +16,10 @@ setup:
 build: setup
 	$(CARGO) build --workspace
 
+# Binaries and examples in one build, so both see one feature set (a separate `cargo run --example`
+# would resolve features anew and rebuild polars).
 release: setup
-	$(CARGO) build --workspace --release
+	$(CARGO) build --workspace --release --bins --examples
 
 # The README's test command: unit, integration and doc tests, then lints, then the CUDA-linking check.
 test: setup

@@ -22,7 +22,7 @@ echo "== 3. Check it as the reference's test_featurespec_correctness.py does (nc
 
 echo
 echo "== 4. Load its tensors through the library (examples/load_dataset.rs)"
-cargo run --quiet --release --example load_dataset -- "$out/synthetic"
+"$bin/examples/load_dataset" "$out/synthetic"
 
 echo
 echo "== Outputs"
