@@ -13,7 +13,8 @@ if [ ! -f "$raw" ]; then
   echo "bench-prepare: generating $raw (about 2 minutes)"
   "$here/.torch-venv/bin/python3" "$here/../shared/tools/make_ml20m_like.py" "$raw"
 fi
-cargo build --quiet --release -p ncf-prepare-cli --manifest-path "$here/Cargo.toml"
+# The same build as `make release`, so the artefacts are shared.
+cargo build --quiet --release --workspace --bins --examples --manifest-path "$here/Cargo.toml"
 bin="${CARGO_TARGET_DIR:-$here/target}/release/ncf-prepare"
 cat "$raw" > /dev/null   # page cache, as for every later run
 printf '%-5s %10s %14s\n' run "wall (s)" "peak RSS (MB)"

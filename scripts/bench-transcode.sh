@@ -9,7 +9,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${1:-3}"
 work="${2:-/tmp/ncf-bench}"
 py="$here/.torch-venv/bin/python3"
-cargo build --quiet --release -p ncf-prepare-cli -p ncf-transcode-cli --manifest-path "$here/Cargo.toml"
+# The same build as `make release`, so the artefacts are shared.
+cargo build --quiet --release --workspace --bins --examples --manifest-path "$here/Cargo.toml"
 bin="${CARGO_TARGET_DIR:-$here/target}/release"
 csv="$work/csv-dataset"
 if [ ! -f "$csv/feature_spec.yaml" ]; then
