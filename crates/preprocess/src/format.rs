@@ -29,9 +29,7 @@ impl RawFormat {
         let parent = path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_lowercase());
         match name.as_str() {
             "u.data" => RawFormat::Ml100k,
-            "ratings.dat" if parent.as_deref().is_some_and(|p| p.contains("ml-10m") || p.contains("ml-10")) => {
-                RawFormat::Ml10m
-            }
+            "ratings.dat" if parent.as_deref().is_some_and(|p| p.contains("ml-10m")) => RawFormat::Ml10m,
             "ratings.dat" => RawFormat::Ml1m,
             _ if ml20m_header(path) => RawFormat::Ml20m,
             _ => RawFormat::LikeMovielens,
@@ -72,14 +70,12 @@ impl RawFormat {
 pub(crate) const ML20M_HEADER: &str = "userId,movieId,rating,timestamp";
 
 fn ml20m_header(path: &Path) -> bool {
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Read};
     let Ok(file) = std::fs::File::open(path) else { return false };
     let mut first = String::new();
     let _ = BufReader::new(file).take(256).read_line(&mut first);
     first.trim_end() == ML20M_HEADER
 }
-
-use std::io::Read as _;
 
 impl fmt::Display for RawFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

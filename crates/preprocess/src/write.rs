@@ -117,29 +117,31 @@ pub fn write_atomically(
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-    let result = fill(&tmp).and_then(|()| {
-        if out.exists() {
-            if !replace {
-                return Err(PrepareError::Input {
-                    path: out.to_owned(),
-                    message: "already exists; pass --force to replace it".into(),
-                });
-            }
-            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-            std::fs::rename(out, &old).map_err(io(out))?;
-            std::fs::rename(&tmp, out).map_err(io(out))?;
-            std::fs::remove_dir_all(&old).map_err(io(&old))
-        } else {
-            std::fs::rename(&tmp, out).map_err(io(out))
+    // Removed on drop: on an error, an early return or a panic, nothing is left behind.
+    let tmp = tempfile::Builder::new().prefix(&format!(".{name}.tmp-")).tempdir_in(&parent).map_err(io(&parent))?;
+    fill(tmp.path())?;
+    // An existing folder is moved aside (into a second temporary folder, removed on drop) before the
+    // new one takes its name, so `out` never holds a mix of both.
+    let mut aside = None;
+    if out.exists() {
+        if !replace {
+            return Err(PrepareError::Input {
+                path: out.to_owned(),
+                message: "already exists; pass --force to replace it".into(),
+            });
         }
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+        let old = tempfile::Builder::new().prefix(&format!(".{name}.old-")).tempdir_in(&parent).map_err(io(&parent))?;
+        std::fs::rename(out, old.path().join("dataset")).map_err(io(out))?;
+        aside = Some(old);
     }
-    result
+    if let Err(source) = std::fs::rename(tmp.path(), out) {
+        // Put the old dataset back rather than lose it with the guard.
+        if let Some(old) = &aside {
+            let _ = std::fs::rename(old.path().join("dataset"), out);
+        }
+        return Err(PrepareError::Io { path: out.to_owned(), source });
+    }
+    // Renamed away: there is nothing left for the guard to remove.
+    let _ = tmp.keep();
+    Ok(())
 }
