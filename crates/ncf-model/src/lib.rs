@@ -1,10 +1,29 @@
 //! NeuMF, the Neural Matrix Factorization model of NCF, on tch: MF and MLP embedding pairs, an MLP
 //! tower and a final linear layer, with parameter names equal to PyTorch's state-dict keys so
-//! checkpoints move both ways.
+//! checkpoints move both ways (reference-semantics.md §4).
 //!
-//! **Status:** the model lands with the model-and-metrics issue. What is here now is [`runtime`]:
-//! choosing a device (`auto|cpu|cuda|cuda:N`) and reporting which libtorch is in use.
+//! **What it is for.** Building the reference's model ([`NeuMf::new`] from a [`NeuMfConfig`]), its
+//! forward pass, loading and saving `model.pth` state dicts that PyTorch reads and writes
+//! ([`NeuMf::load`], [`NeuMf::save`]), casting for inference ([`NeuMf::set_kind`]), and choosing a
+//! device ([`runtime`]).
 //!
-//! **What it is not:** a training loop (`ncf-train`) or a file reader (`torchfile`).
+//! **What it is not:** a training loop (`ncf-train`), a metric (`metrics`) or a file format
+//! (`torchfile`).
+//!
+//! ```no_run
+//! use ncf_model::{NeuMf, NeuMfConfig};
+//! let mut model = NeuMf::new(NeuMfConfig::new(138_493, 26_744), tch::Device::Cpu)?;
+//! model.load("model.pth")?; // a checkpoint of the reference's ncf.py, or ours
+//! model.set_train(false);
+//! let users = tch::Tensor::from_slice(&[0i64, 1]);
+//! let items = tch::Tensor::from_slice(&[5i64, 7]);
+//! let scores = model.forward_sigmoid(&users, &items); // [2, 1]
+//! # Ok::<(), ncf_model::ModelError>(())
+//! ```
 
+mod error;
+mod neumf;
 pub mod runtime;
+
+pub use error::ModelError;
+pub use neumf::{NeuMf, NeuMfConfig};

@@ -76,7 +76,14 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
         let (labels, ids) = rayon::join(
             || save_tensor(dir.join(format!("{}_data_1.pt", m.name)), &TensorView::from_f32(&m.labels, &[n, 1])),
             || {
-                let pairs: Vec<i64> = m.users.iter().zip(&m.items).flat_map(|(&u, &i)| [u, i]).collect();
+                let mut pairs = vec![0i64; 2 * n];
+                pairs.par_chunks_mut(1 << 16).enumerate().for_each(|(k, out)| {
+                    let first = k << 15;
+                    for (j, pair) in out.chunks_exact_mut(2).enumerate() {
+                        pair[0] = m.users[first + j];
+                        pair[1] = m.items[first + j];
+                    }
+                });
                 save_tensor(dir.join(format!("{}_data_0.pt", m.name)), &TensorView::from_i64(&pairs, &[n, 2]))
             },
         );
@@ -165,7 +172,7 @@ fn cardinality<'a>(
     declared: Cardinality,
     columns: impl Iterator<Item = &'a Vec<i64>>,
 ) -> Result<u64, TranscodeError> {
-    let largest = columns.flat_map(|c| c.iter().copied()).max().unwrap_or(-1);
+    let largest = columns.filter_map(|c| c.par_iter().copied().max()).max().unwrap_or(-1);
     match declared {
         Cardinality::Auto => Ok((largest + 1) as u64),
         Cardinality::Known(n) if (largest + 1) as u64 > n => {

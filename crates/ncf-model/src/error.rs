@@ -1,0 +1,23 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// What can go wrong building, loading or saving a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A model shape the reference would refuse (or crash on).
+    #[error("invalid NeuMF configuration: {0}")]
+    Config(String),
+
+    /// A state dict that does not fit the model; one line per key at fault.
+    #[error("the state dict does not fit the model:\n  {}", problems.join("\n  "))]
+    StateDict { problems: Vec<String> },
+
+    /// A checkpoint file that does not fit the model (check --factors, --layers and the dataset).
+    #[error("{} does not fit the model (were --factors, --layers and the dataset the same when it was saved?):\n  {}", path.display(), problems.join("\n  "))]
+    Checkpoint { path: PathBuf, problems: Vec<String> },
+
+    /// The file could not be read or written.
+    #[error(transparent)]
+    File(#[from] torchfile::TorchFileError),
+}

@@ -1,0 +1,264 @@
+//! NeuMF: the model of the reference's `neumf.py`, parameter for parameter.
+
+use crate::ModelError;
+use std::path::Path;
+use tch::nn::{self, Init, Module};
+use tch::{Device, Kind, Tensor};
+
+/// The shape of a NeuMF model. Defaults are the reference's (`--factors 64 --layers 256 256 128 64
+/// --dropout 0.5`); `users` and `items` are the dataset's cardinalities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeuMfConfig {
+    /// Number of users (rows of the user embeddings).
+    pub users: i64,
+    /// Number of items (rows of the item embeddings).
+    pub items: i64,
+    /// Width of the MF embeddings (`--factors`).
+    pub mf_dim: i64,
+    /// MLP sizes (`--layers`): the first is the concatenated MLP embedding width (so each MLP
+    /// embedding is half of it, and it must be even), each next one a Linear + ReLU + dropout.
+    pub mlp_layers: Vec<i64>,
+    /// Dropout probability after each MLP layer in training mode (`--dropout`).
+    pub dropout: f64,
+}
+
+impl NeuMfConfig {
+    /// The reference's defaults for a dataset of `users` x `items`.
+    pub fn new(users: i64, items: i64) -> Self {
+        NeuMfConfig { users, items, mf_dim: 64, mlp_layers: vec![256, 256, 128, 64], dropout: 0.5 }
+    }
+
+    /// Checks the rules the reference enforces (and a few it leaves to a crash).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |message: String| Err(ModelError::Config(message));
+        if self.users < 1 || self.items < 1 {
+            return bad(format!("users ({}) and items ({}) must be at least 1", self.users, self.items));
+        }
+        if self.mf_dim < 1 {
+            return bad(format!("factors (MF width) must be at least 1, got {}", self.mf_dim));
+        }
+        match self.mlp_layers.first() {
+            None => return bad("layers must name at least one size (the MLP embedding width)".into()),
+            Some(&first) if first < 2 || first % 2 != 0 => return bad(format!(
+                "layers[0] = {first} must be even and at least 2: it is the user and item MLP embeddings side by side"
+            )),
+            Some(_) => {}
+        }
+        if let Some(&size) = self.mlp_layers.iter().find(|&&s| s < 1) {
+            return bad(format!("every layer size must be at least 1, got {size}"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+
+    /// Number of trainable parameters (31,832,577 for ML-20m with the defaults).
+    pub fn parameter_count(&self) -> i64 {
+        let embeddings = (self.users + self.items) * (self.mf_dim + self.mlp_layers[0] / 2);
+        let mlp: i64 = self.mlp_layers.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+        let last = *self.mlp_layers.last().unwrap_or(&0);
+        embeddings + mlp + (last + self.mf_dim) + 1
+    }
+}
+
+/// NeuMF: `logit = final([mf_user(u) * mf_item(i), mlp([mlp_user(u), mlp_item(i)])])`.
+///
+/// The parameters live in the model's own [`nn::VarStore`], named exactly as PyTorch's state dict
+/// keys (`mf_user_embed.weight`, `mlp.0.weight`, `final.bias`, ...), in the same order
+/// ([`NeuMf::parameter_names`]).
+#[derive(Debug)]
+pub struct NeuMf {
+    vs: nn::VarStore,
+    config: NeuMfConfig,
+    mf_user_embed: nn::Embedding,
+    mf_item_embed: nn::Embedding,
+    mlp_user_embed: nn::Embedding,
+    mlp_item_embed: nn::Embedding,
+    mlp: Vec<nn::Linear>,
+    final_layer: nn::Linear,
+    train: bool,
+}
+
+impl NeuMf {
+    /// A freshly initialised model on `device`, in training mode, initialised as the reference does:
+    /// embeddings N(0, 0.01), MLP weights Glorot-uniform, the final weight LeCun-uniform, biases
+    /// PyTorch's Linear default (uniform ±1/sqrt(fan_in)). Seed with [`tch::manual_seed`].
+    pub fn new(config: NeuMfConfig, device: Device) -> Result<Self, ModelError> {
+        config.validate()?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let embedding = |name: &str, rows: i64, dim: i64| {
+            let init = Init::Randn { mean: 0.0, stdev: 0.01 };
+            nn::embedding(&root / name, rows, dim, nn::EmbeddingConfig { ws_init: init, ..Default::default() })
+        };
+        let half = config.mlp_layers[0] / 2;
+        let mf_user_embed = embedding("mf_user_embed", config.users, config.mf_dim);
+        let mf_item_embed = embedding("mf_item_embed", config.items, config.mf_dim);
+        let mlp_user_embed = embedding("mlp_user_embed", config.users, half);
+        let mlp_item_embed = embedding("mlp_item_embed", config.items, half);
+        let linear = |path: nn::Path, fan_in: i64, fan_out: i64, limit: f64| {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let cfg = nn::LinearConfig {
+                ws_init: Init::Uniform { lo: -limit, up: limit },
+                bs_init: Some(Init::Uniform { lo: -bound, up: bound }),
+                bias: true,
+            };
+            nn::linear(path, fan_in, fan_out, cfg)
+        };
+        let mlp = config
+            .mlp_layers
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let glorot = (6.0 / (w[0] + w[1]) as f64).sqrt();
+                linear(&root / "mlp" / i, w[0], w[1], glorot)
+            })
+            .collect();
+        let last = *config.mlp_layers.last().unwrap_or(&half);
+        let fan_in = last + config.mf_dim;
+        let final_layer = linear(&root / "final", fan_in, 1, (3.0 / fan_in as f64).sqrt());
+        Ok(NeuMf {
+            vs,
+            config,
+            mf_user_embed,
+            mf_item_embed,
+            mlp_user_embed,
+            mlp_item_embed,
+            mlp,
+            final_layer,
+            train: true,
+        })
+    }
+
+    /// Logits `[N, 1]` for int64 user and item ids `[N]` (on the model's device).
+    pub fn forward(&self, users: &Tensor, items: &Tensor) -> Tensor {
+        let mf = self.mf_user_embed.forward(users) * self.mf_item_embed.forward(items);
+        let mut mlp = Tensor::cat(&[self.mlp_user_embed.forward(users), self.mlp_item_embed.forward(items)], 1);
+        for layer in &self.mlp {
+            mlp = layer.forward(&mlp).relu();
+            if self.config.dropout != 0.0 {
+                mlp = mlp.dropout(self.config.dropout, self.train);
+            }
+        }
+        self.final_layer.forward(&Tensor::cat(&[mf, mlp], 1))
+    }
+
+    /// Probabilities `[N, 1]`: `sigmoid(forward)`, what evaluation ranks by.
+    pub fn forward_sigmoid(&self, users: &Tensor, items: &Tensor) -> Tensor {
+        self.forward(users, items).sigmoid()
+    }
+
+    /// Training mode (dropout on) or evaluation mode (off), like `module.train(bool)`.
+    pub fn set_train(&mut self, train: bool) {
+        self.train = train;
+    }
+
+    /// Whether dropout is applied.
+    pub fn is_training(&self) -> bool {
+        self.train
+    }
+
+    pub fn config(&self) -> &NeuMfConfig {
+        &self.config
+    }
+
+    /// The parameters, for an optimizer (e.g. `nn::Adam::default().build(model.var_store(), lr)`).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The state-dict keys, in PyTorch's order.
+    pub fn parameter_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = ["mf_user_embed", "mf_item_embed", "mlp_user_embed", "mlp_item_embed"]
+            .map(|n| format!("{n}.weight"))
+            .into();
+        for i in 0..self.mlp.len() {
+            names.push(format!("mlp.{i}.weight"));
+            names.push(format!("mlp.{i}.bias"));
+        }
+        names.push("final.weight".into());
+        names.push("final.bias".into());
+        names
+    }
+
+    /// `(name, tensor)` in state-dict order; the tensors share memory with the model.
+    pub fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let vars = self.vs.variables();
+        self.parameter_names()
+            .into_iter()
+            .filter_map(|name| vars.get(&name).map(|t| (name, t.shallow_clone())))
+            .collect()
+    }
+
+    /// Parameters actually held (equals [`NeuMfConfig::parameter_count`]).
+    pub fn parameter_count(&self) -> i64 {
+        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+
+    /// Copies a state dict into the model. Keys may carry DDP's `module.` prefix. Every key must be
+    /// present with the model's shape, and no other key may appear; otherwise nothing is changed and
+    /// the error lists each missing, unexpected and mis-shaped key. Values are cast to the model's
+    /// kind and device.
+    pub fn load_state_dict(&mut self, entries: Vec<(String, Tensor)>) -> Result<(), ModelError> {
+        let entries = torchfile::strip_module_prefix(entries);
+        let vars = self.vs.variables();
+        let names = self.parameter_names();
+        let mut problems = Vec::new();
+        for name in &names {
+            match entries.iter().find(|(k, _)| k == name) {
+                None => problems.push(format!("missing `{name}` (model shape {:?})", vars[name].size())),
+                Some((_, t)) if t.size() != vars[name].size() => problems.push(format!(
+                    "`{name}`: checkpoint shape {:?}, model shape {:?}",
+                    t.size(),
+                    vars[name].size()
+                )),
+                Some(_) => {}
+            }
+        }
+        for (k, t) in &entries {
+            if !names.contains(k) {
+                problems.push(format!("unexpected `{k}` (shape {:?})", t.size()));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ModelError::StateDict { problems });
+        }
+        tch::no_grad(|| {
+            for (name, value) in &entries {
+                let mut var = vars[name].shallow_clone();
+                var.copy_(&value.to_device(var.device()).to_kind(var.kind()));
+            }
+        });
+        Ok(())
+    }
+
+    /// Loads a `model.pth` state dict (PyTorch's or ours; any location tag) into the model.
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<(), ModelError> {
+        let path = path.as_ref();
+        let entries = tch_data::load_tch_map(path, Device::Cpu)?;
+        self.load_state_dict(entries).map_err(|e| match e {
+            ModelError::StateDict { problems } => ModelError::Checkpoint { path: path.to_owned(), problems },
+            other => other,
+        })
+    }
+
+    /// Saves the state dict as PyTorch does (`torch.save(model.state_dict(), path)`), atomically;
+    /// `torch.load(path, weights_only=True)` and `NeuMF.load_state_dict` take it.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
+        Ok(tch_data::save_tch_map(path, &self.state_dict())?)
+    }
+
+    /// Casts every parameter to `kind` (e.g. `Kind::Half` or `Kind::BFloat16` for inference).
+    pub fn set_kind(&mut self, kind: Kind) {
+        self.vs.set_kind(kind);
+    }
+}

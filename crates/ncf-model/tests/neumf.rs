@@ -1,0 +1,215 @@
+//! NeuMF against PyTorch: the reference architecture (tests/py/neumf_reference.py) scores the same
+//! ids from the same state dict, checkpoints move both ways, and the model's shape rules hold.
+
+use ncf_model::{ModelError, NeuMf, NeuMfConfig};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+use test_support::run_python;
+
+fn small() -> NeuMfConfig {
+    NeuMfConfig { users: 50, items: 70, mf_dim: 8, mlp_layers: vec![16, 32, 8], dropout: 0.5 }
+}
+
+fn config_json(c: &NeuMfConfig) -> String {
+    serde_json::json!({"users": c.users, "items": c.items, "mf_dim": c.mf_dim, "layers": c.mlp_layers, "dropout": c.dropout})
+        .to_string()
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/neumf_reference.py")
+}
+
+fn random_ids(c: &NeuMfConfig, n: i64) -> (Tensor, Tensor) {
+    let opts = (Kind::Int64, Device::Cpu);
+    (Tensor::randint(c.users, [n], opts), Tensor::randint(c.items, [n], opts))
+}
+
+/// PyTorch's logits for `ids` from the state dict at `state`.
+fn pytorch_logits(c: &NeuMfConfig, state: &Path, users: &Tensor, items: &Tensor) -> Tensor {
+    let dir = tempfile::tempdir().unwrap();
+    let (ids, out) = (dir.path().join("ids.pt"), dir.path().join("logits.pt"));
+    tch_data::save_tch_map(&ids, &[("users", users.shallow_clone()), ("items", items.shallow_clone())]).unwrap();
+    let args = [
+        "forward".to_owned(),
+        config_json(c),
+        state.display().to_string(),
+        ids.display().to_string(),
+        out.display().to_string(),
+    ];
+    run_python(&script(), &args);
+    tch_data::load_tch_tensor(&out, Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn our_logits_equal_pytorchs_for_our_checkpoint() {
+    tch::manual_seed(3);
+    let c = small();
+    let mut model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    model.set_train(false);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("model.pth");
+    model.save(&state).unwrap();
+    let (users, items) = random_ids(&c, 1000);
+    let ours = tch::no_grad(|| model.forward(&users, &items));
+    let theirs = pytorch_logits(&c, &state, &users, &items);
+    assert_eq!(ours.size(), vec![1000, 1]);
+    let diff = max_abs_diff(&ours, &theirs);
+    assert!(diff < 1e-5, "max |ours - pytorch| = {diff}");
+    // Not a vacuous match: the logits vary.
+    assert!(ours.std(true).double_value(&[]) > 1e-4);
+}
+
+#[test]
+fn a_pytorch_ddp_checkpoint_loads_and_scores_the_same() {
+    let c = small();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("ddp.pth");
+    run_python(&script(), ["init".to_owned(), "5".to_owned(), config_json(&c), state.display().to_string()]);
+    let mut model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    model.load(&state).unwrap(); // keys carry `module.`
+    model.set_train(false);
+    let (users, items) = random_ids(&c, 500);
+    let diff =
+        max_abs_diff(&tch::no_grad(|| model.forward(&users, &items)), &pytorch_logits(&c, &state, &users, &items));
+    assert!(diff < 1e-5, "max |ours - pytorch| = {diff}");
+    // And it round-trips: saved by us, the same values and PyTorch's key order.
+    let again = dir.path().join("again.pth");
+    model.save(&again).unwrap();
+    let names: Vec<String> = tch_data::load_tch_map(&again, Device::Cpu).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(names, model.parameter_names());
+    assert_eq!(
+        names,
+        [
+            "mf_user_embed.weight",
+            "mf_item_embed.weight",
+            "mlp_user_embed.weight",
+            "mlp_item_embed.weight",
+            "mlp.0.weight",
+            "mlp.0.bias",
+            "mlp.1.weight",
+            "mlp.1.bias",
+            "final.weight",
+            "final.bias"
+        ]
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_shape_is_refused_with_every_key_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("model.pth");
+    NeuMf::new(small(), Device::Cpu).unwrap().save(&state).unwrap();
+    let other = NeuMfConfig { items: 71, mlp_layers: vec![16, 32, 8, 4], ..small() };
+    let mut model = NeuMf::new(other, Device::Cpu).unwrap();
+    let before = model.state_dict()[0].1.copy();
+    let err = model.load(&state).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ModelError::Checkpoint { .. }), "{msg}");
+    for needle in [
+        "model.pth",
+        "`mf_item_embed.weight`: checkpoint shape [70, 8], model shape [71, 8]",
+        "`mlp_item_embed.weight`: checkpoint shape [70, 8], model shape [71, 8]",
+        "missing `mlp.2.weight` (model shape [4, 8])",
+        "`final.weight`: checkpoint shape [1, 16], model shape [1, 12]",
+    ] {
+        assert!(msg.contains(needle), "`{needle}` not in:\n{msg}");
+    }
+    assert!(!msg.contains("mf_user_embed"), "a fitting key is not listed:\n{msg}");
+    // Nothing was copied.
+    assert!(max_abs_diff(&model.state_dict()[0].1, &before) == 0.0);
+}
+
+#[test]
+fn unexpected_keys_are_refused() {
+    let mut model = NeuMf::new(small(), Device::Cpu).unwrap();
+    let mut entries = model.state_dict().into_iter().map(|(k, v)| (k, v.copy())).collect::<Vec<_>>();
+    entries.push(("mlp.7.weight".into(), Tensor::zeros([2, 2], (Kind::Float, Device::Cpu))));
+    let msg = model.load_state_dict(entries).unwrap_err().to_string();
+    assert!(msg.contains("unexpected `mlp.7.weight` (shape [2, 2])"), "{msg}");
+}
+
+#[test]
+fn ml20m_defaults_have_the_reference_parameter_count() {
+    let config = NeuMfConfig::new(138_493, 26_744);
+    assert_eq!(config.parameter_count(), 31_832_577);
+    assert_eq!(NeuMf::new(config, Device::Cpu).unwrap().parameter_count(), 31_832_577);
+}
+
+#[test]
+fn odd_or_empty_layers_are_refused() {
+    for layers in [vec![255, 128], vec![], vec![0], vec![16, 0]] {
+        let err = NeuMf::new(NeuMfConfig { mlp_layers: layers.clone(), ..small() }, Device::Cpu).unwrap_err();
+        assert!(matches!(err, ModelError::Config(_)), "{layers:?}: {err}");
+    }
+    let msg = NeuMf::new(NeuMfConfig { mlp_layers: vec![255, 128], ..small() }, Device::Cpu).unwrap_err().to_string();
+    assert!(msg.contains("layers[0] = 255 must be even"), "{msg}");
+}
+
+#[test]
+fn initialisation_follows_the_reference() {
+    tch::manual_seed(1);
+    let c = NeuMfConfig { users: 2000, items: 3000, mf_dim: 32, mlp_layers: vec![64, 128, 32], dropout: 0.5 };
+    let model = NeuMf::new(c, Device::Cpu).unwrap();
+    let sd: std::collections::HashMap<String, Tensor> = model.state_dict().into_iter().collect();
+    let std = |k: &str| sd[k].std(true).double_value(&[]);
+    let bound = |k: &str| sd[k].abs().max().double_value(&[]);
+    for k in ["mf_user_embed.weight", "mf_item_embed.weight", "mlp_user_embed.weight", "mlp_item_embed.weight"] {
+        assert!((std(k) - 0.01).abs() < 0.0005, "{k}: std {}", std(k));
+        assert!(sd[k].mean(Kind::Float).double_value(&[]).abs() < 0.001);
+    }
+    // Uniform(-a, a): the largest |w| is just under a, and the std is a / sqrt(3).
+    for (k, a) in [
+        ("mlp.0.weight", (6.0f64 / (64.0 + 128.0)).sqrt()),
+        ("mlp.1.weight", (6.0f64 / (128.0 + 32.0)).sqrt()),
+        ("final.weight", (3.0f64 / 64.0).sqrt()),
+        ("mlp.0.bias", 1.0 / 64f64.sqrt()),
+        ("mlp.1.bias", 1.0 / 128f64.sqrt()),
+        ("final.bias", 1.0 / 64f64.sqrt()),
+    ] {
+        assert!(bound(k) <= a && bound(k) > 0.8 * a, "{k}: max |w| {} for bound {a}", bound(k));
+        if sd[k].numel() > 1000 {
+            assert!((std(k) - a / 3f64.sqrt()).abs() < 0.05 * a, "{k}: std {}", std(k));
+        }
+    }
+}
+
+#[test]
+fn dropout_only_in_training_mode() {
+    tch::manual_seed(2);
+    let c = small();
+    let mut model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    let (users, items) = random_ids(&c, 200);
+    model.set_train(false);
+    let a = tch::no_grad(|| model.forward(&users, &items));
+    let b = tch::no_grad(|| model.forward(&users, &items));
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    model.set_train(true);
+    let t = tch::no_grad(|| model.forward(&users, &items));
+    assert!(max_abs_diff(&a, &t) > 1e-6);
+}
+
+#[test]
+fn half_and_bfloat16_casts_score_close_to_float32() {
+    tch::manual_seed(4);
+    let c = small();
+    let mut model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    model.set_train(false);
+    let (users, items) = random_ids(&c, 300);
+    let full = tch::no_grad(|| model.forward_sigmoid(&users, &items));
+    for kind in [Kind::Half, Kind::BFloat16] {
+        let mut cast = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+        cast.load_state_dict(model.state_dict()).unwrap();
+        cast.set_kind(kind);
+        cast.set_train(false);
+        assert!(cast.state_dict().iter().all(|(_, t)| t.kind() == kind));
+        let p = tch::no_grad(|| cast.forward_sigmoid(&users, &items));
+        assert_eq!(p.kind(), kind);
+        let diff = max_abs_diff(&p.to_kind(Kind::Float), &full);
+        assert!(diff < 1e-2, "{kind:?}: {diff}");
+    }
+}
