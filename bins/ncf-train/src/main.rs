@@ -1,17 +1,112 @@
 //! `ncf-train`: train and evaluate NeuMF on a feature-spec dataset (replaces ncf.py).
 //!
-//! A thin command-line layer; the work lives in the library crates.
+//! A thin command-line layer over the `ncf-train` crate: flags, progress bars, summaries.
 
-use clap::Parser;
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use ncf_model::runtime::{DeviceChoice, RuntimeInfo};
+use ncf_train::{EpochReport, Mode, Observer, TrainConfig, Trainer};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Train and evaluate NeuMF on a feature-spec dataset (replaces ncf.py).
+/// Train a Neural Collaborative Filtering model (NeuMF), or evaluate a checkpoint (replaces ncf.py).
+///
+/// Takes every flag of the reference's ncf.py, with its defaults, in both spellings
+/// (--batch_size or --batch-size). Reads a dataset prepared by ncf-prepare, ncf-transcode or the
+/// reference itself; writes checkpoint_dir/model.pth (PyTorch format) whenever HR@k improves, a
+/// training state for --resume every epoch, and a DLLogger JSON log at --log_path.
+///
+/// Examples:
+///   ncf-train --data data/cache/ml-20m --checkpoint_dir runs/ml-20m
+///   ncf-train --data data/cache/ml-latest-small -b 16384 --valid_batch_size 65536 -e 20 --seed 1
+///   ncf-train --data data/cache/ml-20m --mode test --load_checkpoint_path runs/ml-20m/model.pth
+///   ncf-train --data data/cache/ml-20m --checkpoint_dir runs/ml-20m --resume runs/ml-20m
 #[derive(Parser, Debug)]
-#[command(name = "ncf-train", version, about)]
+#[command(name = "ncf-train", version, verbatim_doc_comment, args_override_self = true)]
 struct Cli {
+    /// Path to the directory containing the feature specification yaml.
+    #[arg(long, required_unless_present = "runtime_info")]
+    data: Option<PathBuf>,
+    /// Name of the feature specification file or path relative to the data directory.
+    #[arg(long = "feature_spec_file", alias = "feature-spec-file", default_value = "feature_spec.yaml")]
+    feature_spec_file: String,
+    /// Number of epochs for training.
+    #[arg(short = 'e', long, default_value_t = 30)]
+    epochs: usize,
+    /// Number of examples for each iteration.
+    #[arg(short = 'b', long = "batch_size", alias = "batch-size", default_value_t = 1 << 20)]
+    batch_size: i64,
+    /// Number of examples in each validation chunk.
+    #[arg(long = "valid_batch_size", alias = "valid-batch-size", default_value_t = 1 << 20)]
+    valid_batch_size: i64,
+    /// Number of predictive factors (MF embedding width).
+    #[arg(short = 'f', long, default_value_t = 64)]
+    factors: i64,
+    /// Sizes of hidden layers for MLP (the first is both MLP embeddings side by side; even).
+    #[arg(long, num_args = 1.., default_values_t = [256, 256, 128, 64])]
+    layers: Vec<i64>,
+    /// Number of negative examples per interaction.
+    #[arg(short = 'n', long = "negative_samples", alias = "negative-samples", default_value_t = 4)]
+    negative_samples: i64,
+    /// Learning rate for optimizer.
+    #[arg(short = 'l', long = "learning_rate", alias = "learning-rate", default_value_t = 0.0045)]
+    learning_rate: f64,
+    /// Rank for test examples to be considered a hit (the k of HR@k and NDCG@k).
+    #[arg(short = 'k', long, default_value_t = 10)]
+    topk: i64,
+    /// Seed of everything random; -1 draws one (and logs it).
+    #[arg(short = 's', long, default_value_t = -1, allow_negative_numbers = true)]
+    seed: i64,
+    /// Stop training early at this HR@k.
+    #[arg(short = 't', long, default_value_t = 1.0)]
+    threshold: f64,
+    /// Beta1 for Adam (also -b1).
+    #[arg(long, default_value_t = 0.25)]
+    beta1: f64,
+    /// Beta2 for Adam (also -b2).
+    #[arg(long, default_value_t = 0.5)]
+    beta2: f64,
+    /// Epsilon for Adam.
+    #[arg(long, default_value_t = 1e-8)]
+    eps: f64,
+    /// Dropout probability; 0 turns dropout off.
+    #[arg(long, default_value_t = 0.5)]
+    dropout: f64,
+    /// Directory for model.pth and the training state; an empty value saves nothing.
+    #[arg(long = "checkpoint_dir", alias = "checkpoint-dir", default_value = "/data/checkpoints/")]
+    checkpoint_dir: String,
+    /// Checkpoint (a state dict, ours or the reference's) to load before training or evaluation.
+    #[arg(long = "load_checkpoint_path", alias = "load-checkpoint-path")]
+    load_checkpoint_path: Option<PathBuf>,
+    /// "test" runs a single evaluation; "train" trains.
+    #[arg(long, value_enum, default_value_t = ModeArg::Train)]
+    mode: ModeArg,
+    /// Number of gradients to accumulate before performing an optimization step.
+    #[arg(long = "grads_accumulated", alias = "grads-accumulated", default_value_t = 1)]
+    grads_accumulated: usize,
+    /// Enable mixed precision training.
+    #[arg(long)]
+    amp: bool,
+    /// Path for the JSON training log (DLLogger format); an empty value writes none.
+    #[arg(long = "log_path", alias = "log-path", default_value = "log.json")]
+    log_path: String,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Continue an interrupted run from DIR/training_state.pt (written every epoch into
+    /// --checkpoint_dir): model, Adam state, epoch and seed.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     /// Print which libtorch this binary runs on and whether CUDA is usable, then exit.
     #[arg(long)]
     runtime_info: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    Train,
+    Test,
 }
 
 fn main() -> ExitCode {
@@ -19,12 +114,136 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    tracing::debug!(?cli, "parsed arguments");
-    if cli.runtime_info {
-        println!("{}", ncf_model::runtime::RuntimeInfo::current());
-        return ExitCode::SUCCESS;
+    // The reference spells the Adam betas `-b1` / `-b2`; a one-letter flag parser would read them
+    // as `-b 1`, so they are renamed before parsing.
+    let args = std::env::args().map(|a| match a.as_str() {
+        "-b1" => "--beta1".to_owned(),
+        "-b2" => "--beta2".to_owned(),
+        _ => a,
+    });
+    match run(Cli::parse_from(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ncf-train: error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-    eprintln!("ncf-train: training is not implemented yet in this version of ncf-rs (see the README's status table)");
-    ExitCode::from(2)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if cli.runtime_info {
+        println!("{}", RuntimeInfo::current());
+        return Ok(());
+    }
+    let device = cli.device.resolve()?;
+    let optional = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+    let config = TrainConfig {
+        data: cli.data.clone().unwrap_or_default(),
+        feature_spec_file: cli.feature_spec_file.clone(),
+        epochs: cli.epochs,
+        batch_size: cli.batch_size,
+        valid_batch_size: cli.valid_batch_size,
+        factors: cli.factors,
+        layers: cli.layers.clone(),
+        negative_samples: cli.negative_samples,
+        learning_rate: cli.learning_rate,
+        topk: cli.topk,
+        seed: (cli.seed >= 0).then_some(cli.seed as u64),
+        threshold: cli.threshold,
+        beta1: cli.beta1,
+        beta2: cli.beta2,
+        eps: cli.eps,
+        dropout: cli.dropout,
+        checkpoint_dir: optional(&cli.checkpoint_dir),
+        load_checkpoint_path: cli.load_checkpoint_path.clone(),
+        mode: match cli.mode {
+            ModeArg::Train => Mode::Train,
+            ModeArg::Test => Mode::Test,
+        },
+        grads_accumulated: cli.grads_accumulated,
+        amp: cli.amp,
+        log_path: optional(&cli.log_path),
+        device,
+        resume: cli.resume.clone(),
+    };
+    let data = config.data.display().to_string();
+    let mut trainer = Trainer::new(config).with_context(|| format!("setting up the run on {data}"))?;
+    let k = cli.topk;
+    eprintln!(
+        "ncf-train: {} on {:?}, seed {}, {} batches of {} per epoch",
+        data,
+        device,
+        trainer.seed(),
+        trainer.batches_per_epoch(),
+        cli.batch_size
+    );
+    let mut bars = Bars { bar: None, epochs: cli.epochs, k };
+    let summary = trainer.run(&mut bars)?;
+    if let Some(bar) = bars.bar.take() {
+        bar.finish_and_clear();
+    }
+    match cli.mode {
+        ModeArg::Test => {
+            let e = summary.epochs[0].eval;
+            println!(
+                "HR@{k} {:.6}  NDCG@{k} {:.6}  validation loss {:.6}  ({:.0} test rows/s)",
+                e.hr, e.ndcg, e.validation_loss, e.throughput
+            );
+        }
+        ModeArg::Train => {
+            let best = summary.best_epoch.map_or("none".to_owned(), |e| e.to_string());
+            println!(
+                "best HR@{k} {:.6} at epoch {best}{}",
+                summary.best_hr,
+                if summary.reached_threshold { " (threshold reached)" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar per epoch and a summary line after it, on stderr.
+struct Bars {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+    k: i64,
+}
+
+impl Observer for Bars {
+    fn epoch_started(&mut self, epoch: usize, batches: u64) {
+        let bar = ProgressBar::new(batches);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches, {per_sec}, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("{}/{}", epoch + 1, self.epochs));
+        self.bar = Some(bar);
+    }
+
+    fn batches_done(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+
+    fn epoch_finished(&mut self, r: &EpochReport) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let k = self.k;
+        eprintln!(
+            "epoch {:>3}/{}: train {:.2} s ({:.0} samples/s) loss {:.4} | HR@{k} {:.4} NDCG@{k} {:.4} val loss {:.4} | eval {:.2} s{}",
+            r.epoch + 1,
+            self.epochs,
+            r.train_seconds,
+            r.train_throughput,
+            r.train_loss,
+            r.eval.hr,
+            r.eval.ndcg,
+            r.eval.validation_loss,
+            r.eval.seconds,
+            if r.improved { " *" } else { "" }
+        );
+    }
 }

@@ -39,9 +39,11 @@ impl NeuMfConfig {
         }
         match self.mlp_layers.first() {
             None => return bad("layers must name at least one size (the MLP embedding width)".into()),
-            Some(&first) if first < 2 || first % 2 != 0 => return bad(format!(
+            Some(&first) if first < 2 || first % 2 != 0 => {
+                return bad(format!(
                 "layers[0] = {first} must be even and at least 2: it is the user and item MLP embeddings side by side"
-            )),
+            ))
+            }
             Some(_) => {}
         }
         if let Some(&size) = self.mlp_layers.iter().find(|&&s| s < 1) {

@@ -50,17 +50,18 @@ def build(cfg):
     return NeuMF(cfg["users"], cfg["items"], cfg["mf_dim"], cfg["layers"], cfg["dropout"])
 
 
-if sys.argv[1] == "forward":
-    cfg, state, ids, out = json.loads(sys.argv[2]), *sys.argv[3:6]
-    d = torch.load(ids, weights_only=True)
-    model = build(cfg)
-    sd = torch.load(state, weights_only=True)
-    model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
-    model.eval()
-    with torch.no_grad():
-        torch.save(model(d["users"], d["items"]), out)
-elif sys.argv[1] == "init":
-    seed, cfg, state = int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
-    torch.manual_seed(seed)
-    model = build(cfg)
-    torch.save({"module." + k: v for k, v in model.state_dict().items()}, state)
+if __name__ == "__main__":
+    if sys.argv[1] == "forward":
+        cfg, state, ids, out = json.loads(sys.argv[2]), *sys.argv[3:6]
+        d = torch.load(ids, weights_only=True)
+        model = build(cfg)
+        sd = torch.load(state, weights_only=True)
+        model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
+        model.eval()
+        with torch.no_grad():
+            torch.save(model(d["users"], d["items"]), out)
+    elif sys.argv[1] == "init":
+        seed, cfg, state = int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+        torch.manual_seed(seed)
+        model = build(cfg)
+        torch.save({"module." + k: v for k, v in model.state_dict().items()}, state)

@@ -1,0 +1,70 @@
+//! The reference's own robustness suite (test_dataset.sh, test_cases.sh), as real runs: one epoch
+//! must train and evaluate on every dataset variant and with 0, 1 and 10 train negatives.
+
+mod common;
+use common::{log_lines, ncf_train, ok, tiny_dataset};
+use std::path::Path;
+
+fn one_epoch(data: &Path, extra: &[&str]) -> serde_json::Value {
+    let log = data.join("run-log.json");
+    let mut args: Vec<String> =
+        ["--data", &data.display().to_string(), "-e", "1", "-b", "1024", "--valid_batch_size", "4096"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    args.extend(["--checkpoint_dir".into(), String::new(), "--log_path".into(), log.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    ok(&ncf_train(&args));
+    let lines = log_lines(&log);
+    let (_, epoch) = lines.iter().find(|(step, _)| step == &serde_json::json!([0])).expect("an epoch line").clone();
+    epoch
+}
+
+#[test]
+fn one_epoch_trains_and_evaluates_on_every_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_dataset(dir.path());
+    let variants = dir.path().join("variants");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/make_variants.py");
+    test_support::run_python(&script, [&base, &variants]);
+    for name in [
+        "more_series",
+        "fewer_series",
+        "fewer_users_items",
+        "extra_users_items",
+        "other_names",
+        "test_negatives_0",
+        "test_negatives_10",
+        "test_negatives_200",
+    ] {
+        let epoch = one_epoch(&variants.join(name), &[]);
+        let hr = epoch["hr@10"].as_f64().unwrap_or_else(|| panic!("{name}: no hr@10 in {epoch}"));
+        assert!((0.0..=1.0).contains(&hr), "{name}: {hr}");
+        assert!(epoch["validation_loss"].as_f64().unwrap().is_finite(), "{name}: {epoch}");
+        if name == "test_negatives_0" {
+            // One row per series: the positive alone is always in the top 10.
+            assert_eq!(hr, 1.0);
+        }
+    }
+}
+
+#[test]
+fn one_epoch_with_0_1_and_10_train_negatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_dataset(dir.path());
+    for n in ["0", "1", "10"] {
+        let epoch = one_epoch(&base, &["-n", n]);
+        assert!(epoch["train_loss"].as_f64().unwrap().is_finite(), "-n {n}: {epoch}");
+    }
+}
+
+#[test]
+fn a_transcoded_csv_dataset_trains_with_k_3() {
+    // The reference's CSV example through our transcoder, then one epoch at -k 3 (its README's run).
+    let dir = tempfile::tempdir().unwrap();
+    let input = test_support::shared_dir().join("data/reference-examples/csv_conversion");
+    let data = dir.path().join("converted");
+    transcode::transcode(&input.join("feature_spec.yaml"), &data, "feature_spec.yaml").unwrap();
+    let epoch = one_epoch(&data, &["-k", "3", "-b", "64"]);
+    assert!(epoch["hr@3"].as_f64().is_some() && epoch["ndcg@3"].as_f64().is_some(), "{epoch}");
+}

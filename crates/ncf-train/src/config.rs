@@ -1,0 +1,88 @@
+//! What a training run is asked to do: the reference's flags, as a plain struct.
+
+use std::path::PathBuf;
+use tch::Device;
+
+/// Train, or evaluate a checkpoint once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Train,
+    Test,
+}
+
+/// Everything a run needs; [`TrainConfig::default`] holds the reference's defaults (ncf.py).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Dataset folder (holds the feature spec).
+    pub data: PathBuf,
+    /// Feature spec file name, or a path relative to `data`.
+    pub feature_spec_file: String,
+    pub epochs: usize,
+    /// Samples per training batch (divided among ranks when data-parallel).
+    pub batch_size: i64,
+    /// Test rows per evaluation batch.
+    pub valid_batch_size: i64,
+    /// MF embedding width.
+    pub factors: i64,
+    /// MLP sizes; the first is the two MLP embeddings side by side.
+    pub layers: Vec<i64>,
+    /// Random negatives per positive in each epoch.
+    pub negative_samples: i64,
+    pub learning_rate: f64,
+    /// The `k` of HR@k and NDCG@k.
+    pub topk: i64,
+    /// Seed of everything random (initialisation, negatives, order, dropout); `None` draws one.
+    pub seed: Option<u64>,
+    /// Stop after the first epoch whose HR@k reaches this.
+    pub threshold: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub dropout: f64,
+    /// Where `model.pth` (best HR so far) and `training_state.pt` (every epoch) go; `None`: nowhere.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// A state dict (ours or the reference's) loaded before training or testing.
+    pub load_checkpoint_path: Option<PathBuf>,
+    pub mode: Mode,
+    /// Batches whose gradients add up before each optimizer step.
+    pub grads_accumulated: usize,
+    /// Mixed precision (autocast + dynamic loss scaling).
+    pub amp: bool,
+    /// DLLogger JSON log; `None`: no log file.
+    pub log_path: Option<PathBuf>,
+    pub device: Device,
+    /// A checkpoint folder whose `training_state.pt` an interrupted run continues from.
+    pub resume: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            data: PathBuf::new(),
+            feature_spec_file: "feature_spec.yaml".into(),
+            epochs: 30,
+            batch_size: 1 << 20,
+            valid_batch_size: 1 << 20,
+            factors: 64,
+            layers: vec![256, 256, 128, 64],
+            negative_samples: 4,
+            learning_rate: 0.0045,
+            topk: 10,
+            seed: None,
+            threshold: 1.0,
+            beta1: 0.25,
+            beta2: 0.5,
+            eps: 1e-8,
+            dropout: 0.5,
+            checkpoint_dir: Some("/data/checkpoints/".into()),
+            load_checkpoint_path: None,
+            mode: Mode::Train,
+            grads_accumulated: 1,
+            amp: false,
+            log_path: Some("log.json".into()),
+            device: Device::Cpu,
+            resume: None,
+        }
+    }
+}

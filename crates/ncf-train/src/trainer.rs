@@ -1,0 +1,513 @@
+//! The run: load the dataset, build the model, then train and evaluate epoch by epoch.
+
+use crate::adam::Adam;
+use crate::config::{Mode, TrainConfig};
+use crate::data::TrainSet;
+use crate::dllog::{DlLogger, LogValue, Step};
+use crate::state::{self, Progress, TRAINING_STATE};
+use crate::TrainError;
+use featurespec::ncf::NcfLayout;
+use featurespec::FeatureSpec;
+use metrics::{RankSums, TestSeries};
+use ncf_model::{NeuMf, NeuMfConfig};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// What one evaluation found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub hr: f64,
+    pub ndcg: f64,
+    pub validation_loss: f64,
+    /// Seconds the evaluation took.
+    pub seconds: f64,
+    /// Test rows scored per second.
+    pub throughput: f64,
+    pub sums: RankSums,
+}
+
+/// One epoch's figures, as logged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub train_seconds: f64,
+    /// Epoch samples (positives x (negatives + 1)) per second of training.
+    pub train_throughput: f64,
+    /// The last batch's loss (NaN when no batch ran).
+    pub train_loss: f64,
+    pub eval: Evaluation,
+    /// Whether this epoch's HR beat every earlier one (and `model.pth` was written).
+    pub improved: bool,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub epochs: Vec<EpochReport>,
+    pub best_hr: f64,
+    pub best_epoch: Option<usize>,
+    /// Whether `--threshold` stopped the run.
+    pub reached_threshold: bool,
+}
+
+/// Hooks for a front end (progress bars, summaries); every method has a no-op default.
+pub trait Observer {
+    /// An epoch of `batches` batches starts.
+    fn epoch_started(&mut self, _epoch: usize, _batches: u64) {}
+    /// `done` batches of the epoch are trained.
+    fn batches_done(&mut self, _done: u64) {}
+    /// The epoch is trained and evaluated.
+    fn epoch_finished(&mut self, _report: &EpochReport) {}
+}
+
+/// An observer that does nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// A training (or evaluation) run over one dataset.
+pub struct Trainer {
+    config: TrainConfig,
+    model: NeuMf,
+    adam: Adam,
+    params: Vec<Tensor>,
+    train: TrainSet,
+    test: TestSeries,
+    progress: Progress,
+    log: Option<DlLogger>,
+    started: Instant,
+    layout: NcfLayout,
+}
+
+impl Trainer {
+    /// Loads the dataset onto the configured device, builds (and loads or resumes) the model, and
+    /// checks every setting; nothing is trained yet. All bad input is reported here.
+    pub fn new(config: TrainConfig) -> Result<Self, TrainError> {
+        let started = Instant::now();
+        check_settings(&config)?;
+        let spec_path = config.data.join(&config.feature_spec_file);
+        let spec = FeatureSpec::from_yaml_file(&spec_path)?;
+        let layout = NcfLayout::from_spec(&spec)?;
+        let (users, items) = layout.cardinalities(&spec)?;
+        let device = config.device;
+        let test = tch_data::load_mapping(&spec, "test", device)?;
+        let test = TestSeries::new(
+            &test.features[&layout.user],
+            &test.features[&layout.item],
+            &test.features[&layout.label],
+            layout.test_samples_per_series as i64,
+        )?;
+
+        let seed = match (&config.resume, config.seed) {
+            (_, Some(seed)) => seed,
+            _ => rand_seed(),
+        };
+        tch::manual_seed(seed as i64);
+        let model_config = NeuMfConfig {
+            users: users as i64,
+            items: items as i64,
+            mf_dim: config.factors,
+            mlp_layers: config.layers.clone(),
+            dropout: config.dropout,
+        };
+        let mut model = NeuMf::new(model_config, device)?;
+        if let Some(path) = &config.load_checkpoint_path {
+            model.load(path)?;
+        }
+        let params: Vec<Tensor> = model.state_dict().into_iter().map(|(_, t)| t).collect();
+        let mut adam = Adam::new(&params, config.learning_rate, config.beta1, config.beta2, config.eps);
+        let mut progress = Progress { seed, ..Default::default() };
+        if let Some(dir) = &config.resume {
+            progress = state::load(&dir.join(TRAINING_STATE), &mut model, &mut adam)?;
+            if config.seed.is_some_and(|s| s != progress.seed) {
+                return Err(TrainError::Resume {
+                    path: dir.clone(),
+                    message: format!("it was trained with --seed {}, not {}", progress.seed, config.seed.unwrap_or(0)),
+                });
+            }
+        }
+
+        let train = if config.mode == Mode::Train {
+            let t = tch_data::load_mapping(&spec, "train", device)?;
+            let set = TrainSet {
+                users: t.features[&layout.user].shallow_clone(),
+                items: t.features[&layout.item].shallow_clone(),
+                labels: t.features[&layout.label].to_kind(Kind::Float),
+                item_cardinality: items as i64,
+            };
+            let batches = set.batches_per_epoch(config.negative_samples, config.batch_size);
+            if batches < config.grads_accumulated as i64 {
+                return Err(TrainError::Config(format!(
+                    "an epoch holds {} samples ({} train rows x {} with negatives), which make {batches} batch(es) of {} once the last is dropped (as the reference does); {} are needed per optimizer step (--grads_accumulated). Lower --batch_size (-b) or --grads_accumulated",
+                    set.epoch_samples(config.negative_samples),
+                    set.rows(),
+                    config.negative_samples + 1,
+                    config.batch_size,
+                    config.grads_accumulated
+                )));
+            }
+            set
+        } else {
+            // Test mode trains nothing: an empty train set.
+            let empty = Tensor::zeros([0], (Kind::Int64, device));
+            TrainSet {
+                users: empty.shallow_clone(),
+                items: empty.shallow_clone(),
+                labels: empty.to_kind(Kind::Float),
+                item_cardinality: items as i64,
+            }
+        };
+        if let Some(dir) = &config.checkpoint_dir {
+            if config.mode == Mode::Train {
+                ensure_writable(dir)?;
+            }
+        }
+        let log = match &config.log_path {
+            Some(path) => Some(DlLogger::create(path).map_err(|source| TrainError::Io { path: path.clone(), source })?),
+            None => None,
+        };
+        tracing::info!(
+            users,
+            items,
+            train_rows = train.rows(),
+            test_lists = test.lists(),
+            ?device,
+            seed,
+            "dataset loaded"
+        );
+        let mut trainer = Trainer { config, model, adam, params, train, test, progress, log, started, layout };
+        trainer.log_parameters()?;
+        Ok(trainer)
+    }
+
+    pub fn model(&self) -> &NeuMf {
+        &self.model
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The seed in use (drawn when none was given).
+    pub fn seed(&self) -> u64 {
+        self.progress.seed
+    }
+
+    /// The feature names the dataset uses for users, items and labels.
+    pub fn layout(&self) -> &NcfLayout {
+        &self.layout
+    }
+
+    /// Batches per epoch (after the reference's drop of the last one).
+    pub fn batches_per_epoch(&self) -> i64 {
+        self.train.batches_per_epoch(self.config.negative_samples, self.config.batch_size)
+    }
+
+    /// Scores the test lists (eval mode, no gradients) in batches of `valid_batch_size`.
+    pub fn evaluate(&mut self) -> Result<Evaluation, TrainError> {
+        let start = Instant::now();
+        self.model.set_train(false);
+        let (users, items, labels) = (self.test.users(), self.test.items(), self.test.labels());
+        let rows = users.size()[0];
+        let batch = self.config.valid_batch_size.max(1);
+        let mut scores = Vec::new();
+        let mut losses = Vec::new();
+        tch::no_grad(|| {
+            let mut at = 0;
+            while at < rows {
+                let len = batch.min(rows - at);
+                let p = self
+                    .model
+                    .forward_sigmoid(&users.narrow(0, at, len), &items.narrow(0, at, len))
+                    .to_kind(Kind::Float);
+                losses.push(metrics::batch_loss(&p, &labels.narrow(0, at, len)));
+                scores.push(p);
+                at += len;
+            }
+        });
+        self.model.set_train(true);
+        let scores = if scores.is_empty() {
+            Tensor::zeros([0], (Kind::Float, self.config.device))
+        } else {
+            Tensor::cat(&scores, 0)
+        };
+        let sums = self.test.rank_sums(&scores, self.config.topk)?;
+        let validation_loss = metrics::validation_loss(&losses).unwrap_or(f64::NAN);
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(Evaluation {
+            hr: sums.hit_rate(),
+            ndcg: sums.ndcg(),
+            validation_loss,
+            seconds,
+            throughput: rows as f64 / seconds.max(1e-9),
+            sums,
+        })
+    }
+
+    /// Trains one epoch; returns (seconds, last batch loss).
+    fn train_epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> (f64, f64) {
+        // Every epoch's randomness (negatives, order, dropout) comes from (seed, epoch), so a run is
+        // reproducible and a resumed run continues exactly as an uninterrupted one.
+        tch::manual_seed(epoch_seed(self.progress.seed, epoch));
+        let start = Instant::now();
+        let data = self.train.epoch(self.config.negative_samples, self.config.batch_size, 0, 1);
+        let group = self.config.grads_accumulated as i64;
+        let steps = data.batches() / group;
+        observer.epoch_started(epoch, (steps * group) as u64);
+        let mut last_loss = None;
+        for step in 0..steps {
+            for j in 0..group {
+                let (users, items, labels) = data.batch(step * group + j);
+                let logits = self.model.forward(&users, &items);
+                let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, tch::Reduction::Mean);
+                loss.backward();
+                last_loss = Some(loss);
+            }
+            self.adam.step(&self.params);
+            for p in &mut self.params {
+                p.zero_grad();
+            }
+            observer.batches_done(((step + 1) * group) as u64);
+        }
+        let loss = last_loss.map_or(f64::NAN, |l| l.double_value(&[]));
+        (start.elapsed().as_secs_f64(), loss)
+    }
+
+    /// Runs the configured job: `--mode test` evaluates once; training runs the remaining epochs,
+    /// evaluating after each, saving `model.pth` when HR improves and the training state every
+    /// epoch, and stops early at `--threshold`.
+    pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
+        if self.config.mode == Mode::Test {
+            let eval = self.evaluate()?;
+            let k = self.config.topk;
+            let data = vec![
+                ("best_eval_throughput".to_string(), eval.throughput.into()),
+                (format!("hr@{k}"), eval.hr.into()),
+                (format!("ndcg@{k}"), eval.ndcg.into()),
+                ("validation_loss".to_string(), eval.validation_loss.into()),
+            ];
+            self.write_log(Step::End, &data)?;
+            let report = EpochReport {
+                epoch: 0,
+                train_seconds: 0.0,
+                train_throughput: 0.0,
+                train_loss: f64::NAN,
+                eval,
+                improved: false,
+            };
+            return Ok(Summary {
+                epochs: vec![report],
+                best_hr: eval.hr,
+                best_epoch: None,
+                reached_threshold: eval.hr >= self.config.threshold,
+            });
+        }
+        let already = self.progress.elapsed;
+        let mut reports = Vec::new();
+        let mut reached = false;
+        let mut last = None;
+        for epoch in self.progress.next_epoch..self.config.epochs {
+            let (train_seconds, train_loss) = self.train_epoch(epoch, observer);
+            let eval = self.evaluate()?;
+            let samples = self.train.epoch_samples(self.config.negative_samples);
+            let train_throughput = samples as f64 / train_seconds.max(1e-9);
+            let improved = eval.hr > self.progress.best_hr || self.progress.best_epoch.is_none();
+            self.progress.train_throughputs.push(train_throughput);
+            self.progress.eval_throughputs.push(eval.throughput);
+            self.progress.next_epoch = epoch + 1;
+            self.progress.elapsed = already + self.started.elapsed().as_secs_f64();
+            if improved {
+                self.progress.best_hr = eval.hr;
+                self.progress.best_epoch = Some(epoch);
+                self.progress.time_to_best = self.progress.elapsed;
+                if let Some(dir) = &self.config.checkpoint_dir {
+                    self.model.save(dir.join("model.pth"))?;
+                }
+            }
+            if let Some(dir) = &self.config.checkpoint_dir {
+                state::save(&dir.join(TRAINING_STATE), &self.model, &self.adam, &self.progress)?;
+            }
+            let report = EpochReport { epoch, train_seconds, train_throughput, train_loss, eval, improved };
+            let k = self.config.topk;
+            self.write_log(
+                Step::Epoch(epoch),
+                &[
+                    ("train_throughput".to_string(), train_throughput.into()),
+                    (format!("hr@{k}"), eval.hr.into()),
+                    (format!("ndcg@{k}"), eval.ndcg.into()),
+                    ("train_epoch_time".to_string(), train_seconds.into()),
+                    ("validation_epoch_time".to_string(), eval.seconds.into()),
+                    ("eval_throughput".to_string(), eval.throughput.into()),
+                    ("validation_loss".to_string(), eval.validation_loss.into()),
+                    ("train_loss".to_string(), train_loss.into()),
+                ],
+            )?;
+            observer.epoch_finished(&report);
+            reports.push(report);
+            last = Some(report);
+            if eval.hr >= self.config.threshold {
+                tracing::info!(hr = eval.hr, threshold = self.config.threshold, "hit the threshold");
+                reached = true;
+                break;
+            }
+        }
+        let p = &self.progress;
+        let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+        let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+        let end = vec![
+            ("best_train_throughput".to_string(), max(&p.train_throughputs).into()),
+            ("best_eval_throughput".to_string(), max(&p.eval_throughputs).into()),
+            ("mean_train_throughput".to_string(), mean(&p.train_throughputs).into()),
+            ("mean_eval_throughput".to_string(), mean(&p.eval_throughputs).into()),
+            ("best_accuracy".to_string(), p.best_hr.into()),
+            ("best_epoch".to_string(), p.best_epoch.map(|e| e as i64).into()),
+            ("time_to_target".to_string(), (already + self.started.elapsed().as_secs_f64()).into()),
+            ("time_to_best_model".to_string(), p.time_to_best.into()),
+            ("validation_loss".to_string(), last.map(|r| r.eval.validation_loss).into()),
+            ("train_loss".to_string(), last.map(|r| r.train_loss).into()),
+        ];
+        self.write_log(Step::End, &end)?;
+        Ok(Summary {
+            epochs: reports,
+            best_hr: self.progress.best_hr,
+            best_epoch: self.progress.best_epoch,
+            reached_threshold: reached,
+        })
+    }
+
+    fn write_log(&mut self, step: Step, data: &[(String, LogValue)]) -> Result<(), TrainError> {
+        if let Some(log) = &mut self.log {
+            let path = log.path().to_owned();
+            log.log(step, data).map_err(|source| TrainError::Io { path, source })?;
+        }
+        Ok(())
+    }
+
+    /// The reference logs its arguments first (`step: "PARAMETER"`), then metric units.
+    fn log_parameters(&mut self) -> Result<(), TrainError> {
+        let c = &self.config;
+        let path = |p: &Option<PathBuf>| LogValue::from(p.as_ref().map(|p| p.display().to_string()).as_deref());
+        let data: Vec<(String, LogValue)> = vec![
+            ("data".to_string(), c.data.display().to_string().as_str().into()),
+            ("feature_spec_file".to_string(), c.feature_spec_file.as_str().into()),
+            ("epochs".to_string(), c.epochs.into()),
+            ("batch_size".to_string(), c.batch_size.into()),
+            ("valid_batch_size".to_string(), c.valid_batch_size.into()),
+            ("factors".to_string(), c.factors.into()),
+            ("layers".to_string(), LogValue::List(c.layers.iter().map(|&l| l.into()).collect())),
+            ("negative_samples".to_string(), c.negative_samples.into()),
+            ("learning_rate".to_string(), c.learning_rate.into()),
+            ("topk".to_string(), c.topk.into()),
+            ("seed".to_string(), (self.progress.seed as i64).into()),
+            ("threshold".to_string(), c.threshold.into()),
+            ("beta1".to_string(), c.beta1.into()),
+            ("beta2".to_string(), c.beta2.into()),
+            ("eps".to_string(), c.eps.into()),
+            ("dropout".to_string(), c.dropout.into()),
+            ("checkpoint_dir".to_string(), path(&c.checkpoint_dir)),
+            ("load_checkpoint_path".to_string(), path(&c.load_checkpoint_path)),
+            ("mode".to_string(), if c.mode == Mode::Test { "test" } else { "train" }.into()),
+            ("grads_accumulated".to_string(), c.grads_accumulated.into()),
+            ("amp".to_string(), c.amp.into()),
+            ("log_path".to_string(), path(&c.log_path)),
+            ("device".to_string(), format!("{:?}", c.device).as_str().into()),
+            ("resume".to_string(), path(&c.resume)),
+        ];
+        let k = self.config.topk;
+        if let Some(log) = &mut self.log {
+            let file = log.path().to_owned();
+            let err = |source| TrainError::Io { path: file.clone(), source };
+            log.log(Step::Named("PARAMETER".into()), &data).map_err(err)?;
+            for (metric, unit) in [
+                ("train_throughput", "samples/s"),
+                ("eval_throughput", "samples/s"),
+                ("best_train_throughput", "samples/s"),
+                ("best_eval_throughput", "samples/s"),
+                ("mean_train_throughput", "samples/s"),
+                ("mean_eval_throughput", "samples/s"),
+                ("train_epoch_time", "s"),
+                ("validation_epoch_time", "s"),
+                ("time_to_target", "s"),
+                ("time_to_best_model", "s"),
+            ] {
+                log.metadata(metric, &[("unit", unit)]).map_err(err)?;
+            }
+            for metric in [
+                format!("hr@{k}"),
+                format!("ndcg@{k}"),
+                "validation_loss".into(),
+                "train_loss".into(),
+                "best_accuracy".into(),
+            ] {
+                log.metadata(&metric, &[("unit", "")]).map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Settings wrong whatever the dataset.
+fn check_settings(c: &TrainConfig) -> Result<(), TrainError> {
+    let bad = |m: String| Err(TrainError::Config(m));
+    if c.batch_size < 1 || c.valid_batch_size < 1 {
+        return bad(format!(
+            "--batch_size ({}) and --valid_batch_size ({}) must be at least 1",
+            c.batch_size, c.valid_batch_size
+        ));
+    }
+    if c.negative_samples < 0 {
+        return bad(format!("--negative_samples must be 0 or more, got {}", c.negative_samples));
+    }
+    if c.topk < 1 {
+        return bad(format!("--topk must be at least 1, got {}", c.topk));
+    }
+    if c.grads_accumulated < 1 {
+        return bad("--grads_accumulated must be at least 1".into());
+    }
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(c.learning_rate)
+        || !(0.0..1.0).contains(&c.beta1)
+        || !(0.0..1.0).contains(&c.beta2)
+        || !positive(c.eps)
+    {
+        return bad(format!(
+            "Adam needs --learning_rate > 0, 0 <= --beta1, --beta2 < 1 and --eps > 0 (got {}, {}, {}, {})",
+            c.learning_rate, c.beta1, c.beta2, c.eps
+        ));
+    }
+    if c.amp {
+        return bad("--amp (mixed precision) is not available in this version of ncf-train yet; run without it".into());
+    }
+    if c.resume.is_some() && c.load_checkpoint_path.is_some() {
+        return bad(
+            "--resume continues a run from its own state; it cannot be combined with --load_checkpoint_path".into()
+        );
+    }
+    if c.resume.is_some() && c.mode == Mode::Test {
+        return bad("--resume is for training; use --load_checkpoint_path DIR/model.pth with --mode test".into());
+    }
+    Ok(())
+}
+
+/// Creates the checkpoint folder and proves a file can be written there.
+fn ensure_writable(dir: &Path) -> Result<(), TrainError> {
+    let io = |source| TrainError::Io { path: dir.to_owned(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    tempfile::NamedTempFile::new_in(dir).map_err(|source| TrainError::Io {
+        path: dir.to_owned(),
+        source: std::io::Error::new(source.kind(), format!("checkpoint folder is not writable ({source}); pass another --checkpoint_dir, or --checkpoint_dir '' to save nothing")),
+    })?;
+    Ok(())
+}
+
+/// The reference's `--seed -1`: a fresh seed, logged so the run can be repeated.
+fn rand_seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (t.as_nanos() as u64 ^ (std::process::id() as u64).rotate_left(32)) & 0x7fff_ffff
+}
+
+/// A distinct, stable seed for each epoch of a run.
+fn epoch_seed(seed: u64, epoch: usize) -> i64 {
+    let mixed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1);
+    (mixed >> 1) as i64
+}
