@@ -13,6 +13,7 @@
 //! (use `preprocess` for raw ratings). Features other than the user, item and label channels' are
 //! read as text and not written, as the reference does.
 
+mod buffer;
 mod error;
 mod read;
 mod write;

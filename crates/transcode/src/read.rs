@@ -1,12 +1,15 @@
-//! Reading the CSV files of one chunk: a parallel parser for headerless integer CSV.
+//! Reading a mapping's CSV chunks: a parallel parser for headerless integer CSV.
 //!
 //! Why not polars: its general CSV reader spent 2.4 s of the 3.8 s it took to transcode an
 //! ML-20m-sized dataset, and its rows with too many fields go through silently. The files here are a
-//! narrow case (a few unquoted integer columns), so a file is memory-mapped, cut into pieces at line
-//! ends, each piece's lines counted (which fixes every line's number and row slot), then all pieces
-//! parsed at once straight into the output columns. A digits-only fast path covers nearly every
-//! field; anything else goes through [`parse_line`], the general rule, which also words the error.
+//! narrow case (a few unquoted integer columns), so each file is read whole (into huge pages, see
+//! `buffer`), cut into pieces at line ends, every piece's lines counted (which fixes each line's
+//! number and row slot), then all pieces of all chunks parsed at once straight into the output
+//! tensors: user and item interleaved as `[N, 2]`, labels `[N]`. A digits-only fast path covers
+//! nearly every field; anything else goes through [`parse_line`], the general rule, which also
+//! words the error.
 
+use crate::buffer::HugeBuffer;
 use crate::TranscodeError;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -22,60 +25,187 @@ pub(crate) enum Role {
     Other,
 }
 
-/// One parsed column of a chunk.
-pub(crate) enum Values {
-    Ids(Vec<i64>),
-    Labels(Vec<f32>),
-    Skipped,
+/// Where a chunk column's values go in the mapping's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Column 0 of the `[N, 2]` id tensor.
+    User,
+    /// Column 1 of the `[N, 2]` id tensor.
+    Item,
+    /// The `[N, 1]` label tensor.
+    Label,
+    /// Not written.
+    Skip,
+}
+
+impl Slot {
+    fn role(self) -> Role {
+        match self {
+            Slot::User | Slot::Item => Role::Id,
+            Slot::Label => Role::Label,
+            Slot::Skip => Role::Other,
+        }
+    }
+}
+
+/// One chunk of a mapping: its files (consecutive rows) and where each of its columns goes.
+pub(crate) struct ChunkSource {
+    pub files: Vec<PathBuf>,
+    pub slots: Vec<Slot>,
+}
+
+/// A mapping's output tensors, filled: user/item pairs `[rows, 2]` and labels `[rows]`.
+pub(crate) struct MappingColumns {
+    pub pairs: HugeBuffer<i64>,
+    pub labels: HugeBuffer<f32>,
+    pub rows: usize,
 }
 
 /// A piece of a file is about this many bytes (cut at the next line end).
 const PIECE_BYTES: usize = 4 << 20;
 
-/// Reads every file of a chunk (consecutive rows); returns one [`Values`] per feature and the rows.
-pub(crate) fn read_chunk(files: &[PathBuf], roles: &[Role]) -> Result<(Vec<Values>, usize), TranscodeError> {
-    let mut columns: Vec<Values> = roles
-        .iter()
-        .map(|r| match r {
-            Role::Id => Values::Ids(Vec::new()),
-            Role::Label => Values::Labels(Vec::new()),
-            Role::Other => Values::Skipped,
-        })
-        .collect();
-    let mut rows = 0;
-    for path in files {
-        let parsed = read_file(path, roles)?;
-        for (column, values) in columns.iter_mut().zip(parsed.columns) {
-            match (column, values) {
-                // The first file's vectors are taken as they are, later files appended.
-                (Values::Ids(all), Values::Ids(v)) if all.is_empty() => *all = v,
-                (Values::Ids(all), Values::Ids(v)) => all.extend_from_slice(&v),
-                (Values::Labels(all), Values::Labels(v)) if all.is_empty() => *all = v,
-                (Values::Labels(all), Values::Labels(v)) => all.extend_from_slice(&v),
-                _ => {}
-            }
-        }
-        rows += parsed.rows;
-    }
-    Ok((columns, rows))
-}
-
-/// One file's columns.
-struct FileColumns {
-    columns: Vec<Values>,
-    rows: usize,
-}
-
-/// A row's worth of parsed values, written into the column slices of its piece.
+/// A row's worth of parsed values.
 #[derive(Clone, Copy, Default)]
 struct Cell {
     id: i64,
     label: f32,
 }
 
-fn read_file(path: &Path, roles: &[Role]) -> Result<FileColumns, TranscodeError> {
+/// One input file, read whole into huge pages and cut into pieces.
+struct FileText {
+    path: PathBuf,
+    data: HugeBuffer<u8>,
+    pieces: Vec<(usize, usize)>,
+}
+
+/// A piece to parse: which chunk and file it belongs to, its first line (in its file) and first
+/// row (in its chunk).
+struct Job {
+    chunk: usize,
+    file: usize,
+    piece: usize,
+    first_line: u64,
+    first_row: usize,
+    lines: usize,
+}
+
+/// The output buffers, written by many pieces at once: every (row, column) element by exactly one.
+#[derive(Clone, Copy)]
+struct SharedOut {
+    pairs: *mut i64,
+    labels: *mut f32,
+    rows: usize,
+}
+// SAFETY: the pointers are only written at disjoint elements (see SharedOut) while the buffers they
+// point into are alive and not otherwise borrowed (read_mapping holds them for the parse).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// Reads every chunk of a mapping (chunks side by side, each chunk's files one after another) into
+/// the output tensors. `check_rows(chunk, rows)` vets each chunk's row count (they must agree).
+pub(crate) fn read_mapping(
+    chunks: &[ChunkSource],
+    mut check_rows: impl FnMut(usize, usize) -> Result<(), TranscodeError>,
+) -> Result<MappingColumns, TranscodeError> {
+    // Read every file, then count the lines of every piece of every file at once.
+    let texts: Vec<Vec<FileText>> = chunks
+        .iter()
+        .map(|c| c.files.iter().map(|p| read_text(p)).collect::<Result<Vec<_>, _>>())
+        .collect::<Result<_, _>>()?;
+    let mut jobs = Vec::new();
+    for (c, files) in texts.iter().enumerate() {
+        for (f, text) in files.iter().enumerate() {
+            for p in 0..text.pieces.len() {
+                jobs.push(Job { chunk: c, file: f, piece: p, first_line: 1, first_row: 0, lines: 0 });
+            }
+        }
+    }
+    let counts: Vec<usize> = jobs
+        .par_iter()
+        .map(|j| {
+            let text = &texts[j.chunk][j.file];
+            let (s, e) = text.pieces[j.piece];
+            count_lines(&text.data.as_slice()[s..e])
+        })
+        .collect();
+    // Line numbers restart per file; row slots run on through a chunk's files.
+    let mut lines_per_chunk = vec![0usize; chunks.len()];
+    let mut line_in_file = 0u64;
+    let mut previous = (usize::MAX, usize::MAX);
+    for (job, &n) in jobs.iter_mut().zip(&counts) {
+        if (job.chunk, job.file) != previous {
+            line_in_file = 1;
+            previous = (job.chunk, job.file);
+        }
+        job.first_line = line_in_file;
+        job.first_row = lines_per_chunk[job.chunk];
+        job.lines = n;
+        line_in_file += n as u64;
+        lines_per_chunk[job.chunk] += n;
+    }
+    let capacity = lines_per_chunk.iter().copied().max().unwrap_or(0);
+    let memory = |source| TranscodeError::Io { path: "<memory>".into(), source };
+    let mut pairs = HugeBuffer::<i64>::zeroed(2 * capacity).map_err(memory)?;
+    let mut labels = HugeBuffer::<f32>::zeroed(capacity).map_err(memory)?;
+    let out = SharedOut {
+        pairs: pairs.as_mut_slice().as_mut_ptr(),
+        labels: labels.as_mut_slice().as_mut_ptr(),
+        rows: capacity,
+    };
+
+    // Parse every piece straight into its rows; the first failure in file order is reported.
+    let results: Vec<Result<usize, (u64, String)>> = jobs
+        .par_iter()
+        .map(|j| {
+            let text = &texts[j.chunk][j.file];
+            let (s, e) = text.pieces[j.piece];
+            parse_piece(&text.data.as_slice()[s..e], &chunks[j.chunk].slots, j.first_line, j.first_row, out)
+        })
+        .collect();
+    let mut written = Vec::with_capacity(jobs.len());
+    for (job, result) in jobs.iter().zip(results) {
+        match result {
+            Ok(w) => written.push(w),
+            Err((line, message)) => {
+                let path = texts[job.chunk][job.file].path.clone();
+                return Err(TranscodeError::Malformed { path, line, message });
+            }
+        }
+    }
+    let mut rows_per_chunk = vec![0usize; chunks.len()];
+    for (job, &w) in jobs.iter().zip(&written) {
+        rows_per_chunk[job.chunk] += w;
+    }
+    for (c, &rows) in rows_per_chunk.iter().enumerate() {
+        check_rows(c, rows)?;
+    }
+    // Blank lines leave their slots unused: close the gaps of the columns each such chunk owns.
+    for (c, chunk) in chunks.iter().enumerate() {
+        if rows_per_chunk[c] == lines_per_chunk[c] {
+            continue;
+        }
+        let pieces: Vec<(usize, usize)> =
+            jobs.iter().zip(&written).filter(|(j, _)| j.chunk == c).map(|(j, &w)| (j.lines, w)).collect();
+        for slot in &chunk.slots {
+            match slot {
+                Slot::User => compact(pairs.as_mut_slice(), 2, 0, &pieces),
+                Slot::Item => compact(pairs.as_mut_slice(), 2, 1, &pieces),
+                Slot::Label => compact(labels.as_mut_slice(), 1, 0, &pieces),
+                Slot::Skip => {}
+            }
+        }
+    }
+    let rows = rows_per_chunk.first().copied().unwrap_or(0);
+    pairs.truncate(2 * rows);
+    labels.truncate(rows);
+    Ok(MappingColumns { pairs, labels, rows })
+}
+
+/// Reads a whole file into huge pages and cuts it into pieces.
+fn read_text(path: &Path) -> Result<FileText, TranscodeError> {
+    use std::io::Read;
     let io = |source| TranscodeError::Io { path: path.to_owned(), source };
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             io(std::io::Error::new(e.kind(), "chunk file not found (named in the feature spec)"))
         }
@@ -85,68 +215,10 @@ fn read_file(path: &Path, roles: &[Role]) -> Result<FileColumns, TranscodeError>
     if !meta.is_file() {
         return Err(io(std::io::Error::other("is not a regular file")));
     }
-    let empty = || roles.iter().map(|_| Values::Skipped).collect();
-    if meta.len() == 0 {
-        return Ok(FileColumns { columns: empty(), rows: 0 });
-    }
-    // SAFETY: the map is only read. A file truncated by another process while we read it would
-    // fault (SIGBUS); the same holds for polars' and pandas' memory-mapped readers.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-    let data: &[u8] = &map;
-
-    let pieces = cut_pieces(data);
-    // Pass 1: lines per piece, so each piece knows its first line number and first row slot.
-    let counts: Vec<usize> = pieces.par_iter().map(|&(s, e)| count_lines(&data[s..e])).collect();
-    let lines: usize = counts.iter().sum();
-
-    // Pass 2: parse every piece straight into its slots of the output columns.
-    let mut ids: Vec<Vec<i64>> = Vec::new();
-    let mut labels: Vec<Vec<f32>> = Vec::new();
-    for role in roles {
-        match role {
-            Role::Id => ids.push(vec![0; lines]),
-            Role::Label => labels.push(vec![0.0; lines]),
-            Role::Other => {}
-        }
-    }
-    let mut jobs = Vec::with_capacity(pieces.len());
-    {
-        let mut id_rest: Vec<&mut [i64]> = ids.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let mut label_rest: Vec<&mut [f32]> = labels.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let mut first_line = 1u64;
-        for (&(s, e), &n) in pieces.iter().zip(&counts) {
-            let id_out = split_front(&mut id_rest, n);
-            let label_out = split_front(&mut label_rest, n);
-            jobs.push(Piece { bytes: &data[s..e], first_line, id_out, label_out });
-            first_line += n as u64;
-        }
-    }
-    let written: Vec<usize> = jobs
-        .into_par_iter()
-        .map(|piece| piece.parse(roles))
-        .collect::<Result<_, (u64, String)>>()
-        .map_err(|(line, message)| TranscodeError::Malformed { path: path.to_owned(), line, message })?;
-
-    // Blank lines leave their slots unused: close the gaps (rare, so done in one thread).
-    let rows: usize = written.iter().sum();
-    if rows != lines {
-        for column in &mut ids {
-            compact(column, &counts, &written);
-        }
-        for column in &mut labels {
-            compact(column, &counts, &written);
-        }
-    }
-    let (mut ids, mut labels) = (ids.into_iter(), labels.into_iter());
-    let columns = roles
-        .iter()
-        .map(|role| match role {
-            Role::Id => Values::Ids(ids.next().unwrap_or_default()),
-            Role::Label => Values::Labels(labels.next().unwrap_or_default()),
-            Role::Other => Values::Skipped,
-        })
-        .collect();
-    Ok(FileColumns { columns, rows })
+    let mut data = HugeBuffer::<u8>::zeroed(meta.len() as usize).map_err(io)?;
+    file.read_exact(data.as_mut_slice()).map_err(io)?;
+    let pieces = cut_pieces(data.as_slice());
+    Ok(FileText { path: path.to_owned(), data, pieces })
 }
 
 /// `[start, end)` byte ranges of about [`PIECE_BYTES`] each, every one ending just after a `\n`
@@ -172,68 +244,56 @@ fn count_lines(bytes: &[u8]) -> usize {
     newlines + usize::from(bytes.last().is_some_and(|&b| b != b'\n'))
 }
 
-/// Takes the first `n` elements off each slice, returning them; the slices keep the rest.
-fn split_front<'a, T>(rest: &mut [&'a mut [T]], n: usize) -> Vec<&'a mut [T]> {
-    rest.iter_mut()
-        .map(|slice| {
-            let (head, tail) = std::mem::take(slice).split_at_mut(n);
-            *slice = tail;
-            head
-        })
-        .collect()
-}
-
-/// Moves each piece's `written` values to follow the previous piece's, then truncates.
-fn compact<T: Copy>(column: &mut Vec<T>, counts: &[usize], written: &[usize]) {
+/// Moves each piece's `written` rows of one column (element `offset` of every `stride`) to follow
+/// the previous piece's; `pieces` holds (lines, written) in order.
+fn compact<T: Copy>(buf: &mut [T], stride: usize, offset: usize, pieces: &[(usize, usize)]) {
     let (mut from, mut to) = (0, 0);
-    for (&n, &w) in counts.iter().zip(written) {
-        column.copy_within(from..from + w, to);
-        from += n;
-        to += w;
-    }
-    column.truncate(to);
-}
-
-/// One piece of a file and the slots its rows go to.
-struct Piece<'a> {
-    bytes: &'a [u8],
-    first_line: u64,
-    id_out: Vec<&'a mut [i64]>,
-    label_out: Vec<&'a mut [f32]>,
-}
-
-impl Piece<'_> {
-    /// Parses the piece's lines; returns the rows written, or the first bad line and why.
-    fn parse(mut self, roles: &[Role]) -> Result<usize, (u64, String)> {
-        let mut cells = vec![Cell::default(); roles.len()];
-        let mut row = 0;
-        for (k, line) in self.bytes.split_inclusive(|&b| b == b'\n').enumerate() {
-            let line = line.strip_suffix(b"\n").unwrap_or(line);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !parse_fast(line, roles, &mut cells) {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue; // a blank line, skipped as pandas does
-                }
-                parse_line(line, roles, &mut cells).map_err(|message| (self.first_line + k as u64, message))?;
-            }
-            let (mut i, mut l) = (0, 0);
-            for (cell, role) in cells.iter().zip(roles) {
-                match role {
-                    Role::Id => {
-                        self.id_out[i][row] = cell.id;
-                        i += 1;
-                    }
-                    Role::Label => {
-                        self.label_out[l][row] = cell.label;
-                        l += 1;
-                    }
-                    Role::Other => {}
-                }
-            }
-            row += 1;
+    for &(lines, written) in pieces {
+        for k in 0..written {
+            buf[(to + k) * stride + offset] = buf[(from + k) * stride + offset];
         }
-        Ok(row)
+        from += lines;
+        to += written;
     }
+}
+
+/// Parses a piece's lines into rows `first_row..`; returns the rows written, or the first bad line
+/// (numbered from `first_line`) and why.
+fn parse_piece(
+    bytes: &[u8],
+    slots: &[Slot],
+    first_line: u64,
+    first_row: usize,
+    out: SharedOut,
+) -> Result<usize, (u64, String)> {
+    let roles: Vec<Role> = slots.iter().map(|s| s.role()).collect();
+    let mut cells = vec![Cell::default(); roles.len()];
+    let mut row = first_row;
+    for (k, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !parse_fast(line, &roles, &mut cells) {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue; // a blank line, skipped as pandas does
+            }
+            parse_line(line, &roles, &mut cells).map_err(|message| (first_line + k as u64, message))?;
+        }
+        assert!(row < out.rows, "row slot past the counted lines");
+        for (cell, slot) in cells.iter().zip(slots) {
+            // SAFETY: row < out.rows (checked above), so the elements are inside the buffers; this
+            // piece alone owns rows first_row.. of its own lines, and this chunk alone owns the slot.
+            unsafe {
+                match slot {
+                    Slot::User => *out.pairs.add(2 * row) = cell.id,
+                    Slot::Item => *out.pairs.add(2 * row + 1) = cell.id,
+                    Slot::Label => *out.labels.add(row) = cell.label,
+                    Slot::Skip => {}
+                }
+            }
+        }
+        row += 1;
+    }
+    Ok(row - first_row)
 }
 
 /// The common case: ids of 1 to 18 plain digits, labels `0` or `1`, other fields anything without
@@ -375,8 +435,12 @@ mod tests {
 
     #[test]
     fn compact_closes_the_gaps_of_blank_lines() {
+        // Pieces of 3, 3 and 1 lines wrote 2, 1 and 1 rows: one column, and the second of pairs.
         let mut column = vec![1, 2, 0, 3, 0, 0, 4];
-        compact(&mut column, &[3, 3, 1], &[2, 1, 1]);
-        assert_eq!(column, vec![1, 2, 3, 4]);
+        compact(&mut column, 1, 0, &[(3, 2), (3, 1), (1, 1)]);
+        assert_eq!(&column[..4], &[1, 2, 3, 4]);
+        let mut pairs = vec![9, 1, 9, 2, 0, 0, 9, 3, 0, 0, 0, 0, 9, 4];
+        compact(&mut pairs, 2, 1, &[(3, 2), (3, 1), (1, 1)]);
+        assert_eq!([pairs[1], pairs[3], pairs[5], pairs[7]], [1, 2, 3, 4]);
     }
 }

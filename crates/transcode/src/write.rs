@@ -1,6 +1,6 @@
 //! The transcoding job: CSV chunks in, tensor files and a new spec out, atomically.
 
-use crate::read::{read_chunk, Role, Values};
+use crate::read::{read_mapping as read_chunks, ChunkSource, MappingColumns, Slot};
 use crate::TranscodeError;
 use featurespec::ncf::NcfLayout;
 use featurespec::{Cardinality, Chunk, ChunkType, Dtype, FeatureSpec};
@@ -17,12 +17,21 @@ pub struct TranscodeSummary {
     pub item_cardinality: u64,
 }
 
-/// One mapping's columns.
+/// One mapping's tensors.
 struct Mapping {
     name: String,
-    users: Vec<i64>,
-    items: Vec<i64>,
-    labels: Vec<f32>,
+    columns: MappingColumns,
+}
+
+impl Mapping {
+    fn rows(&self) -> usize {
+        self.columns.rows
+    }
+
+    /// Column 0 (users) or 1 (items) of the pairs.
+    fn ids(&self, column: usize) -> impl IndexedParallelIterator<Item = i64> + '_ {
+        self.columns.pairs.as_slice().par_chunks_exact(2).map(move |p| p[column])
+    }
 }
 
 /// Transcodes the CSV dataset described by `spec_in` into `output` (created, or an existing empty
@@ -37,8 +46,8 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
         mappings.push(read_mapping(&spec, &layout, name, chunks)?);
         tracing::info!(mapping = %name, elapsed = ?start.elapsed(), "read");
     }
-    let user_cardinality = cardinality(&layout.user, layout.user_cardinality, mappings.iter().map(|m| &m.users))?;
-    let item_cardinality = cardinality(&layout.item, layout.item_cardinality, mappings.iter().map(|m| &m.items))?;
+    let user_cardinality = cardinality(&layout.user, layout.user_cardinality, mappings.iter().map(|m| m.ids(0)))?;
+    let item_cardinality = cardinality(&layout.item, layout.item_cardinality, mappings.iter().map(|m| m.ids(1)))?;
 
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -72,19 +81,15 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
     // The tensor files of all mappings are written in parallel (they are independent).
     let dir = tmp.path();
     mappings.par_iter().try_for_each(|m| -> Result<(), TranscodeError> {
-        let n = m.users.len();
+        let n = m.rows();
         let (labels, ids) = rayon::join(
-            || save_tensor(dir.join(format!("{}_data_1.pt", m.name)), &TensorView::from_f32(&m.labels, &[n, 1])),
             || {
-                let mut pairs = vec![0i64; 2 * n];
-                pairs.par_chunks_mut(1 << 16).enumerate().for_each(|(k, out)| {
-                    let first = k << 15;
-                    for (j, pair) in out.chunks_exact_mut(2).enumerate() {
-                        pair[0] = m.users[first + j];
-                        pair[1] = m.items[first + j];
-                    }
-                });
-                save_tensor(dir.join(format!("{}_data_0.pt", m.name)), &TensorView::from_i64(&pairs, &[n, 2]))
+                let view = TensorView::from_f32(m.columns.labels.as_slice(), &[n, 1]);
+                save_tensor(dir.join(format!("{}_data_1.pt", m.name)), &view)
+            },
+            || {
+                let view = TensorView::from_i64(m.columns.pairs.as_slice(), &[n, 2]);
+                save_tensor(dir.join(format!("{}_data_0.pt", m.name)), &view)
             },
         );
         labels?;
@@ -105,7 +110,7 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
                 chunk(vec![layout.label.clone()], format!("{}_data_1.pt", m.name)),
             ],
         );
-        rows.push((m.name.clone(), m.users.len()));
+        rows.push((m.name.clone(), m.rows()));
     }
     out_spec.save(tmp.path().join(spec_out_name))?;
     tracing::info!(elapsed = ?start.elapsed(), "written");
@@ -120,59 +125,56 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
     Ok(TranscodeSummary { rows, user_cardinality, item_cardinality })
 }
 
-/// Reads a mapping's chunks and picks out the user, item and label columns.
+/// Reads a mapping's chunks into its tensors.
 fn read_mapping(
     spec: &FeatureSpec,
     layout: &NcfLayout,
     name: &str,
     chunks: &[Chunk],
 ) -> Result<Mapping, TranscodeError> {
-    let mut m = Mapping { name: name.to_owned(), users: Vec::new(), items: Vec::new(), labels: Vec::new() };
-    let mut row_count = spec_dataset::RowCount::new(name);
+    let mut sources = Vec::with_capacity(chunks.len());
     let (mut has_user, mut has_item, mut has_label) = (false, false, false);
     for (c, chunk) in chunks.iter().enumerate() {
         let key = format!("source_spec.{name}[{c}]");
         chunk.require_type(&ChunkType::Csv, spec, &key)?;
-        let roles: Vec<Role> = chunk
+        let slots: Vec<Slot> = chunk
             .features
             .iter()
             .map(|f| {
-                if *f == layout.user || *f == layout.item {
-                    Role::Id
+                if *f == layout.user {
+                    has_user = true;
+                    Slot::User
+                } else if *f == layout.item {
+                    has_item = true;
+                    Slot::Item
                 } else if *f == layout.label {
-                    Role::Label
+                    has_label = true;
+                    Slot::Label
                 } else {
-                    Role::Other
+                    Slot::Skip
                 }
             })
             .collect();
         let files = chunk.files.iter().map(|f| spec.resolve_file(f)).collect::<Result<Vec<_>, _>>()?;
-        let (columns, rows) = read_chunk(&files, &roles)?;
-        row_count.check(c, chunk, rows)?;
-        for (feature, values) in chunk.features.iter().zip(columns) {
-            match values {
-                Values::Ids(v) if *feature == layout.user => (m.users, has_user) = (v, true),
-                Values::Ids(v) => (m.items, has_item) = (v, true),
-                Values::Labels(v) => (m.labels, has_label) = (v, true),
-                Values::Skipped => {}
-            }
-        }
+        sources.push(ChunkSource { files, slots });
     }
     for (present, feature) in [(has_user, &layout.user), (has_item, &layout.item), (has_label, &layout.label)] {
         if !present {
             return Err(TranscodeError::MissingFeature { mapping: name.to_owned(), feature: feature.clone() });
         }
     }
-    Ok(m)
+    let mut row_count = spec_dataset::RowCount::new(name);
+    let columns = read_chunks(&sources, |c, rows| Ok(row_count.check(c, &chunks[c], rows)?))?;
+    Ok(Mapping { name: name.to_owned(), columns })
 }
 
 /// `auto` -> largest id + 1 over all mappings; a declared number must exceed every id.
-fn cardinality<'a>(
+fn cardinality<C: ParallelIterator<Item = i64>>(
     feature: &str,
     declared: Cardinality,
-    columns: impl Iterator<Item = &'a Vec<i64>>,
+    columns: impl Iterator<Item = C>,
 ) -> Result<u64, TranscodeError> {
-    let largest = columns.filter_map(|c| c.par_iter().copied().max()).max().unwrap_or(-1);
+    let largest = columns.filter_map(|c| c.max()).max().unwrap_or(-1);
     match declared {
         Cardinality::Auto => Ok((largest + 1) as u64),
         Cardinality::Known(n) if (largest + 1) as u64 > n => {
