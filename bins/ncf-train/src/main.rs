@@ -109,7 +109,20 @@ enum ModeArg {
     Test,
 }
 
+/// libtorch's CPU allocator hands every batch's large tensors to malloc, which returns them to the
+/// kernel on free (they are above glibc's mmap threshold) and so pays fresh page faults for each
+/// step; page faults are costly on virtual machines. Keeping freed memory in the heap avoids that.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator tunables; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

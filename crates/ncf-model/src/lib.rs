@@ -21,6 +21,7 @@
 //! # Ok::<(), ncf_model::ModelError>(())
 //! ```
 
+mod dropout;
 mod error;
 mod neumf;
 pub mod runtime;

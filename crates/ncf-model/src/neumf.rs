@@ -1,5 +1,6 @@
 //! NeuMF: the model of the reference's `neumf.py`, parameter for parameter.
 
+use crate::dropout::MaskStream;
 use crate::ModelError;
 use std::path::Path;
 use tch::nn::{self, Init, Module};
@@ -80,6 +81,7 @@ pub struct NeuMf {
     mlp: Vec<nn::Linear>,
     final_layer: nn::Linear,
     train: bool,
+    masks: MaskStream,
 }
 
 impl NeuMf {
@@ -130,6 +132,7 @@ impl NeuMf {
             mlp,
             final_layer,
             train: true,
+            masks: MaskStream::new(0),
         })
     }
 
@@ -139,8 +142,11 @@ impl NeuMf {
         let mut mlp = Tensor::cat(&[self.mlp_user_embed.forward(users), self.mlp_item_embed.forward(items)], 1);
         for layer in &self.mlp {
             mlp = layer.forward(&mlp).relu();
-            if self.config.dropout != 0.0 {
-                mlp = mlp.dropout(self.config.dropout, self.train);
+            if self.config.dropout != 0.0 && self.train {
+                mlp = match mlp.device() {
+                    Device::Cpu => self.masks.dropout(&mlp, self.config.dropout),
+                    _ => mlp.dropout(self.config.dropout, true),
+                };
             }
         }
         self.final_layer.forward(&Tensor::cat(&[mf, mlp], 1))
@@ -149,6 +155,12 @@ impl NeuMf {
     /// Probabilities `[N, 1]`: `sigmoid(forward)`, what evaluation ranks by.
     pub fn forward_sigmoid(&self, users: &Tensor, items: &Tensor) -> Tensor {
         self.forward(users, items).sigmoid()
+    }
+
+    /// Restarts the CPU dropout masks from `key` (the trainer does this every epoch, so runs are
+    /// reproducible and resumable); CUDA dropout follows `tch::manual_seed`.
+    pub fn seed_dropout(&self, key: u64) {
+        self.masks.reseed(key);
     }
 
     /// Training mode (dropout on) or evaluation mode (off), like `module.train(bool)`.

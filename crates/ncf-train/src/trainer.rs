@@ -248,7 +248,9 @@ impl Trainer {
     fn train_epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> (f64, f64) {
         // Every epoch's randomness (negatives, order, dropout) comes from (seed, epoch), so a run is
         // reproducible and a resumed run continues exactly as an uninterrupted one.
-        tch::manual_seed(epoch_seed(self.progress.seed, epoch));
+        let seed = epoch_seed(self.progress.seed, epoch);
+        tch::manual_seed(seed);
+        self.model.seed_dropout(seed as u64);
         let start = Instant::now();
         let data = self.train.epoch(self.config.negative_samples, self.config.batch_size, 0, 1);
         let group = self.config.grads_accumulated as i64;
