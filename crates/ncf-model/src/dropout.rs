@@ -35,19 +35,20 @@ impl MaskStream {
         self.calls.set(call + 1);
         let base = splitmix64(self.key.get() ^ splitmix64(call));
         let scale = (1.0 / (1.0 - p)) as f32;
-        // Keep an element when its 32-bit draw is at least p * 2^32.
-        let threshold = (p * 4_294_967_296.0).min(4_294_967_295.0) as u32;
+        // Keep an element when its 16-bit draw is at least p * 2^16 (p is used at 1/65536
+        // resolution; one 64-bit hash serves four elements).
+        let threshold = (p * 65_536.0).round().min(65_535.0) as u16;
         let n = x.numel();
         let mask = Tensor::empty([n as i64], (Kind::Float, tch::Device::Cpu));
         if n > 0 {
             // SAFETY: `mask` is a fresh contiguous float CPU tensor of n elements, owned here.
             let out = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, n) };
-            out.par_chunks_mut(1 << 14).enumerate().for_each(|(c, chunk)| {
-                let start = (c << 14) as u64;
-                for (pair, slot) in chunk.chunks_mut(2).enumerate() {
-                    let bits = splitmix64(base.wrapping_add(start / 2 + pair as u64));
+            out.par_chunks_mut(1 << 16).enumerate().for_each(|(c, chunk)| {
+                let first = ((c << 16) / 4) as u64;
+                for (quad, slot) in chunk.chunks_mut(4).enumerate() {
+                    let bits = splitmix64(base.wrapping_add(first + quad as u64));
                     for (k, v) in slot.iter_mut().enumerate() {
-                        let draw = (bits >> (32 * k)) as u32;
+                        let draw = (bits >> (16 * k)) as u16;
                         *v = if draw >= threshold { scale } else { 0.0 };
                     }
                 }
