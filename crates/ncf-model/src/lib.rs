@@ -27,4 +27,4 @@ mod neumf;
 pub mod runtime;
 
 pub use error::ModelError;
-pub use neumf::{NeuMf, NeuMfConfig};
+pub use neumf::{ItemHalf, NeuMf, NeuMfConfig};

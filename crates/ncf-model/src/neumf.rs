@@ -56,6 +56,34 @@ impl NeuMfConfig {
         Ok(())
     }
 
+    /// The shape a state dict (e.g. a `model.pth`, `module.` prefix or not) was saved with;
+    /// `dropout` is not stored in a state dict, so it is given.
+    pub fn from_state_dict(entries: &[(String, Tensor)], dropout: f64) -> Result<Self, ModelError> {
+        let find = |name: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.strip_prefix("module.").unwrap_or(k) == name)
+                .map(|(_, t)| t.size())
+                .ok_or_else(|| ModelError::StateDict { problems: vec![format!("missing `{name}`")] })
+        };
+        let mf_user = find("mf_user_embed.weight")?;
+        let mf_item = find("mf_item_embed.weight")?;
+        let mlp_user = find("mlp_user_embed.weight")?;
+        let (Some(&users), Some(&items), Some(&mf_dim), Some(&half)) =
+            (mf_user.first(), mf_item.first(), mf_user.get(1), mlp_user.get(1))
+        else {
+            return Err(ModelError::StateDict { problems: vec!["embeddings are not two-dimensional".into()] });
+        };
+        let mut mlp_layers = vec![2 * half];
+        for i in 0.. {
+            match find(&format!("mlp.{i}.weight")) {
+                Ok(shape) => mlp_layers.push(shape[0]),
+                Err(_) => break,
+            }
+        }
+        Ok(NeuMfConfig { users, items, mf_dim, mlp_layers, dropout })
+    }
+
     /// Number of trainable parameters (31,832,577 for ML-20m with the defaults).
     pub fn parameter_count(&self) -> i64 {
         let embeddings = (self.users + self.items) * (self.mf_dim + self.mlp_layers[0] / 2);
@@ -63,6 +91,16 @@ impl NeuMfConfig {
         let last = *self.mlp_layers.last().unwrap_or(&0);
         embeddings + mlp + (last + self.mf_dim) + 1
     }
+}
+
+/// The item side of all-items scoring ([`NeuMf::item_half`]).
+#[derive(Debug)]
+pub struct ItemHalf {
+    mf: Tensor,
+    mlp: Tensor,
+    final_mf: Tensor,
+    final_mlp: Tensor,
+    final_bias: Tensor,
 }
 
 /// NeuMF: `logit = final([mf_user(u) * mf_item(i), mlp([mlp_user(u), mlp_item(i)])])`.
@@ -161,6 +199,54 @@ impl NeuMf {
     /// reproducible and resumable); CUDA dropout follows `tch::manual_seed`.
     pub fn seed_dropout(&self, key: u64) {
         self.masks.reseed(key);
+    }
+
+    /// Every item's probability for each of `users` (`[U]` int64): `[U, items]`, evaluation mode
+    /// (no dropout), no gradients. Equal to `forward_sigmoid` on every (user, item) pair up to
+    /// float rounding, but computed the way a recommender needs it: the first MLP layer is split
+    /// into its user and item halves (`W [eu; ei] = W_u eu + W_i ei`), the item half computed once
+    /// for all items, and the MF branch is one matrix product, so a pair costs the deeper MLP
+    /// layers only. `item_half` caches the item-side work across calls ([`NeuMf::item_half`]).
+    pub fn score_all_items(&self, users: &Tensor, item_half: &ItemHalf) -> Tensor {
+        tch::no_grad(|| {
+            let (u, i) = (users.size()[0], item_half.mlp.size()[0]);
+            // MF: final_w_mf . (mf_u * mf_i) = (mf_u * final_w_mf) . mf_i
+            let mf_user = self.mf_user_embed.forward(users) * &item_half.final_mf; // [U, f]
+            let mf = mf_user.matmul(&item_half.mf.tr()); // [U, I]
+            let mlp_user = self.mlp_user_embed.forward(users); // [U, d]
+            let first = &self.mlp[0];
+            let half = self.config.mlp_layers[0] / 2;
+            let w_user = first.ws.narrow(1, 0, half); // [h1, d]
+            let user_part = mlp_user.matmul(&w_user.tr()); // [U, h1]
+            let h1 = user_part.size()[1];
+            let mut x = (user_part.unsqueeze(1) + item_half.mlp.unsqueeze(0)).relu().view([u * i, h1]);
+            for layer in &self.mlp[1..] {
+                x = layer.forward(&x).relu();
+            }
+            let mlp = x.matmul(&item_half.final_mlp.view([-1, 1])).view([u, i]);
+            (mf + mlp + &item_half.final_bias).sigmoid()
+        })
+    }
+
+    /// The item-side work of [`NeuMf::score_all_items`], done once per model.
+    pub fn item_half(&self) -> ItemHalf {
+        tch::no_grad(|| {
+            let items = Tensor::arange(self.config.items, (tch::Kind::Int64, self.device()));
+            let half = self.config.mlp_layers[0] / 2;
+            let first = &self.mlp[0];
+            let w_item = first.ws.narrow(1, half, half);
+            let mlp = self.mlp_item_embed.forward(&items).matmul(&w_item.tr())
+                + first.bs.as_ref().map_or_else(|| Tensor::from(0f32), |b| b.shallow_clone());
+            let final_w = self.final_layer.ws.view([-1]);
+            let f = self.config.mf_dim;
+            ItemHalf {
+                mf: self.mf_item_embed.forward(&items),
+                mlp,
+                final_mf: final_w.narrow(0, 0, f),
+                final_mlp: final_w.narrow(0, f, final_w.size()[0] - f),
+                final_bias: self.final_layer.bs.as_ref().map_or_else(|| Tensor::from(0f32), |b| b.shallow_clone()),
+            }
+        })
     }
 
     /// Training mode (dropout on) or evaluation mode (off), like `module.train(bool)`.

@@ -213,3 +213,37 @@ fn half_and_bfloat16_casts_score_close_to_float32() {
         assert!(diff < 1e-2, "{kind:?}: {diff}");
     }
 }
+
+#[test]
+fn all_items_scoring_equals_pair_by_pair_scoring() {
+    tch::manual_seed(8);
+    let c = NeuMfConfig { users: 40, items: 300, mf_dim: 8, mlp_layers: vec![16, 32, 8], dropout: 0.5 };
+    let mut model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    model.set_train(false);
+    let users = Tensor::from_slice(&[0i64, 7, 39]);
+    let all = model.score_all_items(&users, &model.item_half());
+    assert_eq!(all.size(), vec![3, 300]);
+    for (row, u) in [0i64, 7, 39].into_iter().enumerate() {
+        let items = Tensor::arange(300, (Kind::Int64, Device::Cpu));
+        let pairs = tch::no_grad(|| model.forward_sigmoid(&Tensor::full([300], u, (Kind::Int64, Device::Cpu)), &items))
+            .view([-1]);
+        let diff = max_abs_diff(&all.get(row as i64), &pairs);
+        assert!(diff < 1e-6, "user {u}: {diff}");
+        let (_, top_all) = all.get(row as i64).topk(10, 0, true, true);
+        let (_, top_pairs) = pairs.topk(10, 0, true, true);
+        assert!(top_all.equal(&top_pairs), "user {u}: top 10 differ");
+    }
+    // Dropout is off whatever the mode.
+    model.set_train(true);
+    assert!(model.score_all_items(&users, &model.item_half()).equal(&all));
+}
+
+#[test]
+fn the_shape_is_read_back_from_a_state_dict() {
+    let c = NeuMfConfig { users: 12, items: 34, mf_dim: 6, mlp_layers: vec![10, 20, 4], dropout: 0.1 };
+    let model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    let entries: Vec<(String, Tensor)> =
+        model.state_dict().into_iter().map(|(k, v)| (format!("module.{k}"), v)).collect();
+    assert_eq!(NeuMfConfig::from_state_dict(&entries, 0.1).unwrap(), c);
+    assert!(NeuMfConfig::from_state_dict(&entries[1..], 0.1).is_err());
+}
