@@ -8,10 +8,12 @@
 //! raw ratings -> [`preprocess`] -> [`featurespec`] dataset ([`transcode`] for CSV datasets), stored
 //! as [`torchfile`] `.pt` files, checked by [`spec_dataset`] and loaded onto a device by [`tch_data`]
 //! -> [`ncf_model`] + [`ncf_train`] ->
-//! checkpoint -> [`metrics`] / inference.
+//! checkpoint -> [`metrics`] / [`inference`]; logs in [`dllogger`]'s format.
 //! It holds no logic of its own; depend on the individual crates when you need only one of them.
 
+pub use dllogger;
 pub use featurespec;
+pub use inference;
 pub use metrics;
 pub use ncf_model;
 pub use ncf_train;

@@ -1,30 +1,261 @@
-//! `ncf-infer`: NeuMF inference benchmark and top-k recommendations (replaces inference.py).
+//! `ncf-infer`: the NeuMF inference benchmark (replaces inference.py) and top-k recommendations.
 //!
-//! A thin command-line layer; the work lives in the library crates.
+//! A thin command-line layer over the `inference` crate.
 
-use clap::Parser;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dllogger::{DlLogger, LogValue, Step};
+use ncf_model::runtime::{DeviceChoice, RuntimeInfo};
+use ncf_model::{NeuMf, NeuMfConfig};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
+use tch::Kind;
 
-/// NeuMF inference benchmark and top-k recommendations (replaces inference.py).
+/// NeuMF inference: a forward-pass benchmark over batch sizes (replaces inference.py), or top-k
+/// recommendations for users in the raw ids of the original ratings file.
+///
+/// Examples:
+///   ncf-infer --batch_sizes 1,1024,16384 --num_batches 200                 # random weights
+///   ncf-infer --load_checkpoint_path runs/model.pth --n_users 138493 --n_items 26744 --fp16
+///   ncf-infer recommend --data data/cache/ml-20m --load_checkpoint_path runs/model.pth --users 1,42
+///   ncf-infer recommend --data data/cache/ml-20m --load_checkpoint_path runs/model.pth --all --output recs.csv
 #[derive(Parser, Debug)]
-#[command(name = "ncf-infer", version, about)]
+#[command(
+    name = "ncf-infer",
+    version,
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    bench: BenchArgs,
     /// Print which libtorch this binary runs on and whether CUDA is usable, then exit.
     #[arg(long)]
     runtime_info: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The inference benchmark (the default when no subcommand is given).
+    Bench(BenchArgs),
+    /// Top-k items for users, leaving out what each already has in train, in raw ids.
+    Recommend(RecommendArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Checkpoint to time (a state dict); random weights without it.
+    #[arg(long = "load_checkpoint_path", alias = "load-checkpoint-path")]
+    load_checkpoint_path: Option<PathBuf>,
+    /// Number of users (ML-20m's by default).
+    #[arg(long = "n_users", alias = "n-users", default_value_t = 138_493)]
+    n_users: i64,
+    /// Number of items (ML-20m's by default).
+    #[arg(long = "n_items", alias = "n-items", default_value_t = 26_744)]
+    n_items: i64,
+    /// Number of predictive factors.
+    #[arg(short = 'f', long, default_value_t = 64)]
+    factors: i64,
+    /// Sizes of hidden layers for MLP.
+    #[arg(long, num_args = 1.., default_values_t = [256, 256, 128, 64])]
+    layers: Vec<i64>,
+    /// Dropout probability (inactive at inference; kept for the reference's flag).
+    #[arg(long, default_value_t = 0.5)]
+    dropout: f64,
+    /// Comma-separated batch sizes to time.
+    #[arg(
+        long = "batch_sizes",
+        alias = "batch-sizes",
+        default_value = "1,4,16,64,256,1024,4096,16384,65536,262144,1048576"
+    )]
+    batch_sizes: String,
+    /// Timed batches per batch size (after 10 untimed warm-up batches).
+    #[arg(long = "num_batches", alias = "num-batches", default_value_t = 200)]
+    num_batches: usize,
+    /// Run in float16.
+    #[arg(long, conflicts_with = "bf16")]
+    fp16: bool,
+    /// Run in bfloat16.
+    #[arg(long)]
+    bf16: bool,
+    /// Path for the JSON log (DLLogger format); an empty value writes none.
+    #[arg(long = "log_path", alias = "log-path", default_value = "log.json")]
+    log_path: String,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+}
+
+#[derive(Args, Debug)]
+struct RecommendArgs {
+    /// The dataset folder the model was trained on (feature_spec.yaml, train mapping, id maps).
+    #[arg(long)]
+    data: PathBuf,
+    /// The trained model (model.pth); its shape is read from the file.
+    #[arg(long = "load_checkpoint_path", alias = "load-checkpoint-path")]
+    load_checkpoint_path: PathBuf,
+    /// Raw user ids (as in the ratings file), comma-separated.
+    #[arg(long, value_delimiter = ',', required_unless_present = "all", conflicts_with = "all")]
+    users: Vec<i64>,
+    /// Every user of the dataset.
+    #[arg(long)]
+    all: bool,
+    /// Items per user.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    topk: usize,
+    /// Output file: .csv (user,rank,item,score) or .jsonl; stdout (CSV) without it.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Keep the items a user already has in train.
+    #[arg(long = "include-seen", alias = "include_seen")]
+    include_seen: bool,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+}
+
+/// See `ncf-train`: keep freed memory in the heap instead of faulting it in again every batch.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator tunables; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    tracing::debug!(?cli, "parsed arguments");
-    if cli.runtime_info {
-        println!("{}", ncf_model::runtime::RuntimeInfo::current());
-        return ExitCode::SUCCESS;
+    let result = if cli.runtime_info {
+        println!("{}", RuntimeInfo::current());
+        Ok(())
+    } else {
+        match cli.command {
+            Some(Command::Bench(args)) => bench(args),
+            Some(Command::Recommend(args)) => recommend(args),
+            None => bench(cli.bench),
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ncf-infer: error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-    eprintln!("ncf-infer: inference is not implemented yet in this version of ncf-rs (see the README's status table)");
-    ExitCode::from(2)
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let device = args.device.resolve()?;
+    let batch_sizes: Vec<i64> = args
+        .batch_sizes
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|&b| b > 0)
+                .with_context(|| format!("--batch_sizes: `{s}` is not a positive integer"))
+        })
+        .collect::<Result<_>>()?;
+    if args.num_batches == 0 {
+        bail!("--num_batches must be at least 1");
+    }
+    let config = NeuMfConfig {
+        users: args.n_users,
+        items: args.n_items,
+        mf_dim: args.factors,
+        mlp_layers: args.layers.clone(),
+        dropout: args.dropout,
+    };
+    let mut model = NeuMf::new(config, device)?;
+    if let Some(path) = &args.load_checkpoint_path {
+        model.load(path)?;
+    }
+    model.set_train(false);
+    let kind = if args.fp16 {
+        Kind::Half
+    } else if args.bf16 {
+        Kind::BFloat16
+    } else {
+        Kind::Float
+    };
+    model.set_kind(kind);
+    let mut log = match args.log_path.as_str() {
+        "" => None,
+        path => Some(DlLogger::create(path).with_context(|| format!("creating the log {path}"))?),
+    };
+    eprintln!("ncf-infer: timing {} batches per size on {device:?} in {kind:?}", args.num_batches);
+    println!(
+        "{:>10} {:>16} {:>14} {:>14} {:>14} {:>14}",
+        "batch", "samples/s", "mean (ms)", "p90 (ms)", "p95 (ms)", "p99 (ms)"
+    );
+    let mut data: Vec<(String, LogValue)> = Vec::new();
+    for &b in &batch_sizes {
+        let s = inference::bench::time_batches(&model, b, args.num_batches, 10);
+        println!(
+            "{:>10} {:>16.0} {:>14.4} {:>14.4} {:>14.4} {:>14.4}",
+            b,
+            s.mean_throughput,
+            s.mean_latency * 1e3,
+            s.p90_latency * 1e3,
+            s.p95_latency * 1e3,
+            s.p99_latency * 1e3
+        );
+        data.push((format!("batch_{b}_mean_throughput"), s.mean_throughput.into()));
+        data.push((format!("batch_{b}_mean_latency"), s.mean_latency.into()));
+        data.push((format!("batch_{b}_p90_latency"), s.p90_latency.into()));
+        data.push((format!("batch_{b}_p95_latency"), s.p95_latency.into()));
+        data.push((format!("batch_{b}_p99_latency"), s.p99_latency.into()));
+    }
+    if let Some(log) = &mut log {
+        log.log(Step::End, &data).with_context(|| format!("writing {}", log.path().display()))?;
+    }
+    Ok(())
+}
+
+fn recommend(args: RecommendArgs) -> Result<()> {
+    let device = args.device.resolve()?;
+    let rec = inference::Recommender::open(&args.data, &args.load_checkpoint_path, device)
+        .with_context(|| format!("loading {} for {}", args.load_checkpoint_path.display(), args.data.display()))?;
+    if !rec.has_raw_ids() {
+        eprintln!("ncf-infer: {} has no id maps; users and items are the dataset's 0-based ids", args.data.display());
+    }
+    let users = if args.all { rec.all_users() } else { rec.users_by_raw_id(&args.users)? };
+    let start = Instant::now();
+    let bar = indicatif::ProgressBar::new(users.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("recommending [{bar:30}] {pos}/{len} users, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut recs = Vec::with_capacity(users.len());
+    for chunk in users.chunks(rec.users_per_batch() * 16) {
+        recs.extend(rec.recommend(chunk, args.topk, args.include_seen));
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "ncf-infer: {} users in {seconds:.2} s ({:.0} users/s)",
+        users.len(),
+        users.len() as f64 / seconds.max(1e-9)
+    );
+    match &args.output {
+        Some(path) => {
+            inference::write_recommendations(path, &recs)?;
+            eprintln!("ncf-infer: wrote {}", path.display());
+        }
+        None => inference::OutputFormat::Csv.write(&mut std::io::stdout().lock(), &recs)?,
+    }
+    Ok(())
 }

@@ -27,7 +27,6 @@
 mod adam;
 mod config;
 mod data;
-mod dllog;
 mod error;
 mod state;
 mod trainer;
@@ -35,7 +34,7 @@ mod trainer;
 pub use adam::Adam;
 pub use config::{Mode, TrainConfig};
 pub use data::{Epoch, TrainSet};
-pub use dllog::{DlLogger, LogValue, Step};
+pub use dllogger::{DlLogger, LogValue, Step};
 pub use error::TrainError;
 pub use ncf_model;
 pub use state::{Progress, TRAINING_STATE};

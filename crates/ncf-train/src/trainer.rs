@@ -3,9 +3,9 @@
 use crate::adam::Adam;
 use crate::config::{Mode, TrainConfig};
 use crate::data::TrainSet;
-use crate::dllog::{DlLogger, LogValue, Step};
 use crate::state::{self, Progress, TRAINING_STATE};
 use crate::TrainError;
+use dllogger::{DlLogger, LogValue, Step};
 use featurespec::ncf::NcfLayout;
 use featurespec::FeatureSpec;
 use metrics::{RankSums, TestSeries};

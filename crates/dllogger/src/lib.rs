@@ -1,6 +1,10 @@
 //! DLLogger's JSON-lines format, as the reference's `dllogger.JSONStreamBackend` writes it:
 //! `DLLL {"timestamp": "...", "datetime": "...", "elapsedtime": "...", "type": "LOG", "step": [...],
 //! "data": {...}}`, so tools that parse the reference's `log.json` parse ours.
+//!
+//! **What it is for:** writing such logs ([`DlLogger`]: `LOG` and `METADATA` lines, Python's
+//! `json.dumps` spacing and float spelling). **What it is not:** a reader, or a general logger
+//! (human output goes through `tracing`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -1,0 +1,174 @@
+//! `ncf-infer` as a user runs it: recommendations equal to scoring every pair one by one, in raw
+//! ids; unknown users refused; the benchmark's table and log.
+
+use ncf_model::{NeuMf, NeuMfConfig};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Output};
+use tch::{Device, Tensor};
+
+fn ncf_infer<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ncf-infer")).args(args).output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "stderr:\n{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A prepared synthetic dataset (with id maps) and a random model for it, saved as model.pth.
+fn dataset_and_model(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, NeuMf) {
+    let raw = dir.join("ratings.csv");
+    let config = preprocess::SyntheticConfig { users: 60, items: 90, interactions: 2_000, ..Default::default() };
+    preprocess::write_synthetic_ratings(&raw, &config).unwrap();
+    let data = dir.join("data");
+    preprocess::prepare(&raw, &data, &preprocess::PrepareOptions { negatives: 20, ..Default::default() }, |_| {})
+        .unwrap();
+    let spec = featurespec_cards(&data);
+    tch::manual_seed(4);
+    let mut model = NeuMf::new(
+        NeuMfConfig { mlp_layers: vec![32, 16, 8], mf_dim: 8, ..NeuMfConfig::new(spec.0, spec.1) },
+        Device::Cpu,
+    )
+    .unwrap();
+    model.set_train(false);
+    let ckpt = dir.join("model.pth");
+    model.save(&ckpt).unwrap();
+    (data, ckpt, model)
+}
+
+fn featurespec_cards(data: &Path) -> (i64, i64) {
+    let text = std::fs::read_to_string(data.join("feature_spec.yaml")).unwrap();
+    let card = |name: &str| {
+        let at = text.find(&format!("  {name}:\n")).unwrap();
+        let rest = &text[at..];
+        let c = rest.find("cardinality: ").unwrap() + "cardinality: ".len();
+        rest[c..].lines().next().unwrap().trim().parse::<i64>().unwrap()
+    };
+    (card("user"), card("item"))
+}
+
+fn ids(path: &Path) -> Vec<i64> {
+    Vec::<i64>::try_from(&tch_data::load_tch_tensor(path, Device::Cpu).unwrap()).unwrap()
+}
+
+#[test]
+fn recommendations_equal_pair_by_pair_scoring_in_raw_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ckpt, model) = dataset_and_model(dir.path());
+    let (user_raw, item_raw) = (ids(&data.join("user_ids.pt")), ids(&data.join("item_ids.pt")));
+    let train =
+        Vec::<i64>::try_from(&tch_data::load_tch_tensor(data.join("train_data_0.pt"), Device::Cpu).unwrap().view([-1]))
+            .unwrap();
+    let n_items = model.config().items;
+    let picked = [0usize, 17, 59];
+    let raw_users: Vec<String> = picked.iter().map(|&u| user_raw[u].to_string()).collect();
+    let out = dir.path().join("recs.csv");
+    ok(&ncf_infer([
+        "recommend",
+        "--data",
+        data.to_str().unwrap(),
+        "--load_checkpoint_path",
+        ckpt.to_str().unwrap(),
+        "--users",
+        &raw_users.join(","),
+        "-k",
+        "5",
+        "--output",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut got: HashMap<i64, Vec<i64>> = HashMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        got.entry(f[0].parse().unwrap()).or_default().push(f[2].parse().unwrap());
+    }
+    for &u in &picked {
+        // Score every item for u one pair at a time, drop u's train items, take the top 5.
+        let seen: HashSet<i64> = train.chunks(2).filter(|p| p[0] == u as i64).map(|p| p[1]).collect();
+        let mut scored: Vec<(f32, i64)> = (0..n_items)
+            .filter(|i| !seen.contains(i))
+            .map(|i| {
+                let s =
+                    tch::no_grad(|| model.forward_sigmoid(&Tensor::from_slice(&[u as i64]), &Tensor::from_slice(&[i])));
+                (s.double_value(&[0, 0]) as f32, i)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<i64> = scored[..5].iter().map(|&(_, i)| item_raw[i as usize]).collect();
+        assert_eq!(got[&user_raw[u]], want, "user {} (raw {})", u, user_raw[u]);
+        assert!(want.iter().all(|i| !seen.contains(&(item_raw.iter().position(|r| r == i).unwrap() as i64))));
+    }
+    // --include-seen may bring train items back; --all writes every user, as JSON lines.
+    let all = dir.path().join("all.jsonl");
+    ok(&ncf_infer([
+        "recommend",
+        "--data",
+        data.to_str().unwrap(),
+        "--load_checkpoint_path",
+        ckpt.to_str().unwrap(),
+        "--all",
+        "-k",
+        "3",
+        "--output",
+        all.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]));
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&all).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 60 * 3);
+    assert_eq!(lines[0]["rank"], 1);
+}
+
+#[test]
+fn an_unknown_user_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ckpt, _) = dataset_and_model(dir.path());
+    let o = ncf_infer([
+        "recommend",
+        "--data",
+        data.to_str().unwrap(),
+        "--load_checkpoint_path",
+        ckpt.to_str().unwrap(),
+        "--users",
+        "987654321",
+        "--device",
+        "cpu",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("user 987654321 is not in the dataset"), "{err}");
+}
+
+#[test]
+fn the_benchmark_prints_a_table_and_logs_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.json");
+    let out = ok(&ncf_infer([
+        "--n_users",
+        "1000",
+        "--n_items",
+        "500",
+        "--batch_sizes",
+        "1,64",
+        "--num_batches",
+        "5",
+        "--log_path",
+        log.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]));
+    assert!(out.contains("samples/s") && out.lines().count() == 3, "{out}");
+    let line = std::fs::read_to_string(&log).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim().strip_prefix("DLLL ").unwrap()).unwrap();
+    for b in [1, 64] {
+        for k in ["mean_throughput", "mean_latency", "p90_latency", "p95_latency", "p99_latency"] {
+            assert!(v["data"][format!("batch_{b}_{k}")].as_f64().unwrap() > 0.0, "batch_{b}_{k}");
+        }
+    }
+    let bad = ncf_infer(["--batch_sizes", "1,x", "--log_path", ""]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("`x` is not a positive integer"));
+}

@@ -1,0 +1,34 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// What can go wrong loading a model for inference or writing recommendations.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error(transparent)]
+    Spec(#[from] featurespec::SpecError),
+
+    #[error(transparent)]
+    Dataset(#[from] spec_dataset::DatasetError),
+
+    #[error(transparent)]
+    Model(#[from] ncf_model::ModelError),
+
+    #[error(transparent)]
+    File(#[from] torchfile::TorchFileError),
+
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// A raw user id the dataset does not know.
+    #[error("user {0} is not in the dataset (it had no ratings when the dataset was prepared); NeuMF has no embedding for it. See the README on cold-start users")]
+    UnknownUser(i64),
+
+    /// The dataset has no id maps, so raw ids cannot be used.
+    #[error("{} has no `{key}` in its metadata (prepared by another tool?); recommendations then use the dataset's own 0-based ids", dir.display())]
+    NoIdMap { dir: PathBuf, key: String },
+
+    /// The checkpoint's model does not fit the dataset.
+    #[error("the checkpoint has {model} {what}, the dataset {data}")]
+    Shape { what: &'static str, model: i64, data: u64 },
+}

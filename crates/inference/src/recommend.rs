@@ -1,0 +1,234 @@
+//! Top-k recommendations for users, in the raw ids of the ratings file the dataset came from.
+
+use crate::InferenceError;
+use featurespec::ncf::NcfLayout;
+use featurespec::FeatureSpec;
+use ncf_model::{ItemHalf, NeuMf, NeuMfConfig};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// One user's list: the user and `(item, probability)` best first, in raw ids when the dataset has
+/// id maps (else the dataset's 0-based ids).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    pub user: i64,
+    pub items: Vec<(i64, f32)>,
+}
+
+/// A trained model with the dataset it was trained on.
+pub struct Recommender {
+    model: NeuMf,
+    item_half: ItemHalf,
+    /// Train items of user `u`: `seen_items[seen_start[u]..seen_start[u + 1]]`.
+    seen_start: Vec<usize>,
+    seen_items: Vec<i64>,
+    user_raw: Option<Vec<i64>>,
+    item_raw: Option<Vec<i64>>,
+    raw_to_user: HashMap<i64, i64>,
+    dir: PathBuf,
+}
+
+impl Recommender {
+    /// Loads `checkpoint` (its shape read from the file) for the dataset in `data` onto `device`.
+    pub fn open(data: &Path, checkpoint: &Path, device: Device) -> Result<Self, InferenceError> {
+        let spec = FeatureSpec::from_yaml_file(data.join("feature_spec.yaml"))?;
+        let layout = NcfLayout::from_spec(&spec)?;
+        let (users, items) = layout.cardinalities(&spec)?;
+        let entries = tch_data::load_tch_map(checkpoint, Device::Cpu)?;
+        let config = NeuMfConfig::from_state_dict(&entries, 0.0)?;
+        if config.users as u64 != users {
+            return Err(InferenceError::Shape { what: "users", model: config.users, data: users });
+        }
+        if config.items as u64 != items {
+            return Err(InferenceError::Shape { what: "items", model: config.items, data: items });
+        }
+        let mut model = NeuMf::new(config, device)?;
+        model.load_state_dict(entries).map_err(|e| match e {
+            ncf_model::ModelError::StateDict { problems } => {
+                ncf_model::ModelError::Checkpoint { path: checkpoint.to_owned(), problems }
+            }
+            other => other,
+        })?;
+        model.set_train(false);
+        let item_half = model.item_half();
+
+        // The items each user already has: train rows with a positive label.
+        let train = tch_data::load_mapping(&spec, "train", Device::Cpu)?;
+        let u = Vec::<i64>::try_from(&train.features[&layout.user]).unwrap_or_default();
+        let i = Vec::<i64>::try_from(&train.features[&layout.item]).unwrap_or_default();
+        let l = Vec::<f32>::try_from(&train.features[&layout.label].to_kind(Kind::Float)).unwrap_or_default();
+        let mut seen_start = vec![0usize; users as usize + 1];
+        for (&user, &label) in u.iter().zip(&l) {
+            if label > 0.5 {
+                seen_start[user as usize + 1] += 1;
+            }
+        }
+        for k in 1..seen_start.len() {
+            seen_start[k] += seen_start[k - 1];
+        }
+        let mut fill = seen_start.clone();
+        let mut seen_items = vec![0i64; seen_start[users as usize]];
+        for ((&user, &item), &label) in u.iter().zip(&i).zip(&l) {
+            if label > 0.5 {
+                seen_items[fill[user as usize]] = item;
+                fill[user as usize] += 1;
+            }
+        }
+
+        let id_map = |key: &str| -> Result<Option<Vec<i64>>, InferenceError> {
+            let Some(file) = spec.metadata.get(key).and_then(|v| v.as_str()) else { return Ok(None) };
+            let t = tch_data::load_tch_tensor(spec.resolve_file(file)?, Device::Cpu)?;
+            Ok(Some(Vec::<i64>::try_from(&t.to_kind(Kind::Int64)).unwrap_or_default()))
+        };
+        let user_raw = id_map("user_id_map")?;
+        let item_raw = id_map("item_id_map")?;
+        let raw_to_user = user_raw.iter().flatten().enumerate().map(|(k, &raw)| (raw, k as i64)).collect();
+        Ok(Recommender {
+            model,
+            item_half,
+            seen_start,
+            seen_items,
+            user_raw,
+            item_raw,
+            raw_to_user,
+            dir: data.to_owned(),
+        })
+    }
+
+    /// Whether ids in and out are the ratings file's (the dataset has id maps).
+    pub fn has_raw_ids(&self) -> bool {
+        self.user_raw.is_some() && self.item_raw.is_some()
+    }
+
+    /// The dataset's users for raw user ids; an unknown id is an error naming it. Without id maps
+    /// the ids are taken as the dataset's own (and checked against the cardinality).
+    pub fn users_by_raw_id(&self, raw: &[i64]) -> Result<Vec<i64>, InferenceError> {
+        raw.iter()
+            .map(|&id| match &self.user_raw {
+                Some(_) => self.raw_to_user.get(&id).copied().ok_or(InferenceError::UnknownUser(id)),
+                None if (0..self.model.config().users).contains(&id) => Ok(id),
+                None => Err(InferenceError::UnknownUser(id)),
+            })
+            .collect()
+    }
+
+    /// Every user of the dataset.
+    pub fn all_users(&self) -> Vec<i64> {
+        (0..self.model.config().users).collect()
+    }
+
+    /// The folder of the dataset.
+    pub fn dataset_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Users scored per forward pass: about 2^18 (user, item) pairs.
+    pub fn users_per_batch(&self) -> usize {
+        ((1usize << 18) / self.model.config().items.max(1) as usize).max(1)
+    }
+
+    /// The top `k` items for each of `users` (dataset ids), best first, leaving out each user's
+    /// train items unless `include_seen`; users and items come back in raw ids where known.
+    pub fn recommend(&self, users: &[i64], k: usize, include_seen: bool) -> Vec<Recommendation> {
+        let mut out = Vec::with_capacity(users.len());
+        for batch in users.chunks(self.users_per_batch()) {
+            out.extend(self.recommend_batch(batch, k, include_seen));
+        }
+        out
+    }
+
+    fn recommend_batch(&self, users: &[i64], k: usize, include_seen: bool) -> Vec<Recommendation> {
+        let device = self.model.device();
+        let n_items = self.model.config().items;
+        let scores = self.model.score_all_items(&Tensor::from_slice(users).to_device(device), &self.item_half);
+        if !include_seen {
+            let mut flat = Vec::new();
+            for (row, &u) in users.iter().enumerate() {
+                let seen = &self.seen_items[self.seen_start[u as usize]..self.seen_start[u as usize + 1]];
+                flat.extend(seen.iter().map(|&i| row as i64 * n_items + i));
+            }
+            if !flat.is_empty() {
+                let idx = Tensor::from_slice(&flat).to_device(device);
+                let _ = scores.view([-1]).index_fill_(0, &idx, f64::NEG_INFINITY);
+            }
+        }
+        let k = (k as i64).min(n_items);
+        let (top_scores, top_items) = scores.topk(k, 1, true, true);
+        let top_scores = Vec::<f32>::try_from(&top_scores.to_device(Device::Cpu).view([-1])).unwrap_or_default();
+        let top_items = Vec::<i64>::try_from(&top_items.to_device(Device::Cpu).view([-1])).unwrap_or_default();
+        users
+            .iter()
+            .enumerate()
+            .map(|(row, &u)| {
+                let range = row * k as usize..(row + 1) * k as usize;
+                let items = top_items[range.clone()]
+                    .iter()
+                    .zip(&top_scores[range])
+                    // A user who has seen almost every item runs out of candidates.
+                    .filter(|(_, s)| s.is_finite())
+                    .map(|(&i, &s)| (self.item_raw.as_ref().map_or(i, |m| m[i as usize]), s))
+                    .collect();
+                Recommendation { user: self.user_raw.as_ref().map_or(u, |m| m[u as usize]), items }
+            })
+            .collect()
+    }
+}
+
+/// How recommendations are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// `user,rank,item,score` with a header line; rank from 1.
+    Csv,
+    /// One JSON object per line: `{"user": .., "rank": .., "item": .., "score": ..}`.
+    JsonLines,
+}
+
+impl OutputFormat {
+    /// `.jsonl` / `.json` -> JSON lines, anything else CSV.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl") | Some("json") => OutputFormat::JsonLines,
+            _ => OutputFormat::Csv,
+        }
+    }
+
+    /// Writes `recs` to `out`.
+    pub fn write(self, out: &mut impl Write, recs: &[Recommendation]) -> std::io::Result<()> {
+        if self == OutputFormat::Csv {
+            writeln!(out, "user,rank,item,score")?;
+        }
+        for r in recs {
+            for (rank, (item, score)) in r.items.iter().enumerate() {
+                match self {
+                    OutputFormat::Csv => writeln!(out, "{},{},{},{}", r.user, rank + 1, item, score)?,
+                    OutputFormat::JsonLines => writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"user": r.user, "rank": rank + 1, "item": item, "score": score})
+                    )?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes recommendations to `path` (format from its extension) through a temporary file renamed
+/// into place, so `path` is never half-written.
+pub fn write_recommendations(path: &Path, recs: &[Recommendation]) -> Result<(), InferenceError> {
+    let io = |source| InferenceError::Io { path: path.to_owned(), source };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        OutputFormat::from_path(path).write(&mut w, recs).map_err(io)?;
+        w.flush().map_err(io)?;
+    }
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
