@@ -85,9 +85,13 @@ struct Cli {
     /// Number of gradients to accumulate before performing an optimization step.
     #[arg(long = "grads_accumulated", alias = "grads-accumulated", default_value_t = 1)]
     grads_accumulated: usize,
-    /// Enable mixed precision training.
+    /// Enable mixed precision training (fp16 autocast + dynamic loss scaling; CUDA only).
     #[arg(long)]
     amp: bool,
+    /// Compute float32 matrix products in full float32 on CUDA (TF32 is on by default, as in the
+    /// reference on Ampere and later GPUs).
+    #[arg(long = "no-tf32", alias = "no_tf32")]
+    no_tf32: bool,
     /// Path for the JSON training log (DLLogger format); an empty value writes none.
     #[arg(long = "log_path", alias = "log-path", default_value = "log.json")]
     log_path: String,
@@ -175,6 +179,7 @@ fn run(cli: Cli) -> Result<()> {
         },
         grads_accumulated: cli.grads_accumulated,
         amp: cli.amp,
+        tf32: !cli.no_tf32,
         log_path: optional(&cli.log_path),
         device,
         resume: cli.resume.clone(),

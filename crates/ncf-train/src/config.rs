@@ -47,8 +47,10 @@ pub struct TrainConfig {
     pub mode: Mode,
     /// Batches whose gradients add up before each optimizer step.
     pub grads_accumulated: usize,
-    /// Mixed precision (autocast + dynamic loss scaling).
+    /// Mixed precision (fp16 autocast + dynamic loss scaling; CUDA only).
     pub amp: bool,
+    /// Allow TF32 for float32 matrix products on CUDA (the reference's default on Ampere and later).
+    pub tf32: bool,
     /// DLLogger JSON log; `None`: no log file.
     pub log_path: Option<PathBuf>,
     pub device: Device,
@@ -80,6 +82,7 @@ impl Default for TrainConfig {
             mode: Mode::Train,
             grads_accumulated: 1,
             amp: false,
+            tf32: true,
             log_path: Some("log.json".into()),
             device: Device::Cpu,
             resume: None,

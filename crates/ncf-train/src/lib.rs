@@ -31,7 +31,7 @@ mod error;
 mod state;
 mod trainer;
 
-pub use adam::Adam;
+pub use adam::{Adam, GradScaler};
 pub use config::{Mode, TrainConfig};
 pub use data::{Epoch, TrainSet};
 pub use dllogger::{DlLogger, LogValue, Step};

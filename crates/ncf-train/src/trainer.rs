@@ -1,6 +1,6 @@
 //! The run: load the dataset, build the model, then train and evaluate epoch by epoch.
 
-use crate::adam::Adam;
+use crate::adam::{Adam, GradScaler};
 use crate::config::{Mode, TrainConfig};
 use crate::data::TrainSet;
 use crate::state::{self, Progress, TRAINING_STATE};
@@ -77,6 +77,7 @@ pub struct Trainer {
     log: Option<DlLogger>,
     started: Instant,
     layout: NcfLayout,
+    scaler: Option<GradScaler>,
 }
 
 impl Trainer {
@@ -90,6 +91,9 @@ impl Trainer {
         let layout = NcfLayout::from_spec(&spec)?;
         let (users, items) = layout.cardinalities(&spec)?;
         let device = config.device;
+        if device.is_cuda() {
+            torch_ops::set_tf32(config.tf32).map_err(|e| TrainError::Config(e.to_string()))?;
+        }
         let test = tch_data::load_mapping(&spec, "test", device)?;
         let test = TestSeries::new(
             &test.features[&layout.user],
@@ -175,7 +179,8 @@ impl Trainer {
             seed,
             "dataset loaded"
         );
-        let mut trainer = Trainer { config, model, adam, params, train, test, progress, log, started, layout };
+        let scaler = config.amp.then(|| GradScaler::new(device));
+        let mut trainer = Trainer { config, model, adam, params, train, test, progress, log, started, layout, scaler };
         trainer.log_parameters()?;
         Ok(trainer)
     }
@@ -257,15 +262,30 @@ impl Trainer {
         let steps = data.batches() / group;
         observer.epoch_started(epoch, (steps * group) as u64);
         let mut last_loss = None;
+        let amp = self.scaler.is_some();
         for step in 0..steps {
             for j in 0..group {
                 let (users, items, labels) = data.batch(step * group + j);
-                let logits = self.model.forward(&users, &items);
+                // AMP: the forward pass in fp16 where autocast allows, the loss in float32.
+                let logits = if amp {
+                    tch::autocast(true, || self.model.forward(&users, &items)).to_kind(Kind::Float)
+                } else {
+                    self.model.forward(&users, &items)
+                };
                 let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, tch::Reduction::Mean);
-                loss.backward();
+                match &self.scaler {
+                    Some(scaler) => scaler.scale_loss(&loss).backward(),
+                    None => loss.backward(),
+                }
                 last_loss = Some(loss);
             }
-            self.adam.step(&self.params);
+            if let Some(scaler) = &mut self.scaler {
+                scaler.check(&self.params);
+            }
+            self.adam.step(&self.params, self.scaler.as_ref());
+            if let Some(scaler) = &mut self.scaler {
+                scaler.update();
+            }
             for p in &mut self.params {
                 p.zero_grad();
             }
@@ -477,8 +497,8 @@ fn check_settings(c: &TrainConfig) -> Result<(), TrainError> {
             c.learning_rate, c.beta1, c.beta2, c.eps
         ));
     }
-    if c.amp {
-        return bad("--amp (mixed precision) is not available in this version of ncf-train yet; run without it".into());
+    if c.amp && !c.device.is_cuda() {
+        return bad("--amp (fp16 autocast with loss scaling) runs on CUDA only; on the CPU run without it".into());
     }
     if c.resume.is_some() && c.load_checkpoint_path.is_some() {
         return bad(

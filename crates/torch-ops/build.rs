@@ -1,0 +1,26 @@
+// Compiles cpp/ops.cpp against the headers of the libtorch tch links (LIBTORCH, which
+// .cargo/config.toml points at the checkout's .libtorch), with libtorch's C++ ABI.
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=cpp/ops.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let libtorch = PathBuf::from(
+        std::env::var("LIBTORCH").expect("LIBTORCH must point at libtorch (run scripts/setup-libtorch.sh)"),
+    );
+    // PyTorch's PyPI wheels (2.7 and later) are built with the C++11 ABI.
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("cpp/ops.cpp")
+        .include(libtorch.join("include"))
+        .include(libtorch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag_if_supported("-Wno-unused-parameter")
+        .warnings(false)
+        .compile("ncf_torch_ops");
+    torch_link::configure();
+}

@@ -1,0 +1,70 @@
+// The few libtorch operations ncf-rs needs that tch 0.24 does not bind. Each takes tch's tensor
+// handles (pointers to at::Tensor), catches every C++ exception and returns its message through
+// `err` (0 = success), so nothing unwinds into Rust.
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
+#include <ATen/ops/_fused_adam.h>
+#include <cstring>
+#include <vector>
+
+namespace {
+std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(*ts[i]);
+  return out;
+}
+
+int fail(const std::exception& e, char* err, size_t err_len) {
+  if (err_len > 0) {
+    std::strncpy(err, e.what(), err_len - 1);
+    err[err_len - 1] = '\0';
+  }
+  return 1;
+}
+}  // namespace
+
+extern "C" {
+
+// torch._fused_adam_ over n parameters (one multi-tensor kernel on CUDA, one fused loop on CPU).
+// `step` is one float tensor holding the step number already incremented; grad_scale/found_inf
+// may be null (AMP: the kernel unscales by 1/grad_scale and skips every update when found_inf != 0).
+int ncf_fused_adam(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs,
+                   size_t n, at::Tensor* step, double lr, double beta1, double beta2, double eps,
+                   at::Tensor* grad_scale, at::Tensor* found_inf, char* err, size_t err_len) {
+  try {
+    std::vector<at::Tensor> steps(n, *step);
+    std::optional<at::Tensor> scale = grad_scale ? std::optional<at::Tensor>(*grad_scale) : std::nullopt;
+    std::optional<at::Tensor> inf = found_inf ? std::optional<at::Tensor>(*found_inf) : std::nullopt;
+    at::_fused_adam_(list(params, n), list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n), {}, steps, lr,
+                     beta1, beta2, /*weight_decay=*/0.0, eps, /*amsgrad=*/false, /*maximize=*/false, scale, inf);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// torch._amp_foreach_non_finite_check_and_unscale_: multiplies every gradient by inv_scale and sets
+// found_inf to 1 if any element of any gradient is inf or NaN.
+int ncf_amp_check_and_unscale(at::Tensor** grads, size_t n, at::Tensor* found_inf, at::Tensor* inv_scale, char* err,
+                              size_t err_len) {
+  try {
+    auto g = list(grads, n);
+    at::_amp_foreach_non_finite_check_and_unscale_(g, *found_inf, *inv_scale);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// torch.set_float32_matmul_precision: "highest" (full float32) or "high" (TF32 on CUDA).
+int ncf_set_float32_matmul_precision(const char* precision, char* err, size_t err_len) {
+  try {
+    at::globalContext().setFloat32MatmulPrecision(precision);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+}

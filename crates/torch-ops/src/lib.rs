@@ -1,0 +1,161 @@
+//! libtorch operations that tch 0.24 does not bind, through a small C++ bridge (`cpp/ops.cpp`,
+//! compiled against the same libtorch headers): PyTorch's fused Adam (`torch._fused_adam_`, one
+//! multi-tensor kernel over all parameters on CUDA, a fused loop on CPU), the AMP gradient check
+//! (`torch._amp_foreach_non_finite_check_and_unscale_`) and the float32 matmul precision switch
+//! (TF32 on CUDA).
+//!
+//! **What it is not:** an optimizer or a scaler; `ncf-train` builds those on these calls.
+
+use std::ffi::{c_char, CString};
+use tch::Tensor;
+
+/// A libtorch error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorchOpError(pub String);
+
+impl std::fmt::Display for TorchOpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "libtorch: {}", self.0)
+    }
+}
+
+impl std::error::Error for TorchOpError {}
+
+type Handle = *mut std::ffi::c_void;
+
+extern "C" {
+    fn ncf_fused_adam(
+        params: *const Handle,
+        grads: *const Handle,
+        exp_avgs: *const Handle,
+        exp_avg_sqs: *const Handle,
+        n: usize,
+        step: Handle,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        grad_scale: Handle,
+        found_inf: Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn ncf_amp_check_and_unscale(
+        grads: *const Handle,
+        n: usize,
+        found_inf: Handle,
+        inv_scale: Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn ncf_set_float32_matmul_precision(precision: *const c_char, err: *mut c_char, err_len: usize) -> i32;
+}
+
+fn handle(t: &Tensor) -> Handle {
+    t.as_ptr() as Handle
+}
+
+fn handles(ts: &[Tensor]) -> Vec<Handle> {
+    ts.iter().map(handle).collect()
+}
+
+fn check(code: i32, err: &[u8]) -> Result<(), TorchOpError> {
+    if code == 0 {
+        return Ok(());
+    }
+    let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+    Err(TorchOpError(String::from_utf8_lossy(&err[..end]).into_owned()))
+}
+
+/// The hyper-parameters of [`fused_adam`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamHyper {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+/// One Adam step over all `params` at once (PyTorch's fused kernel): `step` is a float32 scalar
+/// tensor on the parameters' device holding the step number (already incremented). With
+/// `amp = Some((grad_scale, found_inf))`, gradients are unscaled by `1 / grad_scale` inside the
+/// kernel and the whole step is skipped when `found_inf` is non-zero.
+pub fn fused_adam(
+    params: &[Tensor],
+    grads: &[Tensor],
+    exp_avgs: &[Tensor],
+    exp_avg_sqs: &[Tensor],
+    step: &Tensor,
+    hyper: AdamHyper,
+    amp: Option<(&Tensor, &Tensor)>,
+) -> Result<(), TorchOpError> {
+    let n = params.len();
+    if grads.len() != n || exp_avgs.len() != n || exp_avg_sqs.len() != n {
+        return Err(TorchOpError("fused_adam: lists of different lengths".into()));
+    }
+    // The kernel indexes the other lists by each parameter's size; it must not be trusted to check.
+    for (k, p) in params.iter().enumerate() {
+        for (what, t) in [("gradient", &grads[k]), ("exp_avg", &exp_avgs[k]), ("exp_avg_sq", &exp_avg_sqs[k])] {
+            if !t.defined() || t.size() != p.size() || t.device() != p.device() || !t.is_contiguous() {
+                return Err(TorchOpError(format!(
+                    "fused_adam: parameter {k} is {:?} on {:?}, its {what} is not a contiguous tensor of that shape on that device",
+                    p.size(),
+                    p.device()
+                )));
+            }
+        }
+    }
+    let (p, g, m, v) = (handles(params), handles(grads), handles(exp_avgs), handles(exp_avg_sqs));
+    let (scale, inf) = amp.map_or((std::ptr::null_mut(), std::ptr::null_mut()), |(s, f)| (handle(s), handle(f)));
+    let mut err = vec![0u8; 1024];
+    // SAFETY: every handle is a live tch tensor (an at::Tensor*) borrowed for the call; the lists
+    // have n entries; err has err.len() bytes.
+    let code = unsafe {
+        ncf_fused_adam(
+            p.as_ptr(),
+            g.as_ptr(),
+            m.as_ptr(),
+            v.as_ptr(),
+            n,
+            handle(step),
+            hyper.lr,
+            hyper.beta1,
+            hyper.beta2,
+            hyper.eps,
+            scale,
+            inf,
+            err.as_mut_ptr() as *mut c_char,
+            err.len(),
+        )
+    };
+    check(code, &err)
+}
+
+/// Multiplies every gradient by `inv_scale` (a float32 scalar tensor) and sets `found_inf` (a
+/// float32 scalar tensor) to 1 if any gradient holds an inf or NaN.
+pub fn amp_check_and_unscale(grads: &[Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> Result<(), TorchOpError> {
+    let g = handles(grads);
+    let mut err = vec![0u8; 1024];
+    // SAFETY: as in fused_adam.
+    let code = unsafe {
+        ncf_amp_check_and_unscale(
+            g.as_ptr(),
+            g.len(),
+            handle(found_inf),
+            handle(inv_scale),
+            err.as_mut_ptr() as *mut c_char,
+            err.len(),
+        )
+    };
+    check(code, &err)
+}
+
+/// Allows TF32 for float32 matrix products on CUDA (`true`: PyTorch's "high") or not ("highest").
+pub fn set_tf32(allowed: bool) -> Result<(), TorchOpError> {
+    let precision = CString::new(if allowed { "high" } else { "highest" }).unwrap_or_default();
+    let mut err = vec![0u8; 1024];
+    // SAFETY: precision is a NUL-terminated string; err has err.len() bytes.
+    let code =
+        unsafe { ncf_set_float32_matmul_precision(precision.as_ptr(), err.as_mut_ptr() as *mut c_char, err.len()) };
+    check(code, &err)
+}
