@@ -148,7 +148,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ncf-infer: error: {e:#}");
+            eprintln!("ncf-infer: error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
@@ -258,4 +258,18 @@ fn recommend(args: RecommendArgs) -> Result<()> {
         None => inference::OutputFormat::Csv.write(&mut std::io::stdout().lock(), &recs)?,
     }
     Ok(())
+}
+
+/// The error and its causes, each cause once: many library errors already quote their source in
+/// their own message, which `{:#}` would print a second time.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ncf-prepare: error: {e:#}");
+            eprintln!("ncf-prepare: error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
@@ -134,6 +134,9 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let config = SyntheticConfig { users, items, interactions, seed: data_seed, ..Default::default() };
+            if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            }
             let raw = sibling(&output, "synthetic-ratings.csv");
             let rows = preprocess::write_synthetic_ratings(&raw, &config)?;
             eprintln!("wrote {rows} synthetic ratings ({users} users, {items} items)");
@@ -214,4 +217,18 @@ fn convert(raw: &Path, output: &Path, format: Option<RawFormat>, common: &Common
     println!("{summary}");
     println!("wrote {} ({} format) in {:.2} s", output.display(), summary.format, summary.elapsed.as_secs_f64());
     Ok(())
+}
+
+/// The error and its causes, each cause once: many library errors already quote their source in
+/// their own message, which `{:#}` would print a second time.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -10,6 +10,8 @@ use ncf_train::{EpochReport, Mode, Observer, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod plot;
+
 /// Train a Neural Collaborative Filtering model (NeuMF), or evaluate a checkpoint (replaces ncf.py).
 ///
 /// Takes every flag of the reference's ncf.py, with its defaults, in both spellings
@@ -102,6 +104,9 @@ struct Cli {
     /// --checkpoint_dir): model, Adam state, epoch and seed.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// After training, draw HR@k, NDCG@k and the losses per epoch into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
     /// Print which libtorch this binary runs on and whether CUDA is usable, then exit.
     #[arg(long)]
     runtime_info: bool,
@@ -141,7 +146,7 @@ fn main() -> ExitCode {
     match run(Cli::parse_from(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ncf-train: error: {e:#}");
+            eprintln!("ncf-train: error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
@@ -200,6 +205,10 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(bar) = bars.bar.take() {
         bar.finish_and_clear();
     }
+    if let Some(path) = &cli.plot {
+        plot::curves(path, &summary.epochs, k)?;
+        eprintln!("ncf-train: curves drawn in {}", path.display());
+    }
     match cli.mode {
         ModeArg::Test => {
             let e = summary.epochs[0].eval;
@@ -209,9 +218,12 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         ModeArg::Train => {
-            let best = summary.best_epoch.map_or("none".to_owned(), |e| e.to_string());
+            // Humans count epochs from 1 (as the per-epoch lines do); the log, like the reference's, from 0.
+            let best = summary
+                .best_epoch
+                .map_or("no epoch".to_owned(), |e| format!("epoch {} (best_epoch {e} in the log)", e + 1));
             println!(
-                "best HR@{k} {:.6} at epoch {best}{}",
+                "best HR@{k} {:.6} after {best}{}",
                 summary.best_hr,
                 if summary.reached_threshold { " (threshold reached)" } else { "" }
             );
@@ -264,4 +276,18 @@ impl Observer for Bars {
             if r.improved { " *" } else { "" }
         );
     }
+}
+
+/// The error and its causes, each cause once: many library errors already quote their source in
+/// their own message, which `{:#}` would print a second time.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }

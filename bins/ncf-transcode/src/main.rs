@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ncf-transcode: error: {e:#}");
+            eprintln!("ncf-transcode: error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
@@ -63,4 +63,18 @@ fn run(cli: Cli) -> Result<()> {
         summary.item_cardinality
     );
     Ok(())
+}
+
+/// The error and its causes, each cause once: many library errors already quote their source in
+/// their own message, which `{:#}` would print a second time.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }

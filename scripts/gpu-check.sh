@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The prepared GPU check (issues: training speed, inference). Runs ON the lent GPU machine, in the
+# repository root, with the release binaries and two helper files carried in gpu-bin/ (made here by
+# `scripts/gpu-check.sh --pack`, which builds nothing there). In one run of at most ~8 minutes it:
+#   1. shows the card and proves CUDA is used (ncf-train --runtime-info, libtorch_cuda mapped);
+#   2. makes an ML-20m-shaped dataset (make_ml20m_like.py with the machine's python3) and prepares
+#      it with our ncf-prepare;
+#   3. trains 3 epochs FP32/TF32 and 3 epochs AMP at batch 1,048,576, printing samples/s and HR@10
+#      per epoch, and the same with a plain PyTorch NeuMF loop on the machine's own torch (baseline);
+#   4. times inference at batch 1,024 ... 1,048,576 in float32 and float16.
+# Every figure also lands in $OUT (logs, tables).
+#   here:  scripts/gpu-check.sh --pack                  (release build + gpu-bin/)
+#          scripts/gpu-check.sh --local                 (the same steps on this CPU, tiny sizes)
+#   there: bash scripts/gpu-check.sh                    (run tool, carry gpu-bin)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+pack="$here/gpu-bin"
+
+if [ "${1:-}" = "--pack" ]; then
+  cargo build --release --bins --workspace
+  rm -rf "$pack" && mkdir -p "$pack"
+  for b in ncf-prepare ncf-train ncf-infer; do cp "${CARGO_TARGET_DIR:-$here/target}/release/$b" "$pack/"; done
+  cp "$here/../shared/tools/make_ml20m_like.py" "$pack/"
+  cp "$here/scripts/pytorch_ncf_baseline.py" "$pack/"
+  du -sh "$pack"
+  exit 0
+fi
+
+local_run=0
+[ "${1:-}" = "--local" ] && local_run=1
+out="${OUT:-$(mktemp -d)}"
+work="$(mktemp -d)"
+py="${NCF_GPU_PYTHON:-python3}"
+if [ "$local_run" = 1 ]; then
+  py="$here/.torch-venv/bin/python3"; device=cpu; batch=16384; epochs=1; sizes=1024,16384; nb=20
+else
+  device=cuda; batch=1048576; epochs=3; sizes=1024,16384,262144,1048576; nb=100
+  # The binaries were linked here with an rpath to this machine's libtorch; there, use the
+  # machine's own PyTorch 2.11.0 (the same version).
+  torch_lib="$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+  export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+bin="$pack"
+[ -x "$bin/ncf-train" ] || { echo "gpu-check: $bin/ncf-train missing; run scripts/gpu-check.sh --pack first" >&2; exit 1; }
+step() { echo; echo "== $* ($(date +%T))"; }
+
+step "1. card and runtime"
+command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$bin/ncf-train" --runtime-info | tee "$out/runtime.txt"
+if [ "$local_run" = 0 ]; then grep -q "CUDA available: yes" "$out/runtime.txt" || echo "gpu-check: WARNING: CUDA not reported available"; fi
+
+step "2. dataset"
+if [ "$local_run" = 1 ]; then
+  "$bin/ncf-prepare" synthetic --output "$work/data" > /dev/null
+else
+  "$py" "$bin/make_ml20m_like.py" "$work/ml20m.csv"
+  /usr/bin/time -f "ncf-prepare: %e s, %M KB" "$bin/ncf-prepare" --path "$work/ml20m.csv" --output "$work/data"
+fi
+
+summary() { # log file, label
+  "$py" - "$1" "$2" <<'PY'
+import json, sys
+lines = [json.loads(l[5:]) for l in open(sys.argv[1]) if l.startswith("DLLL ")]
+for l in lines:
+    if l["type"] == "LOG" and isinstance(l["step"], list) and len(l["step"]) == 1:
+        d = l["data"]
+        print(f"{sys.argv[2]} epoch {l['step'][0]}: {d['train_throughput']:.0f} samples/s, HR@10 {d['hr@10']:.4f}, eval {d['eval_throughput']:.0f} rows/s")
+PY
+}
+
+step "3. training, batch $batch, $epochs epochs"
+for mode in tf32 amp; do
+  flags=""
+  [ "$mode" = amp ] && flags="--amp"
+  [ "$local_run" = 1 ] && [ "$mode" = amp ] && continue   # --amp is CUDA-only
+  "$bin/ncf-train" --data "$work/data" -e "$epochs" -b "$batch" --seed 1 --device "$device" $flags \
+    --checkpoint_dir "" --log_path "$out/train-$mode.json" 2> "$out/train-$mode.err" | tail -1
+  summary "$out/train-$mode.json" "ncf-train $mode" | tee -a "$out/table.txt"
+  "$py" "$bin/pytorch_ncf_baseline.py" "$work/data" --epochs "$epochs" --batch_size "$batch" --device "$device" $flags \
+    | tee -a "$out/table.txt"
+done
+
+step "4. inference"
+"$bin/ncf-infer" --device "$device" --batch_sizes "$sizes" --num_batches "$nb" --log_path "$out/infer-fp32.json" | tee -a "$out/table.txt"
+[ "$local_run" = 0 ] && "$bin/ncf-infer" --device "$device" --fp16 --batch_sizes "$sizes" --num_batches "$nb" --log_path "$out/infer-fp16.json" | tee -a "$out/table.txt"
+
+step "table"
+cat "$out/table.txt"
+rm -rf "$work"
