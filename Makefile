@@ -21,10 +21,14 @@ build: setup
 release: setup
 	$(CARGO) build --workspace --release --bins --examples
 
-# The README's test command: unit, integration and doc tests, then lints, then the CUDA-linking check.
+# The README's test command: unit, integration and doc tests, the two main examples (run, small),
+# then lints, then the CUDA-linking check.
+EXAMPLE_DIR := $(TARGET_DIR)/example-run
 test: setup
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	$(CARGO) run --quiet --example train_synthetic -- $(EXAMPLE_DIR) 1
+	$(CARGO) run --quiet --example recommend -- $(EXAMPLE_DIR)/data $(EXAMPLE_DIR)/checkpoints/model.pth 1
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all --check
 	bash scripts/check-cuda-linking.sh "$(TARGET_DIR)/debug"

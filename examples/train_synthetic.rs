@@ -66,10 +66,6 @@ fn run(out: &Path, epochs: usize) -> Result<(), Box<dyn std::error::Error>> {
         ..TrainConfig::default()
     };
     let result = Trainer::new(config)?.run(&mut Lines)?;
-    println!(
-        "best HR@10 {:.4}; model saved in {}",
-        result.best_hr,
-        out.join("checkpoints/model.pth").display()
-    );
+    println!("best HR@10 {:.4}; model saved in {}", result.best_hr, out.join("checkpoints/model.pth").display());
     Ok(())
 }
