@@ -5,6 +5,16 @@
 //! **What it is for:** writing such logs ([`DlLogger`]: `LOG` and `METADATA` lines, Python's
 //! `json.dumps` spacing and float spelling). **What it is not:** a reader, or a general logger
 //! (human output goes through `tracing`).
+//!
+//! ```
+//! use dllogger::{DlLogger, LogValue, Step};
+//! let dir = tempfile::tempdir()?;
+//! let mut log = DlLogger::create(dir.path().join("log.json"))?;
+//! log.log(Step::Epoch(0), &[("hr@10", LogValue::from(0.61)), ("train_loss", LogValue::from(0.35))])?;
+//! let text = std::fs::read_to_string(dir.path().join("log.json"))?;
+//! assert!(text.starts_with("DLLL {") && text.contains(r#""step": [0], "data": {"hr@10": 0.61"#));
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

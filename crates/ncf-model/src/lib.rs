@@ -10,14 +10,20 @@
 //! **What it is not:** a training loop (`ncf-train`), a metric (`metrics`) or a file format
 //! (`torchfile`).
 //!
-//! ```no_run
+//! ```
 //! use ncf_model::{NeuMf, NeuMfConfig};
-//! let mut model = NeuMf::new(NeuMfConfig::new(138_493, 26_744), tch::Device::Cpu)?;
-//! model.load("model.pth")?; // a checkpoint of the reference's ncf.py, or ours
-//! model.set_train(false);
+//! let config = NeuMfConfig::new(100, 50); // 100 users, 50 items; factors 64, layers 256 256 128 64
+//! let model = NeuMf::new(config.clone(), tch::Device::Cpu)?;
+//! let dir = tempfile::tempdir().unwrap();
+//! model.save(dir.path().join("model.pth"))?; // torch.load(..., weights_only=True) reads it
+//!
+//! let mut loaded = NeuMf::new(config, tch::Device::Cpu)?;
+//! loaded.load(dir.path().join("model.pth"))?; // ours, or a checkpoint of the reference's ncf.py
+//! loaded.set_train(false);
 //! let users = tch::Tensor::from_slice(&[0i64, 1]);
 //! let items = tch::Tensor::from_slice(&[5i64, 7]);
-//! let scores = model.forward_sigmoid(&users, &items); // [2, 1]
+//! let scores = loaded.forward_sigmoid(&users, &items); // [2, 1] probabilities
+//! assert_eq!(scores.size(), [2, 1]);
 //! # Ok::<(), ncf_model::ModelError>(())
 //! ```
 

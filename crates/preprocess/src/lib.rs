@@ -16,6 +16,17 @@
 //! its test positive, has no train row and still gets test negatives (the reference sizes its
 //! tables from the train rows and breaks); the sampler's random numbers are ours (PCG-64), so the
 //! negatives follow the reference's rule but not its exact draws.
+//!
+//! ```
+//! use preprocess::{prepare, write_synthetic_ratings, PrepareOptions, SyntheticConfig};
+//! let dir = tempfile::tempdir()?;
+//! let raw = dir.path().join("ratings.csv"); // ml-20m format: userId,movieId,rating,timestamp
+//! write_synthetic_ratings(&raw, &SyntheticConfig { users: 50, items: 40, interactions: 1_000, ..Default::default() })?;
+//! let summary = prepare(&raw, &dir.path().join("data"), &PrepareOptions::default(), |_| {})?;
+//! assert_eq!(summary.users, 50);
+//! assert!(dir.path().join("data/feature_spec.yaml").exists());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod diagnose;
 mod error;

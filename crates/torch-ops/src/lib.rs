@@ -5,6 +5,20 @@
 //! (TF32 on CUDA).
 //!
 //! **What it is not:** an optimizer or a scaler; `ncf-train` builds those on these calls.
+//!
+//! ```
+//! use tch::{Kind, Tensor};
+//! use torch_ops::{fused_adam, AdamHyper};
+//! let params = [Tensor::ones([3], (Kind::Float, tch::Device::Cpu))];
+//! let grads = [Tensor::from_slice(&[1f32, -1.0, 0.5])];
+//! let (m, v) = ([params[0].zeros_like()], [params[0].zeros_like()]);
+//! let step = Tensor::from(1f32); // the step number, already incremented
+//! let hyper = AdamHyper { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+//! fused_adam(&params, &grads, &m, &v, &step, hyper, None)?;
+//! // The first Adam step moves each parameter by lr against the sign of its gradient.
+//! assert_eq!(Vec::<f32>::try_from(&params[0]).unwrap().iter().map(|x| (x * 10.0).round() / 10.0).collect::<Vec<_>>(), [0.9, 1.1, 0.9]);
+//! # Ok::<(), torch_ops::TorchOpError>(())
+//! ```
 
 use std::ffi::{c_char, CString};
 use tch::Tensor;

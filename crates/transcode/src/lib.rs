@@ -12,6 +12,25 @@
 //! **What it is not:** a preprocessor: ids must already be `0..n`, test negatives already present
 //! (use `preprocess` for raw ratings). Features other than the user, item and label channels' are
 //! read as text and not written, as the reference does.
+//!
+//! ```
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("train.csv"), "0,1,1\n1,2,1\n")?;
+//! std::fs::write(dir.path().join("test.csv"), "0,2,1\n0,0,0\n1,1,1\n1,0,0\n")?;
+//! std::fs::write(dir.path().join("feature_spec.yaml"), "\
+//! feature_spec: {user: {cardinality: auto}, item: {cardinality: auto}, label: {}}
+//! metadata: {test_samples_per_series: 2}
+//! source_spec:
+//!   train: [{type: csv, features: [user, item, label], files: [train.csv]}]
+//!   test: [{type: csv, features: [user, item, label], files: [test.csv]}]
+//! channel_spec: {user_ch: [user], item_ch: [item], label_ch: [label]}
+//! ")?;
+//! let out = dir.path().join("tensors");
+//! let summary = transcode::transcode(&dir.path().join("feature_spec.yaml"), &out, "feature_spec.yaml")?;
+//! assert_eq!((summary.user_cardinality, summary.item_cardinality), (2, 3));
+//! assert!(out.join("train_data_0.pt").exists() && out.join("test_data_1.pt").exists());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod buffer;
 mod error;
