@@ -226,3 +226,27 @@ fn bad_input_is_refused_before_training() {
         (Some(0.3), Some(0.6), Some(4096))
     );
 }
+
+#[test]
+fn the_threshold_stops_after_the_first_epoch_that_reaches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path());
+    let log = dir.path().join("threshold.json");
+    let out = ok(&ncf_train([
+        "--data",
+        &s(&data),
+        "-e",
+        "5",
+        "-b",
+        "4096",
+        "-t",
+        "0.0",
+        "--checkpoint_dir",
+        "",
+        "--log_path",
+        &s(&log),
+    ]));
+    let epochs = log_lines(&log).iter().filter(|(step, _)| step.as_array().is_some_and(|a| a.len() == 1)).count();
+    assert_eq!(epochs, 1, "{out}");
+    assert!(out.contains("threshold reached"), "{out}");
+}
