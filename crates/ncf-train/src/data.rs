@@ -60,8 +60,10 @@ impl TrainSet {
         let (start, end) = (samples * rank / world, samples * (rank + 1) / world);
         let order = Tensor::randperm(end - start, (Kind::Int64, device)) + start;
         let local_batch = (batch_size / world).max(1);
-        let local = end - start;
-        let batches = ((local + local_batch - 1) / local_batch - 1).max(0);
+        // Every rank takes as many batches as the smallest share allows (shares differ by at most one
+        // sample), so all ranks run the same number of steps and their collectives pair up.
+        let smallest = samples / world;
+        let batches = ((smallest + local_batch - 1) / local_batch - 1).max(0);
         Epoch {
             users: users.index_select(0, &order),
             items: items.index_select(0, &order),

@@ -21,6 +21,10 @@ pub enum TrainError {
     #[error(transparent)]
     File(#[from] torchfile::TorchFileError),
 
+    /// A data-parallel collective failed (a rank crashed or hung, or the backend failed).
+    #[error(transparent)]
+    Collective(#[from] crate::dist::CollectiveError),
+
     /// A setting that cannot work with this dataset (e.g. a batch larger than the epoch).
     #[error("{0}")]
     Config(String),

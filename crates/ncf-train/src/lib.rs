@@ -27,6 +27,7 @@
 mod adam;
 mod config;
 mod data;
+pub mod dist;
 mod error;
 mod state;
 mod trainer;

@@ -3,6 +3,7 @@
 use crate::adam::{Adam, GradScaler};
 use crate::config::{Mode, TrainConfig};
 use crate::data::TrainSet;
+use crate::dist::{self, Collective};
 use crate::state::{self, Progress, TRAINING_STATE};
 use crate::TrainError;
 use dllogger::{DlLogger, LogValue, Step};
@@ -78,12 +79,24 @@ pub struct Trainer {
     started: Instant,
     layout: NcfLayout,
     scaler: Option<GradScaler>,
+    /// The data-parallel group; `None` for a single process.
+    group: Option<Box<dyn Collective>>,
 }
 
 impl Trainer {
     /// Loads the dataset onto the configured device, builds (and loads or resumes) the model, and
     /// checks every setting; nothing is trained yet. All bad input is reported here.
     pub fn new(config: TrainConfig) -> Result<Self, TrainError> {
+        Self::in_group(config, None)
+    }
+
+    /// A rank of a data-parallel run: the test lists and each epoch's samples are split across the
+    /// group as the reference splits them, rank 0's parameters are broadcast at start, gradients are
+    /// averaged every step, evaluation results summed; only rank 0 writes checkpoints and the log.
+    /// `config.batch_size` is the global batch.
+    pub fn in_group(config: TrainConfig, group: Option<Box<dyn Collective>>) -> Result<Self, TrainError> {
+        let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
+        let mut group = group;
         let started = Instant::now();
         check_settings(&config)?;
         let spec_path = config.data.join(&config.feature_spec_file);
@@ -102,6 +115,7 @@ impl Trainer {
             layout.test_samples_per_series as i64,
         )?;
 
+        let test = if world > 1 { test.shard(rank as i64, world as i64) } else { test };
         let seed = match (&config.resume, config.seed) {
             (_, Some(seed)) => seed,
             _ => rand_seed(),
@@ -162,14 +176,19 @@ impl Trainer {
             }
         };
         if let Some(dir) = &config.checkpoint_dir {
-            if config.mode == Mode::Train {
+            if config.mode == Mode::Train && rank == 0 {
                 ensure_writable(dir)?;
             }
         }
         let log = match &config.log_path {
-            Some(path) => Some(DlLogger::create(path).map_err(|source| TrainError::Io { path: path.clone(), source })?),
-            None => None,
+            Some(path) if rank == 0 => {
+                Some(DlLogger::create(path).map_err(|source| TrainError::Io { path: path.clone(), source })?)
+            }
+            _ => None,
         };
+        if let Some(g) = group.as_deref_mut() {
+            dist::broadcast_parameters(&params, g)?;
+        }
         tracing::info!(
             users,
             items,
@@ -180,7 +199,8 @@ impl Trainer {
             "dataset loaded"
         );
         let scaler = config.amp.then(|| GradScaler::new(device));
-        let mut trainer = Trainer { config, model, adam, params, train, test, progress, log, started, layout, scaler };
+        let mut trainer =
+            Trainer { config, model, adam, params, train, test, progress, log, started, layout, scaler, group };
         trainer.log_parameters()?;
         Ok(trainer)
     }
@@ -236,8 +256,18 @@ impl Trainer {
         } else {
             Tensor::cat(&scores, 0)
         };
-        let sums = self.test.rank_sums(&scores, self.config.topk)?;
-        let validation_loss = metrics::validation_loss(&losses).unwrap_or(f64::NAN);
+        let mut sums = self.test.rank_sums(&scores, self.config.topk)?;
+        let mut validation_loss = metrics::validation_loss(&losses).unwrap_or(f64::NAN);
+        let mut rows = rows;
+        if let Some(g) = self.group.as_deref_mut() {
+            // The reference all-reduces hits, NDCG and loss; the loss is then averaged over ranks.
+            let world = g.world_size() as f64;
+            let local = [sums.hits as f64, sums.ndcg, sums.lists as f64, validation_loss, rows as f64];
+            let total = dist::sum_values(&local, g, self.config.device)?;
+            sums = RankSums { hits: total[0].round() as i64, ndcg: total[1], lists: total[2].round() as i64 };
+            validation_loss = total[3] / world;
+            rows = total[4].round() as i64;
+        }
         let seconds = start.elapsed().as_secs_f64();
         Ok(Evaluation {
             hr: sums.hit_rate(),
@@ -250,14 +280,17 @@ impl Trainer {
     }
 
     /// Trains one epoch; returns (seconds, last batch loss).
-    fn train_epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> (f64, f64) {
+    fn train_epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> Result<(f64, f64), TrainError> {
         // Every epoch's randomness (negatives, order, dropout) comes from (seed, epoch), so a run is
         // reproducible and a resumed run continues exactly as an uninterrupted one.
         let seed = epoch_seed(self.progress.seed, epoch);
         tch::manual_seed(seed);
-        self.model.seed_dropout(seed as u64);
+        // Ranks draw the same negatives (the samples must agree to be split) but not the same masks.
+        let rank = self.group.as_ref().map_or(0, |g| g.rank() as u64);
+        self.model.seed_dropout((seed as u64) ^ rank.wrapping_mul(0xD6E8_FEB8_6659_FD93));
         let start = Instant::now();
-        let data = self.train.epoch(self.config.negative_samples, self.config.batch_size, 0, 1);
+        let (rank, world) = self.group.as_ref().map_or((0, 1), |g| (g.rank() as i64, g.world_size() as i64));
+        let data = self.train.epoch(self.config.negative_samples, self.config.batch_size, rank, world);
         let group = self.config.grads_accumulated as i64;
         let steps = data.batches() / group;
         observer.epoch_started(epoch, (steps * group) as u64);
@@ -279,6 +312,9 @@ impl Trainer {
                 }
                 last_loss = Some(loss);
             }
+            if let Some(g) = self.group.as_deref_mut() {
+                dist::average_gradients(&self.params, g)?;
+            }
             if let Some(scaler) = &mut self.scaler {
                 scaler.check(&self.params);
             }
@@ -292,7 +328,7 @@ impl Trainer {
             observer.batches_done(((step + 1) * group) as u64);
         }
         let loss = last_loss.map_or(f64::NAN, |l| l.double_value(&[]));
-        (start.elapsed().as_secs_f64(), loss)
+        Ok((start.elapsed().as_secs_f64(), loss))
     }
 
     /// Runs the configured job: `--mode test` evaluates once; training runs the remaining epochs,
@@ -329,7 +365,7 @@ impl Trainer {
         let mut reached = false;
         let mut last = None;
         for epoch in self.progress.next_epoch..self.config.epochs {
-            let (train_seconds, train_loss) = self.train_epoch(epoch, observer);
+            let (train_seconds, train_loss) = self.train_epoch(epoch, observer)?;
             let eval = self.evaluate()?;
             let samples = self.train.epoch_samples(self.config.negative_samples);
             let train_throughput = samples as f64 / train_seconds.max(1e-9);
@@ -342,11 +378,11 @@ impl Trainer {
                 self.progress.best_hr = eval.hr;
                 self.progress.best_epoch = Some(epoch);
                 self.progress.time_to_best = self.progress.elapsed;
-                if let Some(dir) = &self.config.checkpoint_dir {
+                if let (Some(dir), true) = (&self.config.checkpoint_dir, self.is_rank0()) {
                     self.model.save(dir.join("model.pth"))?;
                 }
             }
-            if let Some(dir) = &self.config.checkpoint_dir {
+            if let (Some(dir), true) = (&self.config.checkpoint_dir, self.is_rank0()) {
                 state::save(&dir.join(TRAINING_STATE), &self.model, &self.adam, &self.progress)?;
             }
             let report = EpochReport { epoch, train_seconds, train_throughput, train_loss, eval, improved };
@@ -395,6 +431,11 @@ impl Trainer {
             best_epoch: self.progress.best_epoch,
             reached_threshold: reached,
         })
+    }
+
+    /// Whether this process is rank 0 (the one that writes checkpoints and logs).
+    pub fn is_rank0(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.rank() == 0)
     }
 
     fn write_log(&mut self, step: Step, data: &[(String, LogValue)]) -> Result<(), TrainError> {

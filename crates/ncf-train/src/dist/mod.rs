@@ -1,0 +1,133 @@
+//! Data-parallel training: a [`Collective`] (a group of ranks that sum and broadcast tensors), the
+//! torchrun environment ([`RankEnv`]), and the in-process backend [`ThreadGroup`] (W threads
+//! playing W ranks), which runs the multi-rank logic on a CPU machine and in tests.
+//!
+//! The trainer uses a collective to broadcast rank 0's parameters at start, average every step's
+//! gradients (one flat buffer per step), and sum evaluation results, as the reference's
+//! DistributedDataParallel run does.
+
+mod threads;
+
+pub use threads::ThreadGroup;
+
+use std::time::Duration;
+use tch::{Kind, Tensor};
+
+/// Why a collective operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectiveError {
+    /// Another rank did not arrive in time (crashed, hung, or never started).
+    #[error("rank {rank}: waited {} s for the other {} rank(s) at a collective operation; one of them crashed, hung or never started (raise the limit with --dist-timeout)", timeout.as_secs(), world - 1)]
+    Timeout { rank: usize, world: usize, timeout: Duration },
+    /// Another rank left the group.
+    #[error("rank {rank}: rank {left} left the group (it failed); stopping")]
+    PeerLeft { rank: usize, left: usize },
+    /// Ranks disagreed about a tensor's size.
+    #[error("rank {rank}: ranks passed tensors of different sizes to one collective ({mine} vs {other} elements)")]
+    Mismatch { rank: usize, mine: usize, other: usize },
+    /// A backend failure (e.g. NCCL's own message).
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// A group of ranks that reduce and broadcast tensors together. Every rank must call the same
+/// operations in the same order with tensors of the same size.
+pub trait Collective: Send {
+    fn rank(&self) -> usize;
+    fn world_size(&self) -> usize;
+    /// Replaces `tensor` (any float kind, any device) with its element-wise sum over all ranks.
+    fn all_reduce_sum(&mut self, tensor: &Tensor) -> Result<(), CollectiveError>;
+    /// Replaces `tensor` with rank `root`'s.
+    fn broadcast(&mut self, tensor: &Tensor, root: usize) -> Result<(), CollectiveError>;
+}
+
+/// Averages the gradients of `params` over all ranks through one flat buffer: one collective per
+/// step, whatever the number of parameters. A parameter without a gradient gets a zero one first,
+/// so every rank passes the same buffer.
+pub fn average_gradients(params: &[Tensor], group: &mut dyn Collective) -> Result<(), CollectiveError> {
+    if group.world_size() == 1 {
+        return Ok(());
+    }
+    for p in params {
+        if !p.grad().defined() {
+            // Defines p.grad as zeros through autograd itself (tch cannot assign a gradient).
+            (p.sum(p.kind()) * 0.0).backward();
+        }
+    }
+    let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
+    let flat = Tensor::cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0);
+    group.all_reduce_sum(&flat)?;
+    let world = group.world_size() as f64;
+    tch::no_grad(|| {
+        let mut at = 0;
+        for g in &grads {
+            let n = g.numel() as i64;
+            g.shallow_clone().copy_(&(flat.narrow(0, at, n).view(g.size().as_slice()) / world));
+            at += n;
+        }
+    });
+    Ok(())
+}
+
+/// Copies rank 0's parameters to every rank.
+pub fn broadcast_parameters(params: &[Tensor], group: &mut dyn Collective) -> Result<(), CollectiveError> {
+    if group.world_size() == 1 {
+        return Ok(());
+    }
+    for p in params {
+        tch::no_grad(|| group.broadcast(p, 0))?;
+    }
+    Ok(())
+}
+
+/// Sums a few numbers over all ranks (evaluation counts, losses).
+pub fn sum_values(
+    values: &[f64],
+    group: &mut dyn Collective,
+    device: tch::Device,
+) -> Result<Vec<f64>, CollectiveError> {
+    if group.world_size() == 1 {
+        return Ok(values.to_vec());
+    }
+    let t = Tensor::from_slice(values).to_kind(Kind::Double).to_device(device);
+    group.all_reduce_sum(&t)?;
+    Ok(Vec::<f64>::try_from(&t.to_device(tch::Device::Cpu)).unwrap_or_default())
+}
+
+/// A rank's place in a torchrun-style launch (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`,
+/// `MASTER_PORT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankEnv {
+    pub rank: usize,
+    pub world_size: usize,
+    pub local_rank: usize,
+    pub master_addr: String,
+    pub master_port: u16,
+}
+
+impl RankEnv {
+    /// Reads the torchrun variables; `Ok(None)` when `WORLD_SIZE` is unset (a single process).
+    pub fn from_env() -> Result<Option<RankEnv>, String> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// As [`RankEnv::from_env`], from any variable source.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<RankEnv>, String> {
+        let Some(world) = get("WORLD_SIZE") else { return Ok(None) };
+        let num = |key: &str, default: Option<&str>| -> Result<usize, String> {
+            let v =
+                get(key).or(default.map(str::to_owned)).ok_or_else(|| format!("{key} is not set (WORLD_SIZE is)"))?;
+            v.trim().parse().map_err(|_| format!("{key}={v} is not a number"))
+        };
+        let world_size: usize = world.trim().parse().map_err(|_| format!("WORLD_SIZE={world} is not a number"))?;
+        let rank = num("RANK", None)?;
+        let local_rank = num("LOCAL_RANK", Some(&rank.to_string()))?;
+        if world_size == 0 || rank >= world_size {
+            return Err(format!("RANK={rank} must be below WORLD_SIZE={world_size}"));
+        }
+        let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
+        let master_port = num("MASTER_PORT", Some("29500"))?;
+        let master_port = u16::try_from(master_port).map_err(|_| format!("MASTER_PORT={master_port} is not a port"))?;
+        Ok(Some(RankEnv { rank, world_size, local_rank, master_addr, master_port }))
+    }
+}

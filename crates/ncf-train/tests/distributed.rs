@@ -1,0 +1,161 @@
+//! The data-parallel logic on the CPU, with threads playing ranks (the in-process collective):
+//! W ranks x batch B/W step exactly like 1 rank x batch B, evaluation split over ranks equals
+//! evaluation on one, a missing or failed rank is an error (not a hang), and a whole training run
+//! on two ranks keeps them in lockstep.
+
+use metrics::TestSeries;
+use ncf_model::{NeuMf, NeuMfConfig};
+use ncf_train::dist::{average_gradients, sum_values, Collective, CollectiveError, ThreadGroup};
+use ncf_train::{Adam, Quiet, TrainConfig, Trainer};
+use std::time::{Duration, Instant};
+use tch::{Device, Kind, Tensor};
+
+fn config() -> NeuMfConfig {
+    NeuMfConfig { users: 30, items: 40, mf_dim: 8, mlp_layers: vec![16, 8], dropout: 0.0 }
+}
+
+fn batch(step: i64) -> (Tensor, Tensor, Tensor) {
+    let i = Tensor::arange(512, (Kind::Int64, Device::Cpu)) + step * 512;
+    let users = i.remainder(30);
+    let items = (&i * 7).remainder(40);
+    let labels = i.remainder(3).eq(0).to_kind(Kind::Float).view([-1, 1]);
+    (users, items, labels)
+}
+
+fn loss(m: &NeuMf, users: &Tensor, items: &Tensor, labels: &Tensor) -> Tensor {
+    m.forward(users, items).binary_cross_entropy_with_logits::<Tensor>(labels, None, None, tch::Reduction::Mean)
+}
+
+fn copy_of(state: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    state.iter().map(|(k, v)| (k.clone(), v.copy())).collect()
+}
+
+#[test]
+fn two_ranks_of_half_batches_step_like_one_rank_of_the_full_batch() {
+    let single = NeuMf::new(config(), Device::Cpu).unwrap();
+    let init = copy_of(&single.state_dict());
+    let params: Vec<Tensor> = single.state_dict().into_iter().map(|(_, t)| t).collect();
+    let mut adam = Adam::new(&params, 0.01, 0.25, 0.5, 1e-8);
+    for step in 0..3 {
+        let (u, i, l) = batch(step);
+        loss(&single, &u, &i, &l).backward();
+        adam.step(&params, None);
+        params.iter().for_each(|p| p.shallow_clone().zero_grad());
+    }
+    let handles: Vec<_> = ThreadGroup::new(2, Duration::from_secs(30))
+        .into_iter()
+        .map(|mut group| {
+            let init = copy_of(&init);
+            std::thread::spawn(move || {
+                let mut m = NeuMf::new(config(), Device::Cpu).unwrap();
+                m.load_state_dict(init).unwrap();
+                let params: Vec<Tensor> = m.state_dict().into_iter().map(|(_, t)| t).collect();
+                let mut adam = Adam::new(&params, 0.01, 0.25, 0.5, 1e-8);
+                let r = group.rank() as i64;
+                for step in 0..3 {
+                    let (u, i, l) = batch(step);
+                    let half = |t: &Tensor| t.narrow(0, r * 256, 256);
+                    loss(&m, &half(&u), &half(&i), &half(&l)).backward();
+                    average_gradients(&params, &mut group).unwrap();
+                    adam.step(&params, None);
+                    params.iter().for_each(|p| p.shallow_clone().zero_grad());
+                }
+                copy_of(&m.state_dict())
+            })
+        })
+        .collect();
+    let ranks: Vec<Vec<(String, Tensor)>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for ((name, a), ((_, b0), (_, b1))) in single.state_dict().iter().zip(ranks[0].iter().zip(&ranks[1])) {
+        assert!(b0.equal(b1), "{name}: the ranks differ");
+        let diff = (a - b0).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{name}: 2 ranks x 256 vs 1 rank x 512 differ by {diff}");
+    }
+}
+
+#[test]
+fn evaluation_split_over_ranks_equals_evaluation_on_one() {
+    let lists = 7;
+    let items = (Tensor::arange(lists * 5, (Kind::Int64, Device::Cpu)) * 13).remainder(11);
+    let labels = Tensor::arange(lists * 5, (Kind::Int64, Device::Cpu)).remainder(5).eq(0).to_kind(Kind::Float);
+    let scores = (Tensor::arange(lists * 5, (Kind::Float, Device::Cpu)) * 0.37).sin().abs();
+    let whole = TestSeries::new(&scores, &items, &labels, 5).unwrap();
+    let expected = whole.rank_sums(&whole.users(), 2).unwrap();
+    let handles: Vec<_> = ThreadGroup::new(3, Duration::from_secs(30))
+        .into_iter()
+        .map(|mut group| {
+            let part = whole.shard(group.rank() as i64, 3);
+            std::thread::spawn(move || {
+                let s = part.rank_sums(&part.users(), 2).unwrap();
+                sum_values(&[s.hits as f64, s.ndcg, s.lists as f64], &mut group, Device::Cpu).unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        let total = h.join().unwrap();
+        assert_eq!((total[0] as i64, total[2] as i64), (expected.hits, expected.lists));
+        // NDCG sums are float32 per part, as in the reference, so parts add up to rounding.
+        assert!((total[1] - expected.ndcg).abs() < 1e-5, "{} vs {}", total[1], expected.ndcg);
+    }
+}
+
+#[test]
+fn a_rank_that_never_arrives_or_leaves_is_an_error_within_the_timeout() {
+    let mut groups = ThreadGroup::new(2, Duration::from_millis(300));
+    let mut lonely = groups.remove(0);
+    let t = Tensor::ones([4], (Kind::Float, Device::Cpu));
+    let start = Instant::now();
+    let err = lonely.all_reduce_sum(&t).unwrap_err();
+    assert!(matches!(err, CollectiveError::Timeout { rank: 0, .. }), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(err.to_string().contains("crashed, hung or never started"));
+    // After a failure the group is broken for every rank.
+    assert!(groups[0].all_reduce_sum(&t).is_err());
+
+    // A rank that fails (drops its handle) while another waits: the waiter hears of it at once.
+    let mut fresh = ThreadGroup::new(2, Duration::from_secs(30));
+    let (mut waiting, failing) = (fresh.remove(0), fresh.remove(0));
+    let start = Instant::now();
+    let waiter = std::thread::spawn(move || waiting.all_reduce_sum(&Tensor::ones([4], (Kind::Float, Device::Cpu))));
+    std::thread::sleep(Duration::from_millis(50));
+    drop(failing);
+    let err = waiter.join().unwrap().unwrap_err();
+    assert!(matches!(err, CollectiveError::PeerLeft { left: 1, .. }), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5), "not the 30 s timeout");
+}
+
+#[test]
+fn a_two_rank_training_run_keeps_the_ranks_in_lockstep() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("ratings.csv");
+    let synthetic = preprocess::SyntheticConfig { users: 200, items: 150, interactions: 6_000, ..Default::default() };
+    preprocess::write_synthetic_ratings(&raw, &synthetic).unwrap();
+    let data = dir.path().join("data");
+    preprocess::prepare(&raw, &data, &preprocess::PrepareOptions::default(), |_| {}).unwrap();
+    let log = dir.path().join("log.json");
+    let handles: Vec<_> = ThreadGroup::new(2, Duration::from_secs(60))
+        .into_iter()
+        .map(|group| {
+            let config = TrainConfig {
+                data: data.clone(),
+                epochs: 2,
+                batch_size: 4096,
+                seed: Some(3),
+                checkpoint_dir: None,
+                log_path: Some(log.clone()),
+                ..TrainConfig::default()
+            };
+            std::thread::spawn(move || {
+                let mut trainer = Trainer::in_group(config, Some(Box::new(group))).unwrap();
+                let summary = trainer.run(&mut Quiet).unwrap();
+                (copy_of(&trainer.model().state_dict()), summary.best_hr)
+            })
+        })
+        .collect();
+    let ranks: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for ((name, a), (_, b)) in ranks[0].0.iter().zip(&ranks[1].0) {
+        assert!(a.equal(b), "{name} differs between the ranks after training");
+    }
+    assert_eq!(ranks[0].1, ranks[1].1, "both ranks report the same (summed) HR");
+    assert!(ranks[0].1 > 0.2, "the run learned something: HR@10 {}", ranks[0].1);
+    assert!(std::fs::read_to_string(&log).unwrap().lines().count() > 3, "rank 0 wrote the log");
+}
