@@ -7,6 +7,7 @@
 #      it with our ncf-prepare;
 #   3. trains 3 epochs FP32/TF32 and 3 epochs AMP at batch 1,048,576, printing samples/s and HR@10
 #      per epoch, and the same with a plain PyTorch NeuMF loop on the machine's own torch (baseline);
+#   3b. runs one epoch through the NCCL path with one rank (--nproc-per-node 1);
 #   4. times inference at batch 1,024 ... 1,048,576 in float32 and float16.
 # Every figure also lands in $OUT (logs, tables).
 #   here:  scripts/gpu-check.sh --pack                  (release build + gpu-bin/)
@@ -80,6 +81,13 @@ for mode in tf32 amp; do
   "$py" "$bin/pytorch_ncf_baseline.py" "$work/data" --epochs "$epochs" --batch_size "$batch" --device "$device" $flags \
     | tee -a "$out/table.txt"
 done
+
+if [ "$local_run" = 0 ]; then
+  step "3b. the NCCL path with one rank (init, broadcast, all-reduce every step, summed eval)"
+  "$bin/ncf-train" --nproc-per-node 1 --data "$work/data" -e 1 -b "$batch" --seed 1 \
+    --checkpoint_dir "" --log_path "$out/train-nccl1.json" 2> "$out/train-nccl1.err" | tail -1 || tail -5 "$out/train-nccl1.err"
+  summary "$out/train-nccl1.json" "ncf-train nccl world 1" | tee -a "$out/table.txt"
+fi
 
 step "4. inference"
 "$bin/ncf-infer" --device "$device" --batch_sizes "$sizes" --num_batches "$nb" --log_path "$out/infer-fp32.json" | tee -a "$out/table.txt"

@@ -2,10 +2,11 @@
 //!
 //! A thin command-line layer over the `ncf-train` crate: flags, progress bars, summaries.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ncf_model::runtime::{DeviceChoice, RuntimeInfo};
+use ncf_train::dist::{NcclGroup, RankEnv};
 use ncf_train::{EpochReport, Mode, Observer, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,6 +105,16 @@ struct Cli {
     /// --checkpoint_dir): model, Adam state, epoch and seed.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Start N local ranks (one per GPU, NCCL), like `torchrun --nproc-per-node N`; under torchrun
+    /// (or any launcher setting RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) leave it out.
+    #[arg(long = "nproc-per-node", alias = "nproc_per_node", value_name = "N")]
+    nproc_per_node: Option<usize>,
+    /// Port rank 0 listens on for the ranks to meet (with --nproc-per-node).
+    #[arg(long = "master-port", alias = "master_port", default_value_t = 29500)]
+    master_port: u16,
+    /// Seconds a rank waits for the others at start-up or in a collective before giving up.
+    #[arg(long = "dist-timeout", alias = "dist_timeout", default_value_t = 300)]
+    dist_timeout: u64,
     /// After training, draw HR@k, NDCG@k and the losses per epoch into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -157,7 +168,28 @@ fn run(cli: Cli) -> Result<()> {
         println!("{}", RuntimeInfo::current());
         return Ok(());
     }
-    let device = cli.device.resolve()?;
+    if let Some(n) = cli.nproc_per_node {
+        return launch(n, cli.master_port);
+    }
+    let timeout = std::time::Duration::from_secs(cli.dist_timeout.max(1));
+    // Under a launcher (WORLD_SIZE set, even to 1) the run goes through NCCL.
+    let rank_env = RankEnv::from_env().map_err(anyhow::Error::msg)?;
+    let device = match &rank_env {
+        Some(env) => {
+            let visible = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+            if env.local_rank >= visible {
+                bail!(
+                    "rank {} (LOCAL_RANK {}) needs cuda:{}, but {visible} CUDA device(s) are visible; data-parallel training runs one rank per GPU (NCCL)",
+                    env.rank,
+                    env.local_rank,
+                    env.local_rank
+                );
+            }
+            torch_ops::set_cuda_device(env.local_rank)?;
+            tch::Device::Cuda(env.local_rank)
+        }
+        None => cli.device.resolve()?,
+    };
     let optional = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
     let config = TrainConfig {
         data: cli.data.clone().unwrap_or_default(),
@@ -190,7 +222,14 @@ fn run(cli: Cli) -> Result<()> {
         resume: cli.resume.clone(),
     };
     let data = config.data.display().to_string();
-    let mut trainer = Trainer::new(config).with_context(|| format!("setting up the run on {data}"))?;
+    let group: Option<Box<dyn ncf_train::dist::Collective>> = match &rank_env {
+        Some(env) => Some(Box::new(
+            NcclGroup::join(env, timeout).with_context(|| format!("rank {} joining the NCCL group", env.rank))?,
+        )),
+        None => None,
+    };
+    let rank0 = rank_env.as_ref().is_none_or(|e| e.rank == 0);
+    let mut trainer = Trainer::in_group(config, group).with_context(|| format!("setting up the run on {data}"))?;
     let k = cli.topk;
     eprintln!(
         "ncf-train: {} on {:?}, seed {}, {} batches of {} per epoch",
@@ -200,6 +239,11 @@ fn run(cli: Cli) -> Result<()> {
         trainer.batches_per_epoch(),
         cli.batch_size
     );
+    if !rank0 {
+        // Other ranks train in step with rank 0, which reports, logs and saves.
+        trainer.run(&mut ncf_train::Quiet)?;
+        return Ok(());
+    }
     let mut bars = Bars { bar: None, epochs: cli.epochs, k };
     let summary = trainer.run(&mut bars)?;
     if let Some(bar) = bars.bar.take() {
@@ -230,6 +274,78 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--nproc-per-node N`: runs this program N times with the torchrun variables set (rank i on
+/// cuda:i), waits for all, and stops the others as soon as one fails.
+fn launch(n: usize, master_port: u16) -> Result<()> {
+    let visible = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+    if n == 0 {
+        bail!("--nproc-per-node must be at least 1");
+    }
+    if visible == 0 {
+        bail!("--nproc-per-node {n} starts one rank per GPU (NCCL), but no CUDA device is visible; on the CPU train without it");
+    }
+    if n > visible {
+        bail!("--nproc-per-node {n} asks for {n} GPUs, but {visible} are visible");
+    }
+    // Probe the port now, so a port in use is reported once, clearly.
+    std::net::TcpListener::bind(("127.0.0.1", master_port))
+        .with_context(|| format!("port {master_port} is in use; pick another with --master-port"))?;
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let mut args: Vec<String> = Vec::new();
+    let mut skip = false;
+    for a in std::env::args().skip(1) {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a == "--nproc-per-node" || a == "--nproc_per_node" || a == "--master-port" || a == "--master_port" {
+            skip = true;
+            continue;
+        }
+        if a.starts_with("--nproc-per-node=")
+            || a.starts_with("--nproc_per_node=")
+            || a.starts_with("--master-port=")
+            || a.starts_with("--master_port=")
+        {
+            continue;
+        }
+        args.push(a);
+    }
+    let mut children = Vec::with_capacity(n);
+    for rank in 0..n {
+        let child = std::process::Command::new(&exe)
+            .args(&args)
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", n.to_string())
+            .env("LOCAL_WORLD_SIZE", n.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", master_port.to_string())
+            .spawn()
+            .with_context(|| format!("starting rank {rank}"))?;
+        children.push(child);
+    }
+    loop {
+        let mut running = false;
+        for (rank, child) in children.iter_mut().enumerate() {
+            match child.try_wait()? {
+                Some(status) if !status.success() => {
+                    for other in children.iter_mut() {
+                        let _ = other.kill();
+                    }
+                    bail!("rank {rank} failed ({status}); the other ranks were stopped");
+                }
+                Some(_) => {}
+                None => running = true,
+            }
+        }
+        if !running {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// A progress bar per epoch and a summary line after it, on stderr.

@@ -250,3 +250,27 @@ fn the_threshold_stops_after_the_first_epoch_that_reaches_it() {
     assert_eq!(epochs, 1, "{out}");
     assert!(out.contains("threshold reached"), "{out}");
 }
+
+#[test]
+fn multi_gpu_launches_without_gpus_are_refused_clearly() {
+    if tch::Cuda::is_available() {
+        return; // the refusals below are about machines without GPUs
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path());
+    let o = ncf_train(["--data", &s(&data), "--nproc-per-node", "2", "--checkpoint_dir", "", "--log_path", ""]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no CUDA device is visible"), "{err}");
+    // Under a torchrun-style launcher: rank 1 has no cuda:1 here.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ncf-train"))
+        .args(["--data", &s(&data), "--checkpoint_dir", "", "--log_path", ""])
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "1")
+        .env("LOCAL_RANK", "1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs cuda:1, but 0 CUDA device(s) are visible"), "{err}");
+}

@@ -159,3 +159,63 @@ fn a_two_rank_training_run_keeps_the_ranks_in_lockstep() {
     assert!(ranks[0].1 > 0.2, "the run learned something: HR@10 {}", ranks[0].1);
     assert!(std::fs::read_to_string(&log).unwrap().lines().count() > 3, "rank 0 wrote the log");
 }
+
+#[test]
+fn the_torchrun_environment_is_read_and_checked() {
+    use ncf_train::dist::RankEnv;
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        RankEnv::from_lookup(move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+    };
+    assert_eq!(env(&[]).unwrap(), None, "no WORLD_SIZE: a single process");
+    let e = env(&[
+        ("WORLD_SIZE", "4"),
+        ("RANK", "2"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_ADDR", "10.0.0.1"),
+        ("MASTER_PORT", "1234"),
+    ])
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (e.rank, e.world_size, e.local_rank, e.master_addr.as_str(), e.master_port),
+        (2, 4, 0, "10.0.0.1", 1234)
+    );
+    assert!(env(&[("WORLD_SIZE", "2"), ("RANK", "2")]).unwrap_err().contains("RANK=2 must be below WORLD_SIZE=2"));
+    assert!(env(&[("WORLD_SIZE", "2")]).unwrap_err().contains("RANK is not set"));
+    assert!(env(&[("WORLD_SIZE", "two"), ("RANK", "0")]).is_err());
+}
+
+#[test]
+fn ranks_meet_over_tcp_and_a_port_in_use_or_a_missing_rank_is_an_error() {
+    use ncf_train::dist::{rendezvous, RankEnv};
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let env = move |rank| RankEnv {
+        rank,
+        world_size: 3,
+        local_rank: rank,
+        master_addr: "127.0.0.1".into(),
+        master_port: port,
+    };
+    let id = [7u8; 128];
+    let handles: Vec<_> = (0..3)
+        .map(|rank| {
+            std::thread::spawn(move || rendezvous(&env(rank), (rank == 0).then_some(id), Duration::from_secs(20)))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().unwrap(), id);
+    }
+    // A port in use.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = RankEnv { master_port: busy.local_addr().unwrap().port(), ..env(0) };
+    let err = rendezvous(&taken, Some(id), Duration::from_secs(1)).unwrap_err().to_string();
+    assert!(err.contains("is the port in use"), "{err}");
+    // Rank 0 waiting for ranks that never come.
+    let start = Instant::now();
+    let err = rendezvous(&env(0), Some(id), Duration::from_millis(500)).unwrap_err().to_string();
+    assert!(err.contains("only 0 of 2 other rank(s) arrived"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

@@ -5,6 +5,7 @@
 #include <ATen/Context.h>
 #include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
 #include <ATen/ops/_fused_adam.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <cstring>
 #include <vector>
 
@@ -62,6 +63,17 @@ int ncf_amp_check_and_unscale(at::Tensor** grads, size_t n, at::Tensor* found_in
 int ncf_set_float32_matmul_precision(const char* precision, char* err, size_t err_len) {
   try {
     at::globalContext().setFloat32MatmulPrecision(precision);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// Makes cuda:index the current device of this thread (torch.cuda.set_device), through c10's
+// device-guard registry so no CUDA header is needed here.
+int ncf_set_cuda_device(int index, char* err, size_t err_len) {
+  try {
+    c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->setDevice(c10::Device(c10::DeviceType::CUDA, index));
     return 0;
   } catch (const std::exception& e) {
     return fail(e, err, err_len);

@@ -63,6 +63,7 @@ extern "C" {
         err_len: usize,
     ) -> i32;
     fn ncf_set_float32_matmul_precision(precision: *const c_char, err: *mut c_char, err_len: usize) -> i32;
+    fn ncf_set_cuda_device(index: i32, err: *mut c_char, err_len: usize) -> i32;
 }
 
 fn handle(t: &Tensor) -> Handle {
@@ -171,5 +172,14 @@ pub fn set_tf32(allowed: bool) -> Result<(), TorchOpError> {
     // SAFETY: precision is a NUL-terminated string; err has err.len() bytes.
     let code =
         unsafe { ncf_set_float32_matmul_precision(precision.as_ptr(), err.as_mut_ptr() as *mut c_char, err.len()) };
+    check(code, &err)
+}
+
+/// Makes `cuda:index` the current CUDA device of the calling thread (`torch.cuda.set_device`),
+/// e.g. before NCCL joins a group on it.
+pub fn set_cuda_device(index: usize) -> Result<(), TorchOpError> {
+    let mut err = vec![0u8; 1024];
+    // SAFETY: err has err.len() bytes.
+    let code = unsafe { ncf_set_cuda_device(index as i32, err.as_mut_ptr() as *mut c_char, err.len()) };
     check(code, &err)
 }

@@ -2,12 +2,17 @@
 //! torchrun environment ([`RankEnv`]), and the in-process backend [`ThreadGroup`] (W threads
 //! playing W ranks), which runs the multi-rank logic on a CPU machine and in tests.
 //!
+//! A group of one works too (every collective is a copy): that is how a single GPU checks the whole
+//! NCCL path (`ncf-train --nproc-per-node 1`).
+//!
 //! The trainer uses a collective to broadcast rank 0's parameters at start, average every step's
 //! gradients (one flat buffer per step), and sum evaluation results, as the reference's
 //! DistributedDataParallel run does.
 
+mod nccl;
 mod threads;
 
+pub use nccl::{rendezvous, NcclGroup};
 pub use threads::ThreadGroup;
 
 use std::time::Duration;
@@ -45,9 +50,6 @@ pub trait Collective: Send {
 /// step, whatever the number of parameters. A parameter without a gradient gets a zero one first,
 /// so every rank passes the same buffer.
 pub fn average_gradients(params: &[Tensor], group: &mut dyn Collective) -> Result<(), CollectiveError> {
-    if group.world_size() == 1 {
-        return Ok(());
-    }
     for p in params {
         if !p.grad().defined() {
             // Defines p.grad as zeros through autograd itself (tch cannot assign a gradient).
@@ -71,9 +73,6 @@ pub fn average_gradients(params: &[Tensor], group: &mut dyn Collective) -> Resul
 
 /// Copies rank 0's parameters to every rank.
 pub fn broadcast_parameters(params: &[Tensor], group: &mut dyn Collective) -> Result<(), CollectiveError> {
-    if group.world_size() == 1 {
-        return Ok(());
-    }
     for p in params {
         tch::no_grad(|| group.broadcast(p, 0))?;
     }
