@@ -2,6 +2,13 @@
 //! and how to run the PyTorch oracle, the set-up venv's `python3`.
 //!
 //! Both are required, never skipped: a test that cannot find them fails and says how to fix it.
+//!
+//! ```no_run
+//! let expected = test_support::reference_prepared().join("expected_metrics.json");
+//! let out = test_support::python_eval("import torch; print(torch.__version__)", &[]);
+//! assert!(out.starts_with("2.11.0"));
+//! # let _ = expected;
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -18,6 +18,13 @@
 //! **What it is not.** It does not find or install libtorch: `scripts/setup-libtorch.sh` does, and
 //! `.cargo/config.toml` exports its location as `LIBTORCH`, the variable `torch-sys` itself reads.
 //! Cargo only applies `rustc-link-arg` to the package that emits it, hence one call per package.
+//!
+//! ```no_run
+//! // build.rs of a package whose binaries, tests or examples use tch:
+//! fn main() {
+//!     torch_link::configure();
+//! }
+//! ```
 
 use std::env;
 use std::path::{Path, PathBuf};
