@@ -231,14 +231,17 @@ fn run(cli: Cli) -> Result<()> {
     let rank0 = rank_env.as_ref().is_none_or(|e| e.rank == 0);
     let mut trainer = Trainer::in_group(config, group).with_context(|| format!("setting up the run on {data}"))?;
     let k = cli.topk;
-    eprintln!(
-        "ncf-train: {} on {:?}, seed {}, {} batches of {} per epoch",
-        data,
-        device,
-        trainer.seed(),
-        trainer.batches_per_epoch(),
-        cli.batch_size
-    );
+    match cli.mode {
+        ModeArg::Train => eprintln!(
+            "ncf-train: {} on {:?}, seed {}, {} batches of {} per epoch",
+            data,
+            device,
+            trainer.seed(),
+            trainer.batches_per_epoch(),
+            cli.batch_size
+        ),
+        ModeArg::Test => eprintln!("ncf-train: evaluating on {data} ({device:?})"),
+    }
     if !rank0 {
         // Other ranks train in step with rank 0, which reports, logs and saves.
         trainer.run(&mut ncf_train::Quiet)?;
