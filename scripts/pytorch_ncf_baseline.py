@@ -100,10 +100,12 @@ for epoch in range(a.epochs):
         scaler.step(opt); scaler.update()
         opt.zero_grad(set_to_none=True)
     sync(); train_time = time.time() - start
+    eval_start = time.time()
     model.eval()
     with torch.no_grad():
         sc = torch.cat([torch.sigmoid(model(u, i)) for u, i in zip(t_users.view(-1).split(a.valid_batch_size), t_items.view(-1).split(a.valid_batch_size))]).view(-1, S)
         sc[dup] = -1
         hr = (torch.gather(t_labels, 1, torch.topk(sc, 10)[1]) == 1).sum().item() / sc.shape[0]
-    print(f"pytorch baseline epoch {epoch}: {n * (a.negative_samples + 1) / train_time:.0f} samples/s, HR@10 {hr:.4f}"
-          f" ({'amp' if a.amp else 'fp32/tf32'}, {dev})", flush=True)
+    sync(); eval_time = time.time() - eval_start
+    print(f"pytorch baseline epoch {epoch}: {n * (a.negative_samples + 1) / train_time:.0f} samples/s, HR@10 {hr:.4f},"
+          f" eval {sc.numel() / eval_time:.0f} rows/s ({'amp' if a.amp else 'fp32/tf32'}, {dev})", flush=True)
