@@ -20,10 +20,8 @@
 //! Cargo only applies `rustc-link-arg` to the package that emits it, hence one call per package.
 //!
 //! ```no_run
-//! // build.rs of a package whose binaries, tests or examples use tch:
-//! fn main() {
-//!     torch_link::configure();
-//! }
+//! // The whole `main` of the build.rs of a package whose binaries, tests or examples use tch:
+//! torch_link::configure();
 //! ```
 
 use std::env;
