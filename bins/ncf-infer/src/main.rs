@@ -118,40 +118,20 @@ struct RecommendArgs {
     device: DeviceChoice,
 }
 
-/// See `ncf-train`: keep freed memory in the heap instead of faulting it in again every batch.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator tunables; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 fn main() -> ExitCode {
-    keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let result = if cli.runtime_info {
-        println!("{}", RuntimeInfo::current());
-        Ok(())
-    } else {
+    cli_support::keep_freed_memory();
+    cli_support::main("ncf-infer", || {
+        let cli = Cli::parse();
+        if cli.runtime_info {
+            println!("{}", RuntimeInfo::current());
+            return Ok(());
+        }
         match cli.command {
             Some(Command::Bench(args)) => bench(args),
             Some(Command::Recommend(args)) => recommend(args),
             None => bench(cli.bench),
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ncf-infer: error: {}", report(&e));
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
@@ -258,18 +238,4 @@ fn recommend(args: RecommendArgs) -> Result<()> {
         None => inference::OutputFormat::Csv.write(&mut std::io::stdout().lock(), &recs)?,
     }
     Ok(())
-}
-
-/// The error and its causes, each cause once: many library errors already quote their source in
-/// their own message, which `{:#}` would print a second time.
-fn report(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
 }

@@ -100,17 +100,7 @@ fn parse_format(s: &str) -> Result<RawFormat, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ncf-prepare: error: {}", report(&e));
-            ExitCode::FAILURE
-        }
-    }
+    cli_support::main("ncf-prepare", || run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -217,18 +207,4 @@ fn convert(raw: &Path, output: &Path, format: Option<RawFormat>, common: &Common
     println!("{summary}");
     println!("wrote {} ({} format) in {:.2} s", output.display(), summary.format, summary.elapsed.as_secs_f64());
     Ok(())
-}
-
-/// The error and its causes, each cause once: many library errors already quote their source in
-/// their own message, which `{:#}` would print a second time.
-fn report(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
 }

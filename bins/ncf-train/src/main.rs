@@ -129,24 +129,8 @@ enum ModeArg {
     Test,
 }
 
-/// libtorch's CPU allocator hands every batch's large tensors to malloc, which returns them to the
-/// kernel on free (they are above glibc's mmap threshold) and so pays fresh page faults for each
-/// step; page faults are costly on virtual machines. Keeping freed memory in the heap avoids that.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator tunables; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 fn main() -> ExitCode {
-    keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    cli_support::keep_freed_memory();
     // The reference spells the Adam betas `-b1` / `-b2`; a one-letter flag parser would read them
     // as `-b 1`, so they are renamed before parsing.
     let args = std::env::args().map(|a| match a.as_str() {
@@ -154,13 +138,7 @@ fn main() -> ExitCode {
         "-b2" => "--beta2".to_owned(),
         _ => a,
     });
-    match run(Cli::parse_from(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ncf-train: error: {}", report(&e));
-            ExitCode::FAILURE
-        }
-    }
+    cli_support::main("ncf-train", || run(Cli::parse_from(args)))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -395,18 +373,4 @@ impl Observer for Bars {
             if r.improved { " *" } else { "" }
         );
     }
-}
-
-/// The error and its causes, each cause once: many library errors already quote their source in
-/// their own message, which `{:#}` would print a second time.
-fn report(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
 }

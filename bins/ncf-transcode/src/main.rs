@@ -34,17 +34,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ncf-transcode: error: {}", report(&e));
-            ExitCode::FAILURE
-        }
-    }
+    cli_support::main("ncf-transcode", || run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -63,18 +53,4 @@ fn run(cli: Cli) -> Result<()> {
         summary.item_cardinality
     );
     Ok(())
-}
-
-/// The error and its causes, each cause once: many library errors already quote their source in
-/// their own message, which `{:#}` would print a second time.
-fn report(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
 }
