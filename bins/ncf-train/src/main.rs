@@ -25,6 +25,8 @@ mod plot;
 ///   ncf-train --data data/cache/ml-latest-small -b 16384 --valid_batch_size 65536 -e 20 --seed 1
 ///   ncf-train --data data/cache/ml-20m --mode test --load_checkpoint_path runs/ml-20m/model.pth
 ///   ncf-train --data data/cache/ml-20m --checkpoint_dir runs/ml-20m --resume runs/ml-20m
+///   ncf-train --data data/cache/ml-20m --amp --plot curves.svg           # on a GPU
+///   ncf-train --nproc-per-node 8 --data data/cache/ml-20m                 # 8 GPUs, NCCL
 #[derive(Parser, Debug)]
 #[command(name = "ncf-train", version, verbatim_doc_comment, args_override_self = true)]
 struct Cli {
