@@ -47,13 +47,16 @@ fn draw(path: &Path, reports: &[EpochReport], k: i64) -> Result<(), Box<dyn std:
             let color = *color;
             chart
                 .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
-                .label(name.as_str())
+                // Trailing spaces: SVG viewers' fonts run wider than plotters' estimate of the box.
+                .label(format!("{name}   "))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
+            .label_font(("sans-serif", 13))
+            .margin(12)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()?;
