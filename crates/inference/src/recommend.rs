@@ -3,7 +3,7 @@
 use crate::InferenceError;
 use featurespec::ncf::NcfLayout;
 use featurespec::FeatureSpec;
-use ncf_model::{ItemHalf, NeuMf, NeuMfConfig};
+use ncf_model::{ItemHalf, NeuMf};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,21 +36,14 @@ impl Recommender {
         let spec = FeatureSpec::from_yaml_file(data.join("feature_spec.yaml"))?;
         let layout = NcfLayout::from_spec(&spec)?;
         let (users, items) = layout.cardinalities(&spec)?;
-        let entries = tch_data::load_tch_map(checkpoint, Device::Cpu)?;
-        let config = NeuMfConfig::from_state_dict(&entries, 0.0)?;
+        let mut model = NeuMf::from_checkpoint(checkpoint, 0.0, device)?;
+        let config = model.config();
         if config.users as u64 != users {
             return Err(InferenceError::Shape { what: "users", model: config.users, data: users });
         }
         if config.items as u64 != items {
             return Err(InferenceError::Shape { what: "items", model: config.items, data: items });
         }
-        let mut model = NeuMf::new(config, device)?;
-        model.load_state_dict(entries).map_err(|e| match e {
-            ncf_model::ModelError::StateDict { problems } => {
-                ncf_model::ModelError::Checkpoint { path: checkpoint.to_owned(), problems }
-            }
-            other => other,
-        })?;
         model.set_train(false);
         let item_half = model.item_half();
 

@@ -235,8 +235,7 @@ impl NeuMf {
             let half = self.config.mlp_layers[0] / 2;
             let first = &self.mlp[0];
             let w_item = first.ws.narrow(1, half, half);
-            let mlp = self.mlp_item_embed.forward(&items).matmul(&w_item.tr())
-                + first.bs.as_ref().map_or_else(|| Tensor::from(0f32), |b| b.shallow_clone());
+            let mlp = self.mlp_item_embed.forward(&items).matmul(&w_item.tr()) + bias_or_zero(first);
             let final_w = self.final_layer.ws.view([-1]);
             let f = self.config.mf_dim;
             ItemHalf {
@@ -244,7 +243,7 @@ impl NeuMf {
                 mlp,
                 final_mf: final_w.narrow(0, 0, f),
                 final_mlp: final_w.narrow(0, f, final_w.size()[0] - f),
-                final_bias: self.final_layer.bs.as_ref().map_or_else(|| Tensor::from(0f32), |b| b.shallow_clone()),
+                final_bias: bias_or_zero(&self.final_layer),
             }
         })
     }
@@ -345,6 +344,22 @@ impl NeuMf {
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<(), ModelError> {
         let path = path.as_ref();
         let entries = tch_data::load_tch_map(path, Device::Cpu)?;
+        self.load_entries_from(path, entries)
+    }
+
+    /// A model shaped as the checkpoint at `path` was saved (its shape read from the file, see
+    /// [`NeuMfConfig::from_state_dict`]), with its parameters, on `device`; the file is read once.
+    pub fn from_checkpoint(path: impl AsRef<Path>, dropout: f64, device: Device) -> Result<Self, ModelError> {
+        let path = path.as_ref();
+        let entries = tch_data::load_tch_map(path, Device::Cpu)?;
+        let config = NeuMfConfig::from_state_dict(&entries, dropout)?;
+        let mut model = NeuMf::new(config, device)?;
+        model.load_entries_from(path, entries)?;
+        Ok(model)
+    }
+
+    /// [`NeuMf::load_state_dict`] with a state-dict misfit reported against the file it came from.
+    fn load_entries_from(&mut self, path: &Path, entries: Vec<(String, Tensor)>) -> Result<(), ModelError> {
         self.load_state_dict(entries).map_err(|e| match e {
             ModelError::StateDict { problems } => ModelError::Checkpoint { path: path.to_owned(), problems },
             other => other,
@@ -361,4 +376,9 @@ impl NeuMf {
     pub fn set_kind(&mut self, kind: Kind) {
         self.vs.set_kind(kind);
     }
+}
+
+/// A linear layer's bias, or 0 for a layer without one.
+fn bias_or_zero(layer: &nn::Linear) -> Tensor {
+    layer.bs.as_ref().map_or_else(|| Tensor::from(0f32), |b| b.shallow_clone())
 }

@@ -94,9 +94,8 @@ impl Trainer {
     /// group as the reference splits them, rank 0's parameters are broadcast at start, gradients are
     /// averaged every step, evaluation results summed; only rank 0 writes checkpoints and the log.
     /// `config.batch_size` is the global batch.
-    pub fn in_group(config: TrainConfig, group: Option<Box<dyn Collective>>) -> Result<Self, TrainError> {
+    pub fn in_group(config: TrainConfig, mut group: Option<Box<dyn Collective>>) -> Result<Self, TrainError> {
         let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
-        let mut group = group;
         let started = Instant::now();
         check_settings(&config)?;
         let spec_path = config.data.join(&config.feature_spec_file);
@@ -116,10 +115,8 @@ impl Trainer {
         )?;
 
         let test = if world > 1 { test.shard(rank as i64, world as i64) } else { test };
-        let seed = match (&config.resume, config.seed) {
-            (_, Some(seed)) => seed,
-            _ => rand_seed(),
-        };
+        // A resumed run takes its seed from its training state (loaded below).
+        let seed = config.seed.unwrap_or_else(rand_seed);
         tch::manual_seed(seed as i64);
         let model_config = NeuMfConfig {
             users: users as i64,

@@ -25,8 +25,8 @@ struct Nccl {
     _lib: libloading::Library,
     get_unique_id: unsafe extern "C" fn(*mut [u8; UNIQUE_ID_BYTES]) -> NcclResult,
     comm_init_rank: unsafe extern "C" fn(*mut Comm, i32, [u8; UNIQUE_ID_BYTES], i32) -> NcclResult,
-    all_reduce: unsafe extern "C" fn(*const u8, *mut u8, usize, i32, i32, Comm, *mut u8) -> NcclResult,
-    broadcast: unsafe extern "C" fn(*const u8, *mut u8, usize, i32, i32, Comm, *mut u8) -> NcclResult,
+    all_reduce: InPlaceCollective,
+    broadcast: InPlaceCollective,
     comm_destroy: unsafe extern "C" fn(Comm) -> NcclResult,
     error_string: unsafe extern "C" fn(NcclResult) -> *const std::ffi::c_char,
 }
@@ -279,43 +279,30 @@ impl Collective for NcclGroup {
     }
 
     fn all_reduce_sum(&mut self, tensor: &Tensor) -> Result<(), CollectiveError> {
-        self.checked(tensor)?;
-        let ptr = tensor.data_ptr() as *mut u8;
-        // SAFETY: in-place all-reduce on a contiguous device tensor of numel elements of its kind;
-        // null stream = the default stream tch's kernels run on.
-        let code = unsafe {
-            (self.nccl.all_reduce)(
-                ptr,
-                ptr,
-                tensor.numel(),
-                Self::data_type(tensor)?,
-                0,
-                self.comm,
-                std::ptr::null_mut(),
-            )
-        };
-        self.nccl.check("ncclAllReduce", code)?;
-        self.wait("ncclAllReduce");
-        Ok(())
+        const NCCL_SUM: i32 = 0;
+        self.in_place("ncclAllReduce", self.nccl.all_reduce, tensor, NCCL_SUM)
     }
 
     fn broadcast(&mut self, tensor: &Tensor, root: usize) -> Result<(), CollectiveError> {
+        self.in_place("ncclBroadcast", self.nccl.broadcast, tensor, root as i32)
+    }
+}
+
+/// `ncclAllReduce` and `ncclBroadcast` share one signature: (send, receive, count, data type,
+/// reduction op or root, communicator, stream).
+type InPlaceCollective = unsafe extern "C" fn(*const u8, *mut u8, usize, i32, i32, Comm, *mut u8) -> NcclResult;
+
+impl NcclGroup {
+    /// Runs `call` in place on `tensor` (`arg`: the op or the root) and waits for it on the device.
+    fn in_place(&self, what: &str, call: InPlaceCollective, tensor: &Tensor, arg: i32) -> Result<(), CollectiveError> {
         self.checked(tensor)?;
         let ptr = tensor.data_ptr() as *mut u8;
-        // SAFETY: as in all_reduce.
-        let code = unsafe {
-            (self.nccl.broadcast)(
-                ptr,
-                ptr,
-                tensor.numel(),
-                Self::data_type(tensor)?,
-                root as i32,
-                self.comm,
-                std::ptr::null_mut(),
-            )
-        };
-        self.nccl.check("ncclBroadcast", code)?;
-        self.wait("ncclBroadcast");
+        // SAFETY: an in-place collective on a contiguous device tensor of numel elements of its
+        // kind (checked); null stream = the default stream tch's kernels run on.
+        let code =
+            unsafe { call(ptr, ptr, tensor.numel(), Self::data_type(tensor)?, arg, self.comm, std::ptr::null_mut()) };
+        self.nccl.check(what, code)?;
+        self.wait(what);
         Ok(())
     }
 }
