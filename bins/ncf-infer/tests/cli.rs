@@ -144,6 +144,30 @@ fn an_unknown_user_is_named() {
 }
 
 #[test]
+fn a_checkpoint_of_another_dataset_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _, _) = dataset_and_model(dir.path());
+    let other = test_support::reference_prepared().join("reference_model.pth"); // 610 users
+    let out = dir.path().join("recs.csv");
+    let o = ncf_infer([
+        "recommend",
+        "--data",
+        data.to_str().unwrap(),
+        "--load_checkpoint_path",
+        other.to_str().unwrap(),
+        "--all",
+        "--output",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the checkpoint has 610 users, the dataset 60"), "{err}");
+    assert!(!out.exists(), "no output after a failure");
+}
+
+#[test]
 fn the_benchmark_prints_a_table_and_logs_every_key() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log.json");
