@@ -40,6 +40,7 @@
 //! ```
 
 mod error;
+mod layout;
 mod pickle;
 mod read;
 mod tensor;
@@ -47,6 +48,7 @@ mod write;
 
 pub use error::TorchFileError;
 pub use featurespec::Dtype;
+pub use layout::ArchiveLayout;
 pub use pickle::{unpickle, Global, PickleError, Value};
 pub use read::{ReadLimits, ReadPlan, TorchFile};
 pub use tensor::{StorageRef, TensorData, TensorRef, TensorView};

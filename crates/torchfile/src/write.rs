@@ -13,10 +13,7 @@ use zip::{CompressionMethod, ZipWriter};
 pub fn save_tensor(path: impl AsRef<Path>, tensor: &TensorView<'_>) -> Result<(), TorchFileError> {
     let path = path.as_ref();
     check(path, "tensor", tensor)?;
-    let mut pickle = Pickler::new();
-    pickle.tensor(tensor, "0");
-    pickle.stop();
-    write_archive(path, &pickle.out, &[tensor])
+    write_archive(path, &pickle_tensor(tensor.dtype, &tensor.shape), &[tensor])
 }
 
 /// Saves an ordered name -> tensor map as a `collections.OrderedDict`, as `torch.save(state_dict,
@@ -54,13 +51,7 @@ fn check(path: &Path, name: &str, t: &TensorView<'_>) -> Result<(), TorchFileErr
 
 fn write_archive(path: &Path, pickle: &[u8], tensors: &[&TensorView<'_>]) -> Result<(), TorchFileError> {
     let err = |message: String| TorchFileError::Write { path: path.to_owned(), message };
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    // torch.save names the archive folder after the file; anything odd becomes `archive`.
-    let archive = if !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        stem
-    } else {
-        "archive".to_owned()
-    };
+    let archive = archive_folder(path);
     let tmp = temp_path(path);
     let result = (|| -> Result<(), String> {
         let file = File::create(&tmp).map_err(|e| e.to_string())?;
@@ -97,13 +88,31 @@ fn write_archive(path: &Path, pickle: &[u8], tensors: &[&TensorView<'_>]) -> Res
     Ok(())
 }
 
+/// The archive's top folder: torch.save names it after the file; anything odd becomes `archive`.
+pub(crate) fn archive_folder(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        stem
+    } else {
+        "archive".to_owned()
+    }
+}
+
+/// The `data.pkl` of a one-tensor file (storage key `0`).
+pub(crate) fn pickle_tensor(dtype: crate::Dtype, shape: &[usize]) -> Vec<u8> {
+    let mut pickle = Pickler::new();
+    pickle.tensor(&TensorView { dtype, shape: shape.to_vec(), data: &[] }, "0");
+    pickle.stop();
+    pickle.out
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// A unique-enough decimal id, like the 40-digit one torch.save writes.
-fn serialization_id() -> String {
+pub(crate) fn serialization_id() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{:020}{:020}", nanos % 10u128.pow(20), std::process::id())
 }

@@ -35,6 +35,7 @@
 mod buffer;
 mod error;
 mod read;
+mod stream;
 mod write;
 
 pub use error::TranscodeError;

@@ -39,7 +39,7 @@ pub(crate) enum Slot {
 }
 
 impl Slot {
-    fn role(self) -> Role {
+    pub(crate) fn role(self) -> Role {
         match self {
             Slot::User | Slot::Item => Role::Id,
             Slot::Label => Role::Label,
@@ -66,9 +66,9 @@ const PIECE_BYTES: usize = 4 << 20;
 
 /// A row's worth of parsed values.
 #[derive(Clone, Copy, Default)]
-struct Cell {
-    id: i64,
-    label: f32,
+pub(crate) struct Cell {
+    pub id: i64,
+    pub label: f32,
 }
 
 /// One input file, read whole into huge pages and cut into pieces.
@@ -201,20 +201,27 @@ pub(crate) fn read_mapping(
     Ok(MappingColumns { pairs, labels, rows })
 }
 
-/// Reads a whole file into huge pages and cuts it into pieces.
-fn read_text(path: &Path) -> Result<FileText, TranscodeError> {
-    use std::io::Read;
+/// Opens a chunk file: a regular file, or an error that says what is wrong with it.
+pub(crate) fn open_input(path: &Path) -> Result<std::fs::File, TranscodeError> {
     let io = |source| TranscodeError::Io { path: path.to_owned(), source };
-    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             io(std::io::Error::new(e.kind(), "chunk file not found (named in the feature spec)"))
         }
         _ => io(e),
     })?;
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
+    if !file.metadata().map_err(io)?.is_file() {
         return Err(io(std::io::Error::other("is not a regular file")));
     }
+    Ok(file)
+}
+
+/// Reads a whole file into huge pages and cuts it into pieces.
+fn read_text(path: &Path) -> Result<FileText, TranscodeError> {
+    use std::io::Read;
+    let io = |source| TranscodeError::Io { path: path.to_owned(), source };
+    let mut file = open_input(path)?;
+    let meta = file.metadata().map_err(io)?;
     let mut data = HugeBuffer::<u8>::zeroed(meta.len() as usize).map_err(io)?;
     file.read_exact(data.as_mut_slice()).map_err(io)?;
     let pieces = cut_pieces(data.as_slice());
@@ -299,7 +306,7 @@ fn parse_piece(
 /// The common case: ids of 1 to 18 plain digits, labels `0` or `1`, other fields anything without
 /// a comma, exactly one field per role. `false` sends the line to [`parse_line`].
 #[inline]
-fn parse_fast(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> bool {
+pub(crate) fn parse_fast(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> bool {
     let mut pos = 0;
     let last = roles.len() - 1;
     for (k, (role, cell)) in roles.iter().zip(cells.iter_mut()).enumerate() {
@@ -351,7 +358,7 @@ fn parse_fast(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> bool {
 /// The general rule for one line (without its line end): exactly one comma-separated field per role;
 /// ids are non-negative integers and labels 0 or 1 (surrounding spaces allowed, `1.0` accepted).
 /// The error says what is wrong, quoting the line.
-fn parse_line(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> Result<(), String> {
+pub(crate) fn parse_line(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> Result<(), String> {
     let text = String::from_utf8_lossy(line);
     let fields: Vec<&[u8]> = line.split(|&b| b == b',').collect();
     if fields.len() != roles.len() {

@@ -1,6 +1,7 @@
 //! The transcoding job: CSV chunks in, tensor files and a new spec out, atomically.
 
-use crate::read::{read_mapping as read_chunks, ChunkSource, MappingColumns, Slot};
+use crate::read::{read_mapping as read_chunks, ChunkSource, Slot};
+use crate::stream::{stream_mappings, MappingFiles, StreamedMapping};
 use crate::TranscodeError;
 use featurespec::ncf::NcfLayout;
 use featurespec::{Cardinality, Chunk, ChunkType, Dtype, FeatureSpec};
@@ -17,23 +18,6 @@ pub struct TranscodeSummary {
     pub item_cardinality: u64,
 }
 
-/// One mapping's tensors.
-struct Mapping {
-    name: String,
-    columns: MappingColumns,
-}
-
-impl Mapping {
-    fn rows(&self) -> usize {
-        self.columns.rows
-    }
-
-    /// Column 0 (users) or 1 (items) of the pairs.
-    fn ids(&self, column: usize) -> impl IndexedParallelIterator<Item = i64> + '_ {
-        self.columns.pairs.as_slice().par_chunks_exact(2).map(move |p| p[column])
-    }
-}
-
 /// Transcodes the CSV dataset described by `spec_in` into `output` (created, or an existing empty
 /// folder; written to a temporary folder and renamed when complete), its spec saved as
 /// `output/spec_out_name`.
@@ -41,13 +25,10 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
     let start = std::time::Instant::now();
     let spec = FeatureSpec::from_yaml_file(spec_in)?;
     let layout = NcfLayout::from_spec(&spec)?;
-    let mut mappings = Vec::new();
+    let mut sources = Vec::new();
     for (name, chunks) in &spec.source_spec {
-        mappings.push(read_mapping(&spec, &layout, name, chunks)?);
-        tracing::info!(mapping = %name, elapsed = ?start.elapsed(), "read");
+        sources.push((name.clone(), chunk_sources(&spec, &layout, name, chunks)?));
     }
-    let user_cardinality = cardinality(&layout.user, layout.user_cardinality, mappings.iter().map(|m| m.ids(0)))?;
-    let item_cardinality = cardinality(&layout.item, layout.item_cardinality, mappings.iter().map(|m| m.ids(1)))?;
 
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -65,6 +46,39 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
     // Dropped (and removed) on any error below; kept only by the final rename.
     let tmp = tempfile::Builder::new().prefix(".transcode-").tempdir_in(&parent).map_err(io(&parent))?;
+    let dir = tmp.path();
+
+    // The tensor files of the mappings held in one chunk are written as they are parsed, all
+    // mappings at once; the others (and any the fast path turns down) are built in memory.
+    let paths = |name: &str| (dir.join(format!("{name}_data_0.pt")), dir.join(format!("{name}_data_1.pt")));
+    let single: Vec<MappingFiles<'_>> = sources
+        .iter()
+        .filter_map(|(name, chunks)| match chunks.as_slice() {
+            [only] => {
+                let (pairs_path, labels_path) = paths(name);
+                Some(MappingFiles { files: &only.files, slots: &only.slots, pairs_path, labels_path })
+            }
+            _ => None,
+        })
+        .collect();
+    let mut streamed = stream_mappings(&single)?.into_iter();
+    let mut mappings = Vec::new();
+    for (name, chunks) in &sources {
+        let done = if chunks.len() == 1 { streamed.next().flatten() } else { None };
+        let written = match done {
+            Some(s) => s,
+            None => {
+                let (pairs_path, labels_path) = paths(name);
+                write_in_memory(&spec, name, chunks, &pairs_path, &labels_path)?
+            }
+        };
+        tracing::info!(mapping = %name, rows = written.rows, elapsed = ?start.elapsed(), "written");
+        mappings.push((name.clone(), written));
+    }
+    let largest = |k: usize| mappings.iter().map(|(_, m)| m.largest[k]).max().unwrap_or(-1);
+    let user_cardinality = cardinality(&layout.user, layout.user_cardinality, largest(0))?;
+    let item_cardinality = cardinality(&layout.item, layout.item_cardinality, largest(1))?;
+
     let mut out_spec = FeatureSpec::new(tmp.path());
     let id_meta = |n: u64| featurespec::FeatureMeta {
         dtype: Some(Dtype::Int64),
@@ -78,42 +92,23 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
         .insert(layout.label.clone(), featurespec::FeatureMeta { dtype: Some(Dtype::Float32), ..Default::default() });
     out_spec.channel_spec = spec.channel_spec.clone();
     out_spec.metadata = spec.metadata.clone();
-    // The tensor files of all mappings are written in parallel (they are independent).
-    let dir = tmp.path();
-    mappings.par_iter().try_for_each(|m| -> Result<(), TranscodeError> {
-        let n = m.rows();
-        let (labels, ids) = rayon::join(
-            || {
-                let view = TensorView::from_f32(m.columns.labels.as_slice(), &[n, 1]);
-                save_tensor(dir.join(format!("{}_data_1.pt", m.name)), &view)
-            },
-            || {
-                let view = TensorView::from_i64(m.columns.pairs.as_slice(), &[n, 2]);
-                save_tensor(dir.join(format!("{}_data_0.pt", m.name)), &view)
-            },
-        );
-        labels?;
-        ids?;
-        Ok(())
-    })?;
     let mut rows = Vec::new();
-    for m in &mappings {
+    for (name, m) in &mappings {
         let chunk = |features: Vec<String>, file: String| Chunk {
             chunk_type: ChunkType::TorchTensor,
             features,
             files: vec![file],
         };
         out_spec.source_spec.insert(
-            m.name.clone(),
+            name.clone(),
             vec![
-                chunk(vec![layout.user.clone(), layout.item.clone()], format!("{}_data_0.pt", m.name)),
-                chunk(vec![layout.label.clone()], format!("{}_data_1.pt", m.name)),
+                chunk(vec![layout.user.clone(), layout.item.clone()], format!("{name}_data_0.pt")),
+                chunk(vec![layout.label.clone()], format!("{name}_data_1.pt")),
             ],
         );
-        rows.push((m.name.clone(), m.rows()));
+        rows.push((name.clone(), m.rows));
     }
     out_spec.save(tmp.path().join(spec_out_name))?;
-    tracing::info!(elapsed = ?start.elapsed(), "written");
     if output.exists() {
         std::fs::remove_dir(output).map_err(io(output))?;
     }
@@ -125,13 +120,13 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
     Ok(TranscodeSummary { rows, user_cardinality, item_cardinality })
 }
 
-/// Reads a mapping's chunks into its tensors.
-fn read_mapping(
+/// A mapping's chunks as sources to read: files, and where each column goes.
+fn chunk_sources(
     spec: &FeatureSpec,
     layout: &NcfLayout,
     name: &str,
     chunks: &[Chunk],
-) -> Result<Mapping, TranscodeError> {
+) -> Result<Vec<ChunkSource>, TranscodeError> {
     let mut sources = Vec::with_capacity(chunks.len());
     let (mut has_user, mut has_item, mut has_label) = (false, false, false);
     for (c, chunk) in chunks.iter().enumerate() {
@@ -163,18 +158,35 @@ fn read_mapping(
             return Err(TranscodeError::MissingFeature { mapping: name.to_owned(), feature: feature.clone() });
         }
     }
+    Ok(sources)
+}
+
+/// The general path (several chunks side by side, or archives too large to stream): the whole
+/// mapping parsed into memory, then saved.
+fn write_in_memory(
+    spec: &FeatureSpec,
+    name: &str,
+    sources: &[ChunkSource],
+    pairs_path: &Path,
+    labels_path: &Path,
+) -> Result<StreamedMapping, TranscodeError> {
+    let chunks = spec.mapping(name)?;
     let mut row_count = spec_dataset::RowCount::new(name);
-    let columns = read_chunks(&sources, |c, rows| Ok(row_count.check(c, &chunks[c], rows)?))?;
-    Ok(Mapping { name: name.to_owned(), columns })
+    let columns = read_chunks(sources, |c, rows| Ok(row_count.check(c, &chunks[c], rows)?))?;
+    let n = columns.rows;
+    let pairs = columns.pairs.as_slice();
+    let largest = |k: usize| pairs.par_chunks_exact(2).map(|p| p[k]).max().unwrap_or(-1);
+    let (labels, ids) = rayon::join(
+        || save_tensor(labels_path, &TensorView::from_f32(columns.labels.as_slice(), &[n, 1])),
+        || save_tensor(pairs_path, &TensorView::from_i64(pairs, &[n, 2])),
+    );
+    labels?;
+    ids?;
+    Ok(StreamedMapping { rows: n, largest: [largest(0), largest(1)] })
 }
 
 /// `auto` -> largest id + 1 over all mappings; a declared number must exceed every id.
-fn cardinality<C: ParallelIterator<Item = i64>>(
-    feature: &str,
-    declared: Cardinality,
-    columns: impl Iterator<Item = C>,
-) -> Result<u64, TranscodeError> {
-    let largest = columns.filter_map(|c| c.max()).max().unwrap_or(-1);
+fn cardinality(feature: &str, declared: Cardinality, largest: i64) -> Result<u64, TranscodeError> {
     match declared {
         Cardinality::Auto => Ok((largest + 1) as u64),
         Cardinality::Known(n) if (largest + 1) as u64 > n => {

@@ -27,7 +27,7 @@ fn check_against_pandas(input: &Path) {
     let dir = out.path().join("converted");
     let summary = transcode(&input.join("feature_spec.yaml"), &dir, "feature_spec.yaml").unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/expected.py");
-    let expected: serde_json::Value = serde_json::from_slice(&run_python(&script, [input]).stdout).unwrap();
+    let expected: serde_json::Value = serde_json::from_slice(&run_python(&script, [input, &dir]).stdout).unwrap();
     assert_eq!(summary.user_cardinality, expected["user"].as_u64().unwrap());
     assert_eq!(summary.item_cardinality, expected["item"].as_u64().unwrap());
     for (mapping, rows) in &summary.rows {
@@ -40,6 +40,10 @@ fn check_against_pandas(input: &Path) {
         let got = read(&dir.join(format!("{mapping}_data_1.pt")));
         assert_eq!(got.shape, vec![*rows, 1], "{mapping} labels shape");
         assert_same(&got.to_f32(), &labels, &format!("{mapping} labels"));
+    }
+    // torch.load(weights_only=True) reads the same, and every zip record's CRC-32 checks out.
+    for mapping in summary.rows.iter().map(|(m, _)| m) {
+        assert_eq!(expected["torch_load"][mapping], "equal", "{mapping}: torch.load");
     }
     // The output loads with the dataset loader (every check included) onto the CPU.
     let spec = FeatureSpec::from_yaml_file(dir.join("feature_spec.yaml")).unwrap();
@@ -83,7 +87,23 @@ fn large_irregular_files_equal_what_pandas_reads() {
     b.push_str("7,z,7,1");
     std::fs::write(dir.path().join("a.csv"), a).unwrap();
     std::fs::write(dir.path().join("b.csv"), b).unwrap();
-    std::fs::write(dir.path().join("t.csv"), "0,1,1\n0,2,0\n").unwrap();
+    // The test mapping in the plain `user,item,label` layout and without blank lines (so it is
+    // streamed; the train mapping's blank lines send it to the in-memory path), with the line
+    // parser's fallbacks: CRLF, `1.0`, and one 9 MB line (spaces before its user id) that runs
+    // through two whole pieces.
+    let mut t = String::new();
+    for i in 0..900_000u64 {
+        let (user, item, label) = (i / 101, (i * 31) % 26_744, u8::from(i % 101 == 0));
+        match i % 5000 {
+            0 => t.push_str(&format!("{user},{item},{label}\r\n")),
+            1 => t.push_str(&format!("{user}, {item},{label}\n")),
+            2 => t.push_str(&format!("{user},{item},{label}.0\n")),
+            _ if i == 300_000 => t.push_str(&format!("{}{user},{item},{label}\n", " ".repeat(9 << 20))),
+            _ => t.push_str(&format!("{user},{item},{label}\n")),
+        }
+    }
+    t.push_str("5,5,1");
+    std::fs::write(dir.path().join("t.csv"), t).unwrap();
     std::fs::write(
         dir.path().join("feature_spec.yaml"),
         "feature_spec:\n  user: {cardinality: auto}\n  note: {}\n  item: {cardinality: auto}\n  label:\nmetadata: {test_samples_per_series: 2}\nsource_spec:\n  train:\n    - {type: csv, features: [user, note, item, label], files: [a.csv, b.csv]}\n  test:\n    - {type: csv, features: [user, item, label], files: [t.csv]}\nchannel_spec: {user_ch: [user], item_ch: [item], label_ch: [label]}\n",
