@@ -4,15 +4,16 @@
 //!
 //! Why: transcoding is I/O-shaped. Building 677 MB of tensors in memory and then writing them
 //! costs, on the virtual machines we measured, more in first-touch page faults and page-cache
-//! copies than parsing does, and varies several-fold from run to run. Here every worker reuses its
-//! own buffers (so almost no fresh memory is touched), reads its piece with `pread` (no memory map
-//! of a file someone else may truncate), and writes its rows with direct I/O (`O_DIRECT`: the
-//! device reads our buffer, no page-cache copy) where the file system allows it, ordinary `pwrite`
-//! otherwise.
+//! copies than parsing does, and varies several-fold from run to run. Here one parser per core
+//! reads a piece with `pread` (no memory map of a file someone else may truncate) into a buffer it
+//! reuses, parses it into output windows taken from a small recycled set (so almost no fresh
+//! memory is touched), and hands them to writer threads that write them with direct I/O
+//! (`O_DIRECT`: the device reads our buffer, no page-cache copy) where the file system allows it,
+//! ordinary `pwrite` otherwise.
 //!
-//! A piece's place in the file (its first row) is the number of lines before it: a worker counts
+//! A piece's place in the file (its first row) is the number of lines before it: a parser counts
 //! its piece's lines, waits for the counts of the pieces before it (quick: counting is a `memchr`
-//! pass), then parses straight into an output window aligned as the file offset needs. A blank
+//! pass), then parses straight into windows aligned as the file offsets need. A blank
 //! line (pandas skips it, so it is no row) breaks the count; the mapping then falls back to the
 //! in-memory path, which handles it.
 //!
@@ -41,6 +42,8 @@ pub(crate) struct MappingFiles<'a> {
     pub slots: &'a [Slot],
     pub pairs_path: PathBuf,
     pub labels_path: PathBuf,
+    /// Try direct I/O (`false`: the page cache only, as where the file system refuses it).
+    pub direct: bool,
 }
 
 /// What streaming a mapping found.
@@ -87,6 +90,10 @@ struct Output {
     direct: Option<File>,
     /// Ordinary writes: the unaligned edges of each piece, the archive's head and tail.
     buffered: File,
+    /// 16 for the `[N, 2]` int64 pairs, 4 for the float32 labels.
+    row_bytes: u64,
+    /// The pieces' unaligned edges (offset, bytes), written last.
+    edges: Mutex<Vec<(u64, Vec<u8>)>>,
 }
 
 /// A mapping's inputs and outputs during the run.
@@ -135,8 +142,8 @@ pub(crate) fn stream_mappings(mappings: &[MappingFiles<'_>]) -> Result<Vec<Optio
         };
         let labels = ArchiveLayout::new(&mapping.labels_path, Dtype::Float32, &[most_rows, 1])?;
         let outputs = [
-            Output::create(&mapping.pairs_path, pairs.data_offset())?,
-            Output::create(&mapping.labels_path, labels.data_offset())?,
+            Output::create(&mapping.pairs_path, pairs.data_offset(), 16, mapping.direct)?,
+            Output::create(&mapping.labels_path, labels.data_offset(), 4, mapping.direct)?,
         ];
         pieces.extend(mapping_pieces);
         let irregular = AtomicBool::new(false);
@@ -192,7 +199,7 @@ pub(crate) fn stream_mappings(mappings: &[MappingFiles<'_>]) -> Result<Vec<Optio
     Ok(written)
 }
 
-/// The shared state of the workers.
+/// The shared state of the parsers.
 struct Run<'a> {
     streams: &'a [Option<Streaming<'a>>],
     pieces: &'a [Piece],
@@ -200,26 +207,71 @@ struct Run<'a> {
     lines: Mutex<Vec<Option<u64>>>,
 }
 
-impl Run<'_> {
-    /// Every piece, by `cores + 1` workers (one more than the cores, so the cores stay busy while
-    /// a worker waits on the device), taking pieces in order.
+/// Output windows, passed from a parser to a writer and back.
+#[derive(Default)]
+struct Windows {
+    /// Over-allocated, so that a window starting at any offset within an aligned block exists.
+    pairs: Vec<i64>,
+    labels: Vec<f32>,
+}
+
+/// A parsed piece's aligned middles, for a writer to write with direct I/O.
+struct DirectWrite<'a> {
+    piece: usize,
+    windows: Windows,
+    /// Per output: the file, the byte range of the window's buffer, and where it goes.
+    spans: Vec<(&'a Output, std::ops::Range<usize>, u64)>,
+}
+
+/// Parsers hand their windows to writers and take free ones back.
+struct Handoff<'a> {
+    to_write: Mutex<std::sync::mpsc::Receiver<DirectWrite<'a>>>,
+    free: Mutex<std::sync::mpsc::Receiver<Windows>>,
+    freed: std::sync::mpsc::Sender<Windows>,
+    /// Errors of direct writes, by piece.
+    failures: Mutex<Vec<(usize, PieceError)>>,
+}
+
+/// Writer threads: a few requests in flight keep the device busy whatever the parsers do (on our
+/// 2-core VM 1 writer gave 0.49-0.62 s for the ML-20m-shaped dataset, 2 gave 0.44-0.58 s, 3 gave
+/// 0.42-0.48 s, 4 no better).
+const WRITERS: usize = 3;
+
+impl<'a> Run<'a> {
+    /// Every piece: one parser per core takes pieces in order, writes the unaligned edges itself
+    /// and hands the aligned middles to [`WRITERS`] threads that only do direct I/O, so that the
+    /// device never waits for a parser to be scheduled.
     fn all_pieces(&self) -> Vec<PieceResult> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let published = Condvar::new();
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+        let parsers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (write_tx, write_rx) = std::sync::mpsc::channel::<DirectWrite<'_>>();
+        let (freed, free_rx) = std::sync::mpsc::channel();
+        for _ in 0..parsers + WRITERS + 1 {
+            let _ = freed.send(Windows::default());
+        }
+        let handoff = Handoff {
+            to_write: Mutex::new(write_rx),
+            free: Mutex::new(free_rx),
+            freed,
+            failures: Mutex::new(Vec::new()),
+        };
         let mut results: Vec<(usize, PieceResult)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
+            let writers: Vec<_> = (0..WRITERS).map(|_| scope.spawn(|| handoff.write_all(&failed))).collect();
+            let handles: Vec<_> = (0..parsers)
                 .map(|_| {
-                    scope.spawn(|| {
-                        let mut worker = Worker::default();
+                    let write_tx = write_tx.clone();
+                    let (next, failed, published, handoff) = (&next, &failed, &published, &handoff);
+                    scope.spawn(move || {
+                        let mut parser = Parser::default();
                         let mut done = Vec::new();
                         while !failed.load(Ordering::Relaxed) {
                             let k = next.fetch_add(1, Ordering::Relaxed);
                             if k >= self.pieces.len() {
                                 break;
                             }
-                            let result = worker.piece(self, k, &published);
+                            let result = parser.piece(self, k, published, handoff, &write_tx);
                             if result.error.is_some() {
                                 failed.store(true, Ordering::Relaxed);
                             }
@@ -229,8 +281,19 @@ impl Run<'_> {
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            drop(write_tx);
+            let done: Vec<_> =
+                handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect();
+            for w in writers {
+                w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            }
+            done
         });
+        for (k, e) in handoff.failures.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            if let Some((_, r)) = results.iter_mut().find(|(j, _)| *j == k) {
+                r.error.get_or_insert(e);
+            }
+        }
         results.sort_by_key(|(k, _)| *k);
         // Pieces not taken after a failure come after the failing one: never reported.
         results.into_iter().map(|(_, r)| r).collect()
@@ -260,17 +323,47 @@ impl Run<'_> {
     }
 }
 
-/// A worker's buffers, reused from piece to piece.
-#[derive(Default)]
-struct Worker {
-    text: Vec<u8>,
-    /// Over-allocated, so that a window starting at any offset within an aligned block exists.
-    pairs: Vec<i64>,
-    labels: Vec<f32>,
+impl Handoff<'_> {
+    /// A writer: direct writes until the parsers are done, windows back to the free list.
+    fn write_all(&self, failed: &AtomicBool) {
+        loop {
+            let job = self.to_write.lock().unwrap_or_else(|p| p.into_inner()).recv();
+            let Ok(job) = job else { return };
+            for (out, range, at) in &job.spans {
+                let bytes: &[u8] = match out.row_bytes {
+                    16 => &bytemuck::cast_slice(&job.windows.pairs)[range.clone()],
+                    _ => &bytemuck::cast_slice(&job.windows.labels)[range.clone()],
+                };
+                if let Err(e) = out.write_direct(bytes, *at) {
+                    failed.store(true, Ordering::Relaxed);
+                    self.failures.lock().unwrap_or_else(|p| p.into_inner()).push((job.piece, e));
+                }
+            }
+            let _ = self.freed.send(job.windows);
+        }
+    }
+
+    fn take_free(&self) -> Windows {
+        // Never fails: this handoff holds a sender of the free list.
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).recv().unwrap_or_default()
+    }
 }
 
-impl Worker {
-    fn piece(&mut self, run: &Run<'_>, k: usize, published: &Condvar) -> PieceResult {
+/// A parser's own buffer, reused from piece to piece.
+#[derive(Default)]
+struct Parser {
+    text: Vec<u8>,
+}
+
+impl Parser {
+    fn piece<'a>(
+        &mut self,
+        run: &'a Run<'_>,
+        k: usize,
+        published: &Condvar,
+        handoff: &Handoff<'a>,
+        write_tx: &std::sync::mpsc::Sender<DirectWrite<'a>>,
+    ) -> PieceResult {
         let piece = run.pieces[k];
         let mut result = PieceResult {
             rows: 0,
@@ -301,26 +394,42 @@ impl Worker {
         }
         let [pairs_out, labels_out] = &stream.outputs;
         let n = lines as usize;
-        let pairs = window(&mut self.pairs, pairs_out.data_offset + 16 * first_row, 2 * n);
-        let labels = window(&mut self.labels, labels_out.data_offset + 4 * first_row, n);
-        let rows = match parse_rows(&self.text[range], stream.slots, pairs, labels, &mut result.largest) {
-            Ok(rows) => rows,
-            Err(e) => {
-                result.error = Some(e);
-                return result;
+        let mut windows = handoff.take_free();
+        let pairs_at = pairs_out.data_offset + 16 * first_row;
+        let labels_at = labels_out.data_offset + 4 * first_row;
+        let (pairs, pairs_start) = window(&mut windows.pairs, pairs_at, 2 * n);
+        let (labels, labels_start) = window(&mut windows.labels, labels_at, n);
+        let parsed = parse_rows(&self.text[range], stream.slots, pairs, labels, &mut result.largest);
+        match parsed {
+            Err(e) => result.error = Some(e),
+            Ok(rows) if rows != n => {
+                result.irregular = true;
+                stream.irregular.store(true, Ordering::Relaxed);
             }
-        };
-        if rows != n {
-            result.irregular = true;
-            stream.irregular.store(true, Ordering::Relaxed);
-            return result;
+            Ok(rows) => {
+                result.rows = rows as u64;
+                let mut spans = Vec::with_capacity(2);
+                let pairs_bytes: &[u8] = bytemuck::cast_slice(pairs);
+                let labels_bytes: &[u8] = bytemuck::cast_slice(labels);
+                let written = pairs_out
+                    .write_edges(pairs_bytes, pairs_at, &mut result.crc[0])
+                    .and_then(|middle| {
+                        spans.extend(middle.map(|(r, at)| (pairs_out, shift(r, 8 * pairs_start), at)));
+                        labels_out.write_edges(labels_bytes, labels_at, &mut result.crc[1])
+                    })
+                    .map(|middle| spans.extend(middle.map(|(r, at)| (labels_out, shift(r, 4 * labels_start), at))));
+                match written {
+                    Err(e) => result.error = Some(e),
+                    Ok(()) if !spans.is_empty() => {
+                        // The writers outlive the parsers: the send cannot fail.
+                        let _ = write_tx.send(DirectWrite { piece: k, windows, spans });
+                        return result;
+                    }
+                    Ok(()) => {}
+                }
+            }
         }
-        result.rows = rows as u64;
-        let written = write(pairs_out, first_row * 16, bytemuck::cast_slice(pairs), &mut result.crc[0])
-            .and_then(|()| write(labels_out, first_row * 4, bytemuck::cast_slice(labels), &mut result.crc[1]));
-        if let Err(e) = written {
-            result.error = Some(e);
-        }
+        let _ = handoff.freed.send(windows);
         result
     }
 
@@ -355,15 +464,20 @@ impl Worker {
 }
 
 /// `len` elements of `buf` (grown as needed) starting at an address that is `file_offset` modulo
-/// [`ALIGN`], so that the aligned blocks of the file map to aligned blocks of memory.
-fn window<T: bytemuck::Pod>(buf: &mut Vec<T>, file_offset: u64, len: usize) -> &mut [T] {
+/// [`ALIGN`], so that the aligned blocks of the file map to aligned blocks of memory; and the index
+/// of its first element in `buf`.
+fn window<T: bytemuck::Pod>(buf: &mut Vec<T>, file_offset: u64, len: usize) -> (&mut [T], usize) {
     let size = std::mem::size_of::<T>();
     let spare = 2 * ALIGN / size;
     if buf.len() < len + spare {
         *buf = vec![T::zeroed(); len + spare];
     }
     let skip = buf.as_ptr().align_offset(ALIGN) + (file_offset as usize % ALIGN) / size;
-    &mut buf[skip..skip + len]
+    (&mut buf[skip..skip + len], skip)
+}
+
+fn shift(range: std::ops::Range<usize>, by: usize) -> std::ops::Range<usize> {
+    range.start + by..range.end + by
 }
 
 /// Lines in a piece: its `\n`s, plus one for a last line without one.
@@ -372,42 +486,61 @@ fn count_lines(bytes: &[u8]) -> u64 {
     (newlines + usize::from(bytes.last().is_some_and(|&b| b != b'\n'))) as u64
 }
 
-/// Writes a piece's bytes of one output at `offset` bytes into its data: the aligned middle
-/// directly, the edges (and everything, without direct I/O) through the page cache.
-fn write(out: &Output, offset: u64, bytes: &[u8], crc: &mut crc32fast::Hasher) -> Result<(), PieceError> {
-    crc.update(bytes);
-    let io = |source| PieceError::Io { path: out.path.clone(), source };
-    let at = out.data_offset + offset;
-    let end = at + bytes.len() as u64;
-    let align = ALIGN as u64;
-    let (lo, hi) = (at.next_multiple_of(align), end / align * align);
-    let direct = match &out.direct {
-        Some(d) if lo < hi => d,
-        _ => return out.buffered.write_all_at(bytes, at).map_err(io),
-    };
-    let (head, rest) = bytes.split_at((lo - at) as usize);
-    let (middle, tail) = rest.split_at((hi - lo) as usize);
-    out.buffered.write_all_at(head, at).map_err(io)?;
-    out.buffered.write_all_at(tail, hi).map_err(io)?;
-    match direct.write_all_at(middle, lo) {
-        Ok(()) => Ok(()),
-        // A file system that takes O_DIRECT opens but not these writes: the page cache, then.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => out.buffered.write_all_at(middle, lo).map_err(io),
-        Err(e) => Err(io(e)),
-    }
-}
-
 impl Output {
-    fn create(path: &Path, data_offset: u64) -> Result<Output, TranscodeError> {
+    /// Takes a piece's bytes (their CRC too) that go at file offset `at`: keeps what direct I/O
+    /// cannot write (the unaligned edges) for [`Output::finish`], or writes everything through the
+    /// page cache without direct I/O, and returns the aligned middle left to write directly, as a
+    /// range of `bytes` and its offset. Why keep the edges: on ext4 a direct write into fresh
+    /// blocks holds the file's lock until the device is done, so an ordinary write meanwhile would
+    /// stall the parser that makes it.
+    fn write_edges(
+        &self,
+        bytes: &[u8],
+        at: u64,
+        crc: &mut crc32fast::Hasher,
+    ) -> Result<Option<(std::ops::Range<usize>, u64)>, PieceError> {
+        crc.update(bytes);
+        let io = |source| PieceError::Io { path: self.path.clone(), source };
+        let end = at + bytes.len() as u64;
+        let align = ALIGN as u64;
+        let (lo, hi) = (at.next_multiple_of(align), end / align * align);
+        if self.direct.is_none() || lo >= hi {
+            self.buffered.write_all_at(bytes, at).map_err(io)?;
+            return Ok(None);
+        }
+        let (head, tail) = ((lo - at) as usize, (hi - at) as usize);
+        let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+        edges.push((at, bytes[..head].to_vec()));
+        edges.push((hi, bytes[tail..].to_vec()));
+        Ok(Some((head..tail, lo)))
+    }
+
+    /// Writes an aligned span with direct I/O (through the page cache on a file system that opens
+    /// files for direct I/O but refuses the writes).
+    fn write_direct(&self, bytes: &[u8], at: u64) -> Result<(), PieceError> {
+        let io = |source| PieceError::Io { path: self.path.clone(), source };
+        match self.direct.as_ref().map(|d| d.write_all_at(bytes, at)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) if e.raw_os_error() != Some(libc::EINVAL) => Err(io(e)),
+            _ => self.buffered.write_all_at(bytes, at).map_err(io),
+        }
+    }
+
+    fn create(path: &Path, data_offset: u64, row_bytes: u64, direct: bool) -> Result<Output, TranscodeError> {
         let io = |source| TranscodeError::Io { path: path.to_owned(), source };
         let buffered = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
-        let direct = open_direct(path);
-        Ok(Output { path: path.to_owned(), data_offset, direct, buffered })
+        let direct = if direct { open_direct(path) } else { None };
+        let edges = Mutex::new(Vec::new());
+        Ok(Output { path: path.to_owned(), data_offset, direct, buffered, row_bytes, edges })
     }
 
     /// Writes the archive around the data, now that the row count and CRC are known.
     fn finish(self, layout: ArchiveLayout, crc: u32) -> Result<(), TranscodeError> {
-        let io = |source| TranscodeError::Io { path: self.path.clone(), source };
+        let path = self.path.clone();
+        let io = |source| TranscodeError::Io { path: path.clone(), source };
+        for (at, bytes) in self.edges.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            self.buffered.write_all_at(&bytes, at).map_err(io)?;
+        }
         let data_end = layout.data_offset() + layout.data_len();
         self.buffered.write_all_at(&layout.tail(crc), data_end).map_err(io)?;
         self.buffered.write_all_at(&layout.head(crc), 0).map_err(io)?;
@@ -557,11 +690,16 @@ mod tests {
     use super::*;
 
     fn stream_one(dir: &Path, text: &str) -> Option<StreamedMapping> {
+        stream_one_with(dir, text, true)
+    }
+
+    fn stream_one_with(dir: &Path, text: &str, direct: bool) -> Option<StreamedMapping> {
         let files = [dir.join("in.csv")];
         std::fs::write(&files[0], text).unwrap();
         let slots = [Slot::User, Slot::Item, Slot::Label];
         let (pairs_path, labels_path) = (dir.join("pairs.pt"), dir.join("labels.pt"));
-        let mapping = MappingFiles { files: &files, slots: &slots, pairs_path, labels_path };
+        let _ = (std::fs::remove_file(&pairs_path), std::fs::remove_file(&labels_path));
+        let mapping = MappingFiles { files: &files, slots: &slots, pairs_path, labels_path, direct };
         stream_mappings(&[mapping]).unwrap().pop().unwrap()
     }
 
@@ -587,10 +725,35 @@ mod tests {
             labels.push(f32::from(label));
         }
         assert!(text.len() as u64 > 6 * PIECE_BYTES);
-        let got = stream_one(dir.path(), &text).unwrap();
-        assert_eq!(got, StreamedMapping { rows: 1_500_000, largest: [499_999, 9972] });
-        assert!(read(&dir.path().join("pairs.pt")).to_i64() == pairs);
-        assert!(read(&dir.path().join("labels.pt")).to_f32() == labels);
+        // With direct I/O where the file system takes it, and through the page cache alone.
+        for direct in [true, false] {
+            let got = stream_one_with(dir.path(), &text, direct).unwrap();
+            assert_eq!(got, StreamedMapping { rows: 1_500_000, largest: [499_999, 9972] });
+            assert!(read(&dir.path().join("pairs.pt")).to_i64() == pairs, "direct: {direct}");
+            assert!(read(&dir.path().join("labels.pt")).to_f32() == labels, "direct: {direct}");
+        }
+    }
+
+    #[test]
+    fn a_bad_line_is_named_by_file_and_line_across_pieces_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let good: String = (0..1_000_000).map(|i| format!("{i},{},1\n", i % 50)).collect();
+        let mut bad_first = good.clone();
+        bad_first.push_str("1,2,3\n");
+        let files = [dir.path().join("a.csv"), dir.path().join("b.csv")];
+        let slots = [Slot::User, Slot::Item, Slot::Label];
+        for (a, b, want) in [
+            (&bad_first, "0,0,1\n", "a.csv:1000001: column 3 label `3` is not 0 or 1"),
+            (&good, "0,0,1\n0,1,0\n7,x,1\n", "b.csv:3: column 2 id `x` is not an integer"),
+        ] {
+            std::fs::write(&files[0], a).unwrap();
+            std::fs::write(&files[1], b).unwrap();
+            let (pairs_path, labels_path) = (dir.path().join("p.pt"), dir.path().join("l.pt"));
+            let _ = (std::fs::remove_file(&pairs_path), std::fs::remove_file(&labels_path));
+            let mapping = MappingFiles { files: &files, slots: &slots, pairs_path, labels_path, direct: true };
+            let err = stream_mappings(&[mapping]).err().expect("a bad line fails").to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

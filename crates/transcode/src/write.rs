@@ -56,7 +56,7 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
         .filter_map(|(name, chunks)| match chunks.as_slice() {
             [only] => {
                 let (pairs_path, labels_path) = paths(name);
-                Some(MappingFiles { files: &only.files, slots: &only.slots, pairs_path, labels_path })
+                Some(MappingFiles { files: &only.files, slots: &only.slots, pairs_path, labels_path, direct: true })
             }
             _ => None,
         })
