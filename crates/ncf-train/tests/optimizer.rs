@@ -52,9 +52,12 @@ fn fused_and_unfused_steps_agree_over_20_steps_on_the_same_gradients() {
         }
     }
     assert_eq!((fa.steps(), fb.steps()), (20, 20));
+    // The two kernels round differently (fused multiply-adds, operation order): a few float32 ulps
+    // (1.2e-7) per step, 20 steps, on random weights (a bound of 1e-6 failed once in CI: 1.6e-6); an
+    // arithmetic mistake shows far above it (beta1 0.251 instead of 0.25 gives 6.4e-4).
     for (x, y) in pa.iter().zip(&pb) {
         let rel = ((x - y).abs() / (y.abs() + 1e-3)).max().double_value(&[]);
-        assert!(rel < 1e-6, "relative difference {rel}");
+        assert!(rel < 1e-5, "relative difference {rel}");
     }
 }
 
