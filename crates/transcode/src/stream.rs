@@ -751,7 +751,7 @@ mod tests {
             let (pairs_path, labels_path) = (dir.path().join("p.pt"), dir.path().join("l.pt"));
             let _ = (std::fs::remove_file(&pairs_path), std::fs::remove_file(&labels_path));
             let mapping = MappingFiles { files: &files, slots: &slots, pairs_path, labels_path, direct: true };
-            let err = stream_mappings(&[mapping]).err().expect("a bad line fails").to_string();
+            let err = stream_mappings(&[mapping]).expect_err("a bad line fails").to_string();
             assert!(err.contains(want), "{err}");
         }
     }
