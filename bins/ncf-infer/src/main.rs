@@ -88,6 +88,11 @@ struct BenchArgs {
     /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
+    /// Time every batch size through libtorch. By default a float32 CPU batch of one pair goes
+    /// through the small-batch scorer (no libtorch operator calls: 10 us instead of 34 us on our
+    /// 2-core VM), as the table's `engine` column says.
+    #[arg(long = "no-small-batch")]
+    no_small_batch: bool,
 }
 
 #[derive(Args, Debug)]
@@ -176,20 +181,21 @@ fn bench(args: BenchArgs) -> Result<()> {
     };
     eprintln!("ncf-infer: timing {} batches per size on {device:?} in {kind:?}", args.num_batches);
     println!(
-        "{:>10} {:>16} {:>14} {:>14} {:>14} {:>14}",
-        "batch", "samples/s", "mean (ms)", "p90 (ms)", "p95 (ms)", "p99 (ms)"
+        "{:>10} {:>16} {:>14} {:>14} {:>14} {:>14} {:>12}",
+        "batch", "samples/s", "mean (ms)", "p90 (ms)", "p95 (ms)", "p99 (ms)", "engine"
     );
     let mut data: Vec<(String, LogValue)> = Vec::new();
     for &b in &batch_sizes {
-        let s = inference::bench::time_batches(&model, b, args.num_batches, 10);
+        let s = inference::bench::time_batches(&model, b, args.num_batches, 10, !args.no_small_batch);
         println!(
-            "{:>10} {:>16.0} {:>14.4} {:>14.4} {:>14.4} {:>14.4}",
+            "{:>10} {:>16.0} {:>14.4} {:>14.4} {:>14.4} {:>14.4} {:>12}",
             b,
             s.mean_throughput,
             s.mean_latency * 1e3,
             s.p90_latency * 1e3,
             s.p95_latency * 1e3,
-            s.p99_latency * 1e3
+            s.p99_latency * 1e3,
+            s.engine
         );
         data.push((format!("batch_{b}_mean_throughput"), s.mean_throughput.into()));
         data.push((format!("batch_{b}_mean_latency"), s.mean_latency.into()));

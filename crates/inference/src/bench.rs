@@ -1,13 +1,33 @@
 //! The inference benchmark: timed forward passes (with sigmoid) on random ids, as `inference.py`.
 
+use crate::{SmallBatchScorer, SMALL_BATCH_BELOW};
 use ncf_model::NeuMf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
+
+/// What computed the timed forward passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The model's libtorch forward pass (`NeuMf::forward_sigmoid`).
+    Libtorch,
+    /// [`SmallBatchScorer`]: float32 CPU batches under [`SMALL_BATCH_BELOW`] pairs.
+    SmallBatch,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Libtorch => "libtorch",
+            Engine::SmallBatch => "small-batch",
+        })
+    }
+}
 
 /// Latency figures of one batch size, in seconds, and the mean throughput in samples/s.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencyStats {
     pub batch_size: i64,
+    pub engine: Engine,
     pub mean_throughput: f64,
     pub mean_latency: f64,
     pub p90_latency: f64,
@@ -28,9 +48,22 @@ pub fn synchronize(device: Device) {
 pub const SINGLE_THREAD_BELOW: i64 = 512;
 
 /// Times `num_batches` forward passes of `batch_size` random (user, item) pairs after `warmup`
-/// untimed ones; ids are drawn once per batch size, on the model's device.
-pub fn time_batches(model: &NeuMf, batch_size: i64, num_batches: usize, warmup: usize) -> LatencyStats {
+/// untimed ones; ids are drawn once per batch size, on the model's device. With `small_batch`, a
+/// float32 CPU model in evaluation mode is timed through [`SmallBatchScorer`] below
+/// [`SMALL_BATCH_BELOW`] pairs (what a server scoring single requests would use).
+pub fn time_batches(
+    model: &NeuMf,
+    batch_size: i64,
+    num_batches: usize,
+    warmup: usize,
+    small_batch: bool,
+) -> LatencyStats {
     let device = model.device();
+    if small_batch && batch_size < SMALL_BATCH_BELOW && !model.is_training() {
+        if let Some(scorer) = SmallBatchScorer::new(model) {
+            return time_small_batches(&scorer, model, batch_size, num_batches, warmup);
+        }
+    }
     let threads = tch::get_num_threads();
     if device == Device::Cpu && batch_size < SINGLE_THREAD_BELOW {
         tch::set_num_threads(1);
@@ -59,14 +92,46 @@ fn time_batches_as_is(model: &NeuMf, batch_size: i64, num_batches: usize, warmup
             }
         }
     });
+    summarize(batch_size, Engine::Libtorch, &latencies)
+}
+
+fn time_small_batches(
+    scorer: &SmallBatchScorer,
+    model: &NeuMf,
+    batch_size: i64,
+    num_batches: usize,
+    warmup: usize,
+) -> LatencyStats {
+    let c = model.config();
+    let draw = |n: i64| Vec::<i64>::try_from(Tensor::randint(n, [batch_size], (Kind::Int64, Device::Cpu)));
+    let (Ok(users), Ok(items)) = (draw(c.users), draw(c.items)) else {
+        return summarize(batch_size, Engine::SmallBatch, &[]);
+    };
+    let mut out = vec![0f32; batch_size as usize];
+    let mut latencies = Vec::with_capacity(num_batches);
+    for i in 0..warmup + num_batches {
+        let start = Instant::now();
+        // The ids were drawn within the model's tables.
+        let scored = scorer.score(&users, &items, &mut out);
+        let elapsed = start.elapsed().as_secs_f64();
+        std::hint::black_box(&out);
+        if scored.is_ok() && i >= warmup {
+            latencies.push(elapsed);
+        }
+    }
+    summarize(batch_size, Engine::SmallBatch, &latencies)
+}
+
+fn summarize(batch_size: i64, engine: Engine, latencies: &[f64]) -> LatencyStats {
     let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
     LatencyStats {
         batch_size,
+        engine,
         mean_throughput: batch_size as f64 / mean,
         mean_latency: mean,
-        p90_latency: percentile(&latencies, 90.0),
-        p95_latency: percentile(&latencies, 95.0),
-        p99_latency: percentile(&latencies, 99.0),
+        p90_latency: percentile(latencies, 90.0),
+        p95_latency: percentile(latencies, 95.0),
+        p99_latency: percentile(latencies, 99.0),
     }
 }
 

@@ -21,6 +21,8 @@
 pub mod bench;
 mod error;
 mod recommend;
+mod small_batch;
 
 pub use error::InferenceError;
 pub use recommend::{write_recommendations, OutputFormat, Recommendation, Recommender};
+pub use small_batch::{SmallBatchScorer, SMALL_BATCH_BELOW};
