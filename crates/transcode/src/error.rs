@@ -22,8 +22,9 @@ pub enum TranscodeError {
     #[error(transparent)]
     Dataset(#[from] spec_dataset::DatasetError),
 
-    #[error("Specified cardinality conflicts data: feature `{feature}` declares cardinality {declared} but the data holds id {largest} (feature_spec.{feature}.cardinality must be at least {})", largest + 1)]
-    Cardinality { feature: String, declared: u64, largest: i64 },
+    /// An id at or over its feature's declared cardinality; `path:line` holds the first such id.
+    #[error("{}:{line}: Specified cardinality conflicts data: feature `{feature}` declares cardinality {declared} but the data holds id {id} here, {largest} at most (feature_spec.{feature}.cardinality must be at least {})", path.display(), largest + 1)]
+    Cardinality { feature: String, declared: u64, largest: i64, path: PathBuf, line: u64, id: i64 },
 
     #[error("mapping `{mapping}` has no `{feature}` column in any chunk")]
     MissingFeature { mapping: String, feature: String },

@@ -201,6 +201,33 @@ pub(crate) fn read_mapping(
     Ok(MappingColumns { pairs, labels, rows })
 }
 
+/// The first line of a chunk whose `slot` column holds an id of at least `limit`: its file, line
+/// (1-based) and id. A plain line-by-line pass, for the error message of an id over a declared
+/// cardinality (found first by the fast parsers, which only keep the largest id).
+pub(crate) fn find_id_at_least(
+    chunk: &ChunkSource,
+    slot: Slot,
+    limit: u64,
+) -> Result<Option<(PathBuf, u64, i64)>, TranscodeError> {
+    use std::io::BufRead;
+    let roles: Vec<Role> = chunk.slots.iter().map(|s| s.role()).collect();
+    let Some(column) = chunk.slots.iter().position(|&s| s == slot) else { return Ok(None) };
+    let mut cells = vec![Cell::default(); roles.len()];
+    for path in &chunk.files {
+        let io = |source| TranscodeError::Io { path: path.clone(), source };
+        let reader = std::io::BufReader::new(open_input(path)?);
+        for (k, line) in reader.split(b'\n').enumerate() {
+            let line = line.map_err(io)?;
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            let parsed = parse_fast(line, &roles, &mut cells) || parse_line(line, &roles, &mut cells).is_ok();
+            if parsed && cells[column].id >= 0 && cells[column].id as u64 >= limit {
+                return Ok(Some((path.clone(), k as u64 + 1, cells[column].id)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Opens a chunk file: a regular file, or an error that says what is wrong with it.
 pub(crate) fn open_input(path: &Path) -> Result<std::fs::File, TranscodeError> {
     let io = |source| TranscodeError::Io { path: path.to_owned(), source };

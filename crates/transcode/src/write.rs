@@ -1,6 +1,6 @@
 //! The transcoding job: CSV chunks in, tensor files and a new spec out, atomically.
 
-use crate::read::{read_mapping as read_chunks, ChunkSource, Slot};
+use crate::read::{find_id_at_least, read_mapping as read_chunks, ChunkSource, Slot};
 use crate::stream::{stream_mappings, MappingFiles, StreamedMapping};
 use crate::TranscodeError;
 use featurespec::ncf::NcfLayout;
@@ -76,8 +76,34 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
         mappings.push((name.clone(), written));
     }
     let largest = |k: usize| mappings.iter().map(|(_, m)| m.largest[k]).max().unwrap_or(-1);
-    let user_cardinality = cardinality(&layout.user, layout.user_cardinality, largest(0))?;
-    let item_cardinality = cardinality(&layout.item, layout.item_cardinality, largest(1))?;
+    let cardinalities =
+        [(&layout.user, layout.user_cardinality, Slot::User), (&layout.item, layout.item_cardinality, Slot::Item)];
+    let mut known = [0u64; 2];
+    for (k, (feature, declared, slot)) in cardinalities.into_iter().enumerate() {
+        known[k] = match declared {
+            Cardinality::Auto => (largest(k) + 1) as u64,
+            Cardinality::Known(n) if largest(k) >= 0 && largest(k) as u64 >= n => {
+                // Rare, so found by a second, plain pass: the first line holding such an id.
+                let at = sources
+                    .iter()
+                    .flat_map(|(_, chunks)| chunks)
+                    .filter(|c| c.slots.contains(&slot))
+                    .find_map(|c| find_id_at_least(c, slot, n).transpose())
+                    .transpose()?;
+                let (path, line, id) = at.unwrap_or_default();
+                return Err(TranscodeError::Cardinality {
+                    feature: feature.clone(),
+                    declared: n,
+                    largest: largest(k),
+                    path,
+                    line,
+                    id,
+                });
+            }
+            Cardinality::Known(n) => n,
+        };
+    }
+    let [user_cardinality, item_cardinality] = known;
 
     let mut out_spec = FeatureSpec::new(tmp.path());
     let id_meta = |n: u64| featurespec::FeatureMeta {
@@ -183,15 +209,4 @@ fn write_in_memory(
     labels?;
     ids?;
     Ok(StreamedMapping { rows: n, largest: [largest(0), largest(1)] })
-}
-
-/// `auto` -> largest id + 1 over all mappings; a declared number must exceed every id.
-fn cardinality(feature: &str, declared: Cardinality, largest: i64) -> Result<u64, TranscodeError> {
-    match declared {
-        Cardinality::Auto => Ok((largest + 1) as u64),
-        Cardinality::Known(n) if (largest + 1) as u64 > n => {
-            Err(TranscodeError::Cardinality { feature: feature.to_owned(), declared: n, largest })
-        }
-        Cardinality::Known(n) => Ok(n),
-    }
 }

@@ -190,7 +190,7 @@ fn id_over_a_declared_cardinality() {
     let msg = fails("feature_spec.yaml", "item: {cardinality: 8}", "item: {cardinality: 6}");
     assert!(
         msg.contains(
-            "Specified cardinality conflicts data: feature `item` declares cardinality 6 but the data holds id 7"
+            "test.csv:1: Specified cardinality conflicts data: feature `item` declares cardinality 6 but the data holds id 7 here, 7 at most"
         ),
         "{msg}"
     );
