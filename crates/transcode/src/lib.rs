@@ -7,7 +7,9 @@
 //! must cover the data. Input CSV: no header, one column per feature in the chunk's order, several
 //! files of a chunk are consecutive rows, several chunks of a mapping sit side by side (equal row
 //! counts). Errors name the file and line (or the feature and value) at fault, and the output folder
-//! appears only when complete.
+//! appears only when complete. A mapping held in one chunk is streamed: parsed piece by piece on
+//! every core straight into its place in the tensor files (direct I/O where the file system allows
+//! it), in a few tens of MB whatever its size; other mappings are parsed whole into memory.
 //!
 //! **What it is not:** a preprocessor: ids must already be `0..n`, test negatives already present
 //! (use `preprocess` for raw ratings). Features other than the user, item and label channels' are
