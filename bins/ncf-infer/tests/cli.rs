@@ -79,6 +79,15 @@ fn recommendations_equal_pair_by_pair_scoring_in_raw_ids() {
         "--device",
         "cpu",
     ]));
+    #[cfg(unix)]
+    {
+        // Written through a temporary file, yet readable like any file this user creates.
+        use std::os::unix::fs::PermissionsExt;
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&out), mode(&plain), "the umask's mode, not a temporary file's 0600");
+    }
     let text = std::fs::read_to_string(&out).unwrap();
     let mut got: HashMap<i64, Vec<i64>> = HashMap::new();
     for line in text.lines().skip(1) {

@@ -216,7 +216,14 @@ pub fn write_recommendations(path: &Path, recs: &[Recommendation]) -> Result<(),
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    // A temporary file is private (0600) by default; the output gets the usual umask mode.
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(&dir).map_err(io)?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
         OutputFormat::from_path(path).write(&mut w, recs).map_err(io)?;
