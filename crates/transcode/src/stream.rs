@@ -132,10 +132,11 @@ pub(crate) fn stream_mappings(mappings: &[MappingFiles<'_>]) -> Result<Vec<Optio
             inputs.push(file);
             lens.push(len);
         }
-        // Rows are at most lines, and a line of `columns` fields takes at least 2 * columns - 1
-        // bytes (digits and commas) plus its line end: a bound on the rows, so on the archives.
+        // A row is a line with at least a digit for each of user, item and label, a comma between
+        // each two of its `columns` fields (others may be empty) and a line end (but for a file's
+        // last line): a bound on the rows, so on the archives and where their data starts.
         let columns = mapping.slots.len() as u64;
-        let most_rows = (lens.iter().sum::<u64>() / (2 * columns - 1) + lens.len() as u64) as usize;
+        let most_rows = (lens.iter().sum::<u64>() / (columns + 2) + lens.len() as u64) as usize;
         let Ok(pairs) = ArchiveLayout::new(&mapping.pairs_path, Dtype::Int64, &[most_rows, 2]) else {
             streams.push(None);
             continue;
