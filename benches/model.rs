@@ -2,7 +2,8 @@
 //! - a training step (forward, BCE loss, backward, fused Adam) at batch 16,384 on an
 //!   ml-latest-small-shaped NeuMF (610 users, 9,724 items, the reference's default layers);
 //! - evaluation: scoring and ranking 610 test lists of 101 (HR@10, NDCG@10, the duplicate mask);
-//! - an inference batch of 16,384 on an ML-20m-shaped NeuMF (138,493 users, 26,744 items).
+//! - an inference batch of 16,384 on an ML-20m-shaped NeuMF (138,493 users, 26,744 items);
+//! - a single pair on that model, through libtorch and through `inference::SmallBatchScorer`.
 //!
 //! `cargo bench -p ncf-rs --bench model`
 
@@ -65,9 +66,25 @@ fn inference_batch(c: &mut Criterion) {
     });
 }
 
+fn single_pair(c: &mut Criterion) {
+    tch::manual_seed(4);
+    let mut model = NeuMf::new(NeuMfConfig::new(138_493, 26_744), Device::Cpu).expect("model");
+    model.set_train(false);
+    let (user, item) = (Tensor::from_slice(&[4_242i64]), Tensor::from_slice(&[777i64]));
+    tch::set_num_threads(1); // as the benchmark does below 512 pairs
+    c.bench_function("one pair, ML-20m shape, libtorch forward", |b| {
+        b.iter(|| tch::no_grad(|| model.forward_sigmoid(&user, &item)))
+    });
+    let scorer = inference::SmallBatchScorer::new(&model).expect("a float32 CPU model");
+    let mut out = [0f32; 1];
+    c.bench_function("one pair, ML-20m shape, SmallBatchScorer", |b| {
+        b.iter(|| scorer.score(&[4_242], &[777], &mut out).expect("ids in range"))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = training_step, evaluation, inference_batch
+    targets = training_step, evaluation, inference_batch, single_pair
 }
 criterion_main!(benches);

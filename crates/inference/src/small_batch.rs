@@ -78,8 +78,9 @@ impl SmallBatchScorer {
     pub fn score(&self, users: &[i64], items: &[i64], out: &mut [f32]) -> Result<(), InferenceError> {
         assert!(users.len() == items.len() && items.len() == out.len(), "users, items and out differ in length");
         let widest = self.layers.iter().map(|(_, b)| b.len()).max().unwrap_or(0).max(2 * self.half);
-        let mut a = vec![0f32; GROUP * widest];
-        let mut b = vec![0f32; GROUP * widest];
+        let group = users.len().clamp(1, GROUP);
+        let mut a = vec![0f32; group * widest];
+        let mut b = vec![0f32; group * widest];
         // Pairs go through the MLP a group at a time, so each weight row is read once per group.
         for ((users, items), out) in users.chunks(GROUP).zip(items.chunks(GROUP)).zip(out.chunks_mut(GROUP)) {
             let g = users.len();
