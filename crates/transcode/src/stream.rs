@@ -32,8 +32,17 @@ use torchfile::{ArchiveLayout, Dtype};
 
 /// Bytes of CSV per piece (a piece runs on to the end of its last line).
 const PIECE_BYTES: u64 = 4 << 20;
-/// Direct I/O needs file offsets, lengths and buffer addresses aligned to the device's block.
-const ALIGN: usize = 4096;
+/// Direct I/O needs file offsets, lengths and buffer addresses aligned to the device's block; a
+/// memory page at least, so that no page holds both direct-written bytes and ordinary-written ones
+/// (the direct write's page-cache invalidation could otherwise lose to a stale page).
+fn align() -> usize {
+    static ALIGN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ALIGN.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(page).unwrap_or(0).max(4096)
+    })
+}
 
 /// A mapping to stream: its chunk's files (consecutive rows), where each column goes, and the two
 /// tensor files to write.
@@ -152,7 +161,17 @@ pub(crate) fn stream_mappings(mappings: &[MappingFiles<'_>]) -> Result<Vec<Optio
     }
 
     let run = Run { streams: &streams, pieces: &pieces, lines: Mutex::new(vec![None; pieces.len()]) };
-    let results = run.all_pieces();
+    let mut results = run.all_pieces();
+    if results.len() < pieces.len() {
+        // A failure stopped the run: every mapping after it is incomplete, so the first failure
+        // is the answer, even in a mapping that would have gone to the in-memory path.
+        let failed = results.iter().position(|r| r.error.is_some());
+        if let Some(k) = failed {
+            let (r, piece) = (results.swap_remove(k), pieces[k]);
+            let files = streams[piece.mapping].as_ref().map_or(&[][..], |s| s.files);
+            return Err(piece_error(r, files.get(piece.file)));
+        }
+    }
 
     // The first failure in spec and file order is reported.
     let mut found: Vec<_> =
@@ -160,13 +179,8 @@ pub(crate) fn stream_mappings(mappings: &[MappingFiles<'_>]) -> Result<Vec<Optio
     for (r, piece) in results.into_iter().zip(&pieces) {
         let stream = streams[piece.mapping].as_ref().filter(|s| !s.irregular.load(Ordering::Relaxed));
         let Some(stream) = stream else { continue };
-        match r.error {
-            Some(PieceError::Line { line, message }) => {
-                let path = stream.files[piece.file].clone();
-                return Err(TranscodeError::Malformed { path, line: r.first_line + line, message });
-            }
-            Some(PieceError::Io { path, source }) => return Err(TranscodeError::Io { path, source }),
-            None => {}
+        if r.error.is_some() {
+            return Err(piece_error(r, stream.files.get(piece.file)));
         }
         let (rows, largest, crc) = &mut found[piece.mapping];
         *rows += r.rows;
@@ -198,6 +212,19 @@ pub(crate) fn stream_mappings(mappings: &[MappingFiles<'_>]) -> Result<Vec<Optio
         written.push(Some(StreamedMapping { rows, largest }));
     }
     Ok(written)
+}
+
+/// A failed piece's error, its line numbered in `file`.
+fn piece_error(result: PieceResult, file: Option<&PathBuf>) -> TranscodeError {
+    match result.error {
+        Some(PieceError::Line { line, message }) => TranscodeError::Malformed {
+            path: file.cloned().unwrap_or_default(),
+            line: result.first_line + line,
+            message,
+        },
+        Some(PieceError::Io { path, source }) => TranscodeError::Io { path, source },
+        None => TranscodeError::Io { path: PathBuf::new(), source: std::io::Error::other("no error (a bug)") },
+    }
 }
 
 /// The shared state of the parsers.
@@ -465,15 +492,16 @@ impl Parser {
 }
 
 /// `len` elements of `buf` (grown as needed) starting at an address that is `file_offset` modulo
-/// [`ALIGN`], so that the aligned blocks of the file map to aligned blocks of memory; and the index
+/// [`align`], so that the aligned blocks of the file map to aligned blocks of memory; and the index
 /// of its first element in `buf`.
 fn window<T: bytemuck::Pod>(buf: &mut Vec<T>, file_offset: u64, len: usize) -> (&mut [T], usize) {
     let size = std::mem::size_of::<T>();
-    let spare = 2 * ALIGN / size;
+    let align = align();
+    let spare = 2 * align / size;
     if buf.len() < len + spare {
         *buf = vec![T::zeroed(); len + spare];
     }
-    let skip = buf.as_ptr().align_offset(ALIGN) + (file_offset as usize % ALIGN) / size;
+    let skip = buf.as_ptr().align_offset(align) + (file_offset as usize % align) / size;
     (&mut buf[skip..skip + len], skip)
 }
 
@@ -503,14 +531,19 @@ impl Output {
         crc.update(bytes);
         let io = |source| PieceError::Io { path: self.path.clone(), source };
         let end = at + bytes.len() as u64;
-        let align = ALIGN as u64;
+        let align = align() as u64;
         let (lo, hi) = (at.next_multiple_of(align), end / align * align);
-        if self.direct.is_none() || lo >= hi {
+        if self.direct.is_none() {
             self.buffered.write_all_at(bytes, at).map_err(io)?;
             return Ok(None);
         }
-        let (head, tail) = ((lo - at) as usize, (hi - at) as usize);
         let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+        if lo >= hi {
+            // No whole block: all of it is edge (under two blocks).
+            edges.push((at, bytes.to_vec()));
+            return Ok(None);
+        }
+        let (head, tail) = ((lo - at) as usize, (hi - at) as usize);
         edges.push((at, bytes[..head].to_vec()));
         edges.push((hi, bytes[tail..].to_vec()));
         Ok(Some((head..tail, lo)))
@@ -655,8 +688,8 @@ fn id_and_comma(text: &[u8], pos: usize) -> Option<(i64, usize)> {
     let mut value = 0i64;
     while let Some(&b) = text.get(pos) {
         let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            break;
+        if d > 9 || pos - start == 18 {
+            break; // a 19th digit may overflow: the general path decides
         }
         value = value * 10 + i64::from(d);
         pos += 1;
@@ -758,6 +791,37 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_line_after_a_blank_line_fails_the_run_of_every_mapping() {
+        // Mapping a: a blank line (which alone would send it to the in-memory path), then a bad
+        // line; the run stops before mapping b's pieces are all taken, and must fail as a whole
+        // rather than hand b back incomplete. (The case where the failing piece is not the one
+        // that found the blank line depends on thread timing; the same early return covers it.)
+        let dir = tempfile::tempdir().unwrap();
+        let a = [dir.path().join("a.csv")];
+        let b = [dir.path().join("b.csv")];
+        std::fs::write(&a[0], "0,1,1\n\n1,2,7\n").unwrap();
+        std::fs::write(&b[0], (0..3_000_000).map(|i| format!("{i},{},0\n", i % 10)).collect::<String>()).unwrap();
+        let slots = [Slot::User, Slot::Item, Slot::Label];
+        let path = |name: &str| dir.path().join(name);
+        let ma = MappingFiles {
+            files: &a,
+            slots: &slots,
+            pairs_path: path("a0.pt"),
+            labels_path: path("a1.pt"),
+            direct: true,
+        };
+        let mb = MappingFiles {
+            files: &b,
+            slots: &slots,
+            pairs_path: path("b0.pt"),
+            labels_path: path("b1.pt"),
+            direct: true,
+        };
+        let err = stream_mappings(&[ma, mb]).expect_err("a's bad line").to_string();
+        assert!(err.contains("a.csv:3: column 3 label `7` is not 0 or 1"), "{err}");
+    }
+
+    #[test]
     fn a_blank_line_turns_the_mapping_down_and_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(stream_one(dir.path(), "0,1,1\n\n1,2,0\n"), None);
@@ -791,6 +855,9 @@ mod tests {
         assert_eq!(parse_standard(b"12,345,0\r\n", 0), Some((12, 345, 0.0, 10)));
         assert_eq!(parse_standard(b"1,2,1", 0), Some((1, 2, 1.0, 5)));
         assert_eq!(parse_standard(b"123456789012,3,0\n", 0), Some((123_456_789_012, 3, 0.0, 17)));
+        // 19 and 20 digits: left to the general path (which says why), no overflow here.
+        assert_eq!(parse_standard(b"9999999999999999999,1,1\n", 0), None);
+        assert_eq!(parse_standard(b"1,99999999999999999999,1\n", 0), None);
         for line in [&b"1,2,1.0\n"[..], b" 1,2,1\n", b"1,2,2\n", b"1,,1\n", b"1,2\n", b"1,2,1,\n", b"\n"] {
             assert_eq!(parse_standard(line, 0), None, "{}", String::from_utf8_lossy(line));
         }
