@@ -145,27 +145,9 @@ impl ArchiveLayout {
     pub fn head(&self, data_crc: u32) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.data_offset as usize);
         for e in &self.entries {
-            let (crc, size) = self.crc_and_size(e, data_crc);
-            put_u32(&mut out, 0x0403_4b50);
-            put_u16(&mut out, 20); // version needed: 2.0
-            put_u16(&mut out, 0); // flags
-            put_u16(&mut out, 0); // stored
-            put_u16(&mut out, 0); // time
-            put_u16(&mut out, DOS_DATE);
-            put_u32(&mut out, crc);
-            put_u32(&mut out, size as u32);
-            put_u32(&mut out, size as u32);
-            put_u16(&mut out, e.name.len() as u16);
-            put_u16(&mut out, e.padding as u16);
-            out.extend_from_slice(e.name.as_bytes());
-            if e.padding > 0 {
-                put_u16(&mut out, PADDING_FIELD);
-                put_u16(&mut out, (e.padding - 4) as u16);
-                out.resize(out.len() + e.padding - 4, 0);
-            }
-            match &e.bytes {
-                Some(b) => out.extend_from_slice(b),
-                None => break,
+            self.put_local(&mut out, e, data_crc);
+            if e.bytes.is_none() {
+                break;
             }
         }
         debug_assert_eq!(out.len() as u64, self.data_offset);
@@ -178,35 +160,13 @@ impl ArchiveLayout {
         let mut out = Vec::with_capacity((self.len - data_end) as usize);
         let after = self.entries.iter().position(|e| e.bytes.is_none()).map_or(0, |i| i + 1);
         for e in &self.entries[after..] {
-            let (crc, size) = self.crc_and_size(e, data_crc);
-            put_u32(&mut out, 0x0403_4b50);
-            put_u16(&mut out, 20);
-            put_u16(&mut out, 0);
-            put_u16(&mut out, 0);
-            put_u16(&mut out, 0);
-            put_u16(&mut out, DOS_DATE);
-            put_u32(&mut out, crc);
-            put_u32(&mut out, size as u32);
-            put_u32(&mut out, size as u32);
-            put_u16(&mut out, e.name.len() as u16);
-            put_u16(&mut out, 0);
-            out.extend_from_slice(e.name.as_bytes());
-            out.extend_from_slice(e.bytes.as_deref().unwrap_or_default());
+            self.put_local(&mut out, e, data_crc);
         }
         let central_offset = data_end + out.len() as u64;
         for e in &self.entries {
-            let (crc, size) = self.crc_and_size(e, data_crc);
             put_u32(&mut out, 0x0201_4b50);
             put_u16(&mut out, 20); // made by: 2.0, MS-DOS attributes
-            put_u16(&mut out, 20);
-            put_u16(&mut out, 0);
-            put_u16(&mut out, 0);
-            put_u16(&mut out, 0);
-            put_u16(&mut out, DOS_DATE);
-            put_u32(&mut out, crc);
-            put_u32(&mut out, size as u32);
-            put_u32(&mut out, size as u32);
-            put_u16(&mut out, e.name.len() as u16);
+            self.put_common(&mut out, e, data_crc);
             put_u16(&mut out, 0); // extra
             put_u16(&mut out, 0); // comment
             put_u16(&mut out, 0); // disk
@@ -226,6 +186,34 @@ impl ArchiveLayout {
         put_u16(&mut out, 0);
         debug_assert_eq!(data_end + out.len() as u64, self.len);
         out
+    }
+
+    /// An entry's local header, its padding field, and its bytes (none for the storage record).
+    fn put_local(&self, out: &mut Vec<u8>, e: &EntryInfo, data_crc: u32) {
+        put_u32(out, 0x0403_4b50);
+        self.put_common(out, e, data_crc);
+        put_u16(out, e.padding as u16); // extra
+        out.extend_from_slice(e.name.as_bytes());
+        if e.padding > 0 {
+            put_u16(out, PADDING_FIELD);
+            put_u16(out, (e.padding - 4) as u16);
+            out.resize(out.len() + e.padding - 4, 0);
+        }
+        out.extend_from_slice(e.bytes.as_deref().unwrap_or_default());
+    }
+
+    /// The fields local and central headers share, from "version needed" to the name's length.
+    fn put_common(&self, out: &mut Vec<u8>, e: &EntryInfo, data_crc: u32) {
+        let (crc, size) = self.crc_and_size(e, data_crc);
+        put_u16(out, 20); // version needed: 2.0
+        put_u16(out, 0); // flags
+        put_u16(out, 0); // stored
+        put_u16(out, 0); // time
+        put_u16(out, DOS_DATE);
+        put_u32(out, crc);
+        put_u32(out, size as u32);
+        put_u32(out, size as u32);
+        put_u16(out, e.name.len() as u16);
     }
 
     fn crc_and_size(&self, e: &EntryInfo, data_crc: u32) -> (u32, u64) {

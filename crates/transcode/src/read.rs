@@ -218,8 +218,7 @@ pub(crate) fn find_id_at_least(
         let reader = std::io::BufReader::new(open_input(path)?);
         for (k, line) in reader.split(b'\n').enumerate() {
             let line = line.map_err(io)?;
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
-            let parsed = parse_fast(line, &roles, &mut cells) || parse_line(line, &roles, &mut cells).is_ok();
+            let parsed = parse_any_line(&line, &roles, &mut cells).unwrap_or(false);
             if parsed && cells[column].id >= 0 && cells[column].id as u64 >= limit {
                 return Ok(Some((path.clone(), k as u64 + 1, cells[column].id)));
             }
@@ -273,7 +272,7 @@ fn cut_pieces(data: &[u8]) -> Vec<(usize, usize)> {
 }
 
 /// Lines in a piece: its `\n`s, plus one for a last line without one.
-fn count_lines(bytes: &[u8]) -> usize {
+pub(crate) fn count_lines(bytes: &[u8]) -> usize {
     let newlines = memchr::memchr_iter(b'\n', bytes).count();
     newlines + usize::from(bytes.last().is_some_and(|&b| b != b'\n'))
 }
@@ -305,12 +304,8 @@ fn parse_piece(
     let mut row = first_row;
     for (k, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if !parse_fast(line, &roles, &mut cells) {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue; // a blank line, skipped as pandas does
-            }
-            parse_line(line, &roles, &mut cells).map_err(|message| (first_line + k as u64, message))?;
+        if !parse_any_line(line, &roles, &mut cells).map_err(|message| (first_line + k as u64, message))? {
+            continue;
         }
         assert!(row < out.rows, "row slot past the counted lines");
         for (cell, slot) in cells.iter().zip(slots) {
@@ -330,10 +325,23 @@ fn parse_piece(
     Ok(row - first_row)
 }
 
+/// One line without its `\n` (a `\r` before it is dropped): `Ok(true)` when it is a row, parsed into
+/// `cells`; `Ok(false)` when it is blank (skipped, as pandas does); or why it is malformed.
+pub(crate) fn parse_any_line(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> Result<bool, String> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if parse_fast(line, roles, cells) {
+        return Ok(true);
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    parse_line(line, roles, cells).map(|()| true)
+}
+
 /// The common case: ids of 1 to 18 plain digits, labels `0` or `1`, other fields anything without
 /// a comma, exactly one field per role. `false` sends the line to [`parse_line`].
 #[inline]
-pub(crate) fn parse_fast(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> bool {
+fn parse_fast(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> bool {
     let mut pos = 0;
     let last = roles.len() - 1;
     for (k, (role, cell)) in roles.iter().zip(cells.iter_mut()).enumerate() {
@@ -385,7 +393,7 @@ pub(crate) fn parse_fast(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> boo
 /// The general rule for one line (without its line end): exactly one comma-separated field per role;
 /// ids are non-negative integers and labels 0 or 1 (surrounding spaces allowed, `1.0` accepted).
 /// The error says what is wrong, quoting the line.
-pub(crate) fn parse_line(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> Result<(), String> {
+fn parse_line(line: &[u8], roles: &[Role], cells: &mut [Cell]) -> Result<(), String> {
     let text = String::from_utf8_lossy(line);
     let fields: Vec<&[u8]> = line.split(|&b| b == b',').collect();
     if fields.len() != roles.len() {

@@ -21,7 +21,7 @@
 //! [`torchfile::ArchiveLayout`] and is written last, once the data's CRC-32 is known, so a failed
 //! run leaves an invalid archive in a temporary folder that is then removed.
 
-use crate::read::{parse_fast, parse_line, Cell, Role, Slot};
+use crate::read::{count_lines, parse_any_line, Cell, Role, Slot};
 use crate::TranscodeError;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -406,7 +406,7 @@ impl Parser {
             return result;
         };
         let read = self.read(stream, piece);
-        let lines = read.as_ref().map_or(0, |range| count_lines(&self.text[range.clone()]));
+        let lines = read.as_ref().map_or(0, |range| count_lines(&self.text[range.clone()]) as u64);
         // Published even on failure, so that no later piece waits forever.
         let (first_row, first_line) = run.place(k, lines, published);
         result.first_line = first_line;
@@ -507,12 +507,6 @@ fn window<T: bytemuck::Pod>(buf: &mut Vec<T>, file_offset: u64, len: usize) -> (
 
 fn shift(range: std::ops::Range<usize>, by: usize) -> std::ops::Range<usize> {
     range.start + by..range.end + by
-}
-
-/// Lines in a piece: its `\n`s, plus one for a last line without one.
-fn count_lines(bytes: &[u8]) -> u64 {
-    let newlines = memchr::memchr_iter(b'\n', bytes).count();
-    (newlines + usize::from(bytes.last().is_some_and(|&b| b != b'\n'))) as u64
 }
 
 impl Output {
@@ -623,13 +617,10 @@ fn parse_rows(
                 let whole = &text[pos..end];
                 pos = end;
                 let whole = whole.strip_suffix(b"\n").unwrap_or(whole);
-                let whole = whole.strip_suffix(b"\r").unwrap_or(whole);
-                if !parse_fast(whole, &roles, &mut cells) {
-                    if whole.iter().all(u8::is_ascii_whitespace) {
-                        continue; // a blank line, skipped as pandas does
-                    }
-                    parse_line(whole, &roles, &mut cells)
-                        .map_err(|message| PieceError::Line { line: line - 1, message })?;
+                let is_row = parse_any_line(whole, &roles, &mut cells)
+                    .map_err(|message| PieceError::Line { line: line - 1, message })?;
+                if !is_row {
+                    continue; // a blank line
                 }
                 let (mut user, mut item, mut label) = (0, 0, 0.0);
                 for (cell, slot) in cells.iter().zip(slots) {

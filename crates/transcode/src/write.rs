@@ -87,7 +87,6 @@ pub fn transcode(spec_in: &Path, output: &Path, spec_out_name: &str) -> Result<T
                 let at = sources
                     .iter()
                     .flat_map(|(_, chunks)| chunks)
-                    .filter(|c| c.slots.contains(&slot))
                     .find_map(|c| find_id_at_least(c, slot, n).transpose())
                     .transpose()?;
                 let (path, line, id) = at.unwrap_or_default();
