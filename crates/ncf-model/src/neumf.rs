@@ -178,14 +178,14 @@ impl NeuMf {
     pub fn forward(&self, users: &Tensor, items: &Tensor) -> Tensor {
         let mf = self.mf_user_embed.forward(users) * self.mf_item_embed.forward(items);
         let mut mlp = Tensor::cat(&[self.mlp_user_embed.forward(users), self.mlp_item_embed.forward(items)], 1);
+        let p = self.config.dropout;
         for layer in &self.mlp {
-            mlp = layer.forward(&mlp).relu();
-            if self.config.dropout != 0.0 && self.train {
-                mlp = match mlp.device() {
-                    Device::Cpu => self.masks.dropout(&mlp, self.config.dropout),
-                    _ => mlp.dropout(self.config.dropout, true),
-                };
-            }
+            let z = layer.forward(&mlp);
+            mlp = match (p != 0.0 && self.train, z.device()) {
+                (false, _) => z.relu(),
+                (true, Device::Cpu) => self.masks.relu_dropout(&z, p),
+                (true, _) => z.relu().dropout(p, true),
+            };
         }
         self.final_layer.forward(&Tensor::cat(&[mf, mlp], 1))
     }
