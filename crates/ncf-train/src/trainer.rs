@@ -319,8 +319,11 @@ impl Trainer {
             if let Some(scaler) = &mut self.scaler {
                 scaler.update();
             }
-            for p in &mut self.params {
-                p.zero_grad();
+            // `p.grad = None`, as the reference does: the next backward writes the gradients
+            // instead of filling zeros and adding into them.
+            if let Err(e) = torch_ops::clear_grads(&self.params) {
+                // Every parameter is a defined leaf tensor; this is a bug.
+                panic!("clearing gradients failed: {e}");
             }
             observer.batches_done(((step + 1) * group) as u64);
         }

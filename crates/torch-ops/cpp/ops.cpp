@@ -46,6 +46,17 @@ int ncf_fused_adam(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avg
   }
 }
 
+// `p.grad = None` for each tensor (PyTorch's zero_grad(set_to_none=True)): the next backward
+// writes fresh gradients instead of adding into zeroed ones.
+int ncf_clear_grads(at::Tensor** tensors, size_t n, char* err, size_t err_len) {
+  try {
+    for (size_t i = 0; i < n; ++i) tensors[i]->mutable_grad().reset();
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
 // torch._amp_foreach_non_finite_check_and_unscale_: multiplies every gradient by inv_scale and sets
 // found_inf to 1 if any element of any gradient is inf or NaN.
 int ncf_amp_check_and_unscale(at::Tensor** grads, size_t n, at::Tensor* found_inf, at::Tensor* inv_scale, char* err,

@@ -64,6 +64,7 @@ extern "C" {
     ) -> i32;
     fn ncf_set_float32_matmul_precision(precision: *const c_char, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_set_cuda_device(index: i32, err: *mut c_char, err_len: usize) -> i32;
+    fn ncf_clear_grads(tensors: *const Handle, n: usize, err: *mut c_char, err_len: usize) -> i32;
 }
 
 fn handle(t: &Tensor) -> Handle {
@@ -162,6 +163,16 @@ pub fn amp_check_and_unscale(grads: &[Tensor], found_inf: &Tensor, inv_scale: &T
             err.len(),
         )
     };
+    check(code, &err)
+}
+
+/// Drops the gradients of `tensors` (`p.grad = None`, PyTorch's `zero_grad(set_to_none=True)`),
+/// so the next backward pass writes new gradients instead of filling zeros and adding into them.
+pub fn clear_grads(tensors: &[Tensor]) -> Result<(), TorchOpError> {
+    let t = handles(tensors);
+    let mut err = vec![0u8; 1024];
+    // SAFETY: t holds t.len() live tensor handles borrowed for this call; err has err.len() bytes.
+    let code = unsafe { ncf_clear_grads(t.as_ptr(), t.len(), err.as_mut_ptr() as *mut c_char, err.len()) };
     check(code, &err)
 }
 
