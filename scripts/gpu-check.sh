@@ -32,6 +32,7 @@ fi
 local_run=0
 [ "${1:-}" = "--local" ] && local_run=1
 out="${OUT:-$(mktemp -d)}"
+mkdir -p "$out"
 work="$(mktemp -d)"
 py="${NCF_GPU_PYTHON:-python3}"
 if [ "$local_run" = 1 ]; then
@@ -61,7 +62,8 @@ else
 fi
 
 summary() { # log file, label
-  "$py" - "$1" "$2" <<'PY'
+  [ -s "$1" ] || { echo "$2: no log (the run failed)" | tee -a "$out/table.txt"; return 0; }
+  "$py" - "$1" "$2" <<'PY' || true
 import json, sys
 lines = [json.loads(l[5:]) for l in open(sys.argv[1]) if l.startswith("DLLL ")]
 for l in lines:
@@ -70,29 +72,39 @@ for l in lines:
         print(f"{sys.argv[2]} epoch {l['step'][0]}: {d['train_throughput']:.0f} samples/s, HR@10 {d['hr@10']:.4f}, eval {d['eval_throughput']:.0f} rows/s")
 PY
 }
+# A failing run is reported (its stderr's tail) and the check goes on to the next step.
+train() { # label, ncf-train args...
+  local label="$1"; shift
+  if "$bin/ncf-train" "$@" --checkpoint_dir "" --log_path "$out/train-$label.json" 2> "$out/train-$label.err" > /dev/null; then
+    grep -h "ncf-train: rank\|NCCL" "$out/train-$label.err" | head -5 || true
+  else
+    echo "gpu-check: ncf-train $label FAILED:"; tail -8 "$out/train-$label.err"
+  fi
+  summary "$out/train-$label.json" "ncf-train $label" | tee -a "$out/table.txt"
+}
 
 step "3. training, batch $batch, $epochs epochs"
 for mode in tf32 amp; do
   flags=""
   [ "$mode" = amp ] && flags="--amp"
   [ "$local_run" = 1 ] && [ "$mode" = amp ] && continue   # --amp is CUDA-only
-  "$bin/ncf-train" --data "$work/data" -e "$epochs" -b "$batch" --seed 1 --device "$device" $flags \
-    --checkpoint_dir "" --log_path "$out/train-$mode.json" 2> "$out/train-$mode.err" | tail -1
-  summary "$out/train-$mode.json" "ncf-train $mode" | tee -a "$out/table.txt"
+  train "$mode" --data "$work/data" -e "$epochs" -b "$batch" --seed 1 --device "$device" $flags
   "$py" "$bin/pytorch_ncf_baseline.py" "$work/data" --epochs "$epochs" --batch_size "$batch" --device "$device" $flags \
-    | tee -a "$out/table.txt"
+    | tee -a "$out/table.txt" || echo "gpu-check: the PyTorch baseline ($mode) FAILED"
 done
 
 if [ "$local_run" = 0 ]; then
   step "3b. the NCCL path with one rank (init, broadcast, all-reduce every step, summed eval)"
-  "$bin/ncf-train" --nproc-per-node 1 --data "$work/data" -e 1 -b "$batch" --seed 1 \
-    --checkpoint_dir "" --log_path "$out/train-nccl1.json" 2> "$out/train-nccl1.err" | tail -1 || tail -5 "$out/train-nccl1.err"
-  summary "$out/train-nccl1.json" "ncf-train nccl world 1" | tee -a "$out/table.txt"
+  train nccl1 --nproc-per-node 1 --data "$work/data" -e 1 -b "$batch" --seed 1
 fi
 
 step "4. inference"
-"$bin/ncf-infer" --device "$device" --batch_sizes "$sizes" --num_batches "$nb" --log_path "$out/infer-fp32.json" | tee -a "$out/table.txt"
-[ "$local_run" = 0 ] && "$bin/ncf-infer" --device "$device" --fp16 --batch_sizes "$sizes" --num_batches "$nb" --log_path "$out/infer-fp16.json" | tee -a "$out/table.txt"
+"$bin/ncf-infer" --device "$device" --batch_sizes "$sizes" --num_batches "$nb" --log_path "$out/infer-fp32.json" | tee -a "$out/table.txt" \
+  || echo "gpu-check: fp32 inference FAILED"
+if [ "$local_run" = 0 ]; then
+  "$bin/ncf-infer" --device "$device" --fp16 --batch_sizes "$sizes" --num_batches "$nb" --log_path "$out/infer-fp16.json" | tee -a "$out/table.txt" \
+    || echo "gpu-check: fp16 inference FAILED"
+fi
 
 step "table"
 cat "$out/table.txt"

@@ -203,9 +203,19 @@ fn run(cli: Cli) -> Result<()> {
     };
     let data = config.data.display().to_string();
     let group: Option<Box<dyn ncf_train::dist::Collective>> = match &rank_env {
-        Some(env) => Some(Box::new(
-            NcclGroup::join(env, timeout).with_context(|| format!("rank {} joining the NCCL group", env.rank))?,
-        )),
+        Some(env) => {
+            let group =
+                NcclGroup::join(env, timeout).with_context(|| format!("rank {} joining the NCCL group", env.rank))?;
+            let met = match &env.meeting {
+                ncf_train::dist::Meeting::Listen => "rank 0 listening",
+                ncf_train::dist::Meeting::AgentStore { .. } => "torchrun's agent store",
+            };
+            eprintln!(
+                "ncf-train: rank {} of {} joined the NCCL group on cuda:{} (met at {}:{}, {met})",
+                env.rank, env.world_size, env.local_rank, env.master_addr, env.master_port
+            );
+            Some(Box::new(group))
+        }
         None => None,
     };
     let rank0 = rank_env.as_ref().is_none_or(|e| e.rank == 0);
@@ -306,6 +316,8 @@ fn launch(n: usize, master_port: u16) -> Result<()> {
             .env("LOCAL_WORLD_SIZE", n.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", master_port.to_string())
+            // Our ranks meet at the port themselves, even when this launcher runs under torchrun.
+            .env_remove("TORCHELASTIC_USE_AGENT_STORE")
             .spawn()
             .with_context(|| format!("starting rank {rank}"))?;
         children.push(child);

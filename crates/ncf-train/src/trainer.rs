@@ -116,7 +116,17 @@ impl Trainer {
 
         let test = if world > 1 { test.shard(rank as i64, world as i64) } else { test };
         // A resumed run takes its seed from its training state (loaded below).
-        let seed = config.seed.unwrap_or_else(rand_seed);
+        let seed = match (config.seed, group.as_deref_mut()) {
+            (Some(seed), _) => seed,
+            (None, None) => rand_seed(),
+            // Ranks must draw the same negatives (their samples are cut from one epoch), so all
+            // take rank 0's fresh seed, which is also the one rank 0 logs.
+            (None, Some(g)) => {
+                let shared = Tensor::from_slice(&[rand_seed() as i64]).to_device(device);
+                dist::broadcast_value(&shared, g)?;
+                shared.int64_value(&[0]) as u64
+            }
+        };
         tch::manual_seed(seed as i64);
         let model_config = NeuMfConfig {
             users: users as i64,

@@ -161,6 +161,40 @@ fn a_two_rank_training_run_keeps_the_ranks_in_lockstep() {
 }
 
 #[test]
+fn ranks_without_a_seed_share_rank_0s() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("ratings.csv");
+    let synthetic = preprocess::SyntheticConfig { users: 50, items: 40, interactions: 1_000, ..Default::default() };
+    preprocess::write_synthetic_ratings(&raw, &synthetic).unwrap();
+    let data = dir.path().join("data");
+    preprocess::prepare(&raw, &data, &preprocess::PrepareOptions::default(), |_| {}).unwrap();
+    let seeds: Vec<u64> = ThreadGroup::new(3, Duration::from_secs(60))
+        .into_iter()
+        .enumerate()
+        .map(|(rank, group)| {
+            let config = TrainConfig {
+                data: data.clone(),
+                batch_size: 256,
+                seed: None,
+                checkpoint_dir: None,
+                log_path: None,
+                ..TrainConfig::default()
+            };
+            std::thread::spawn(move || {
+                // Ranks start at different times, so their own fresh seeds would differ.
+                std::thread::sleep(Duration::from_millis(7 * rank as u64));
+                Trainer::in_group(config, Some(Box::new(group))).unwrap().seed()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(seeds[0], seeds[1]);
+    assert_eq!(seeds[0], seeds[2]);
+}
+
+#[test]
 fn the_torchrun_environment_is_read_and_checked() {
     use ncf_train::dist::RankEnv;
     let env = |vars: &'static [(&'static str, &'static str)]| {
@@ -180,6 +214,22 @@ fn the_torchrun_environment_is_read_and_checked() {
         (e.rank, e.world_size, e.local_rank, e.master_addr.as_str(), e.master_port),
         (2, 4, 0, "10.0.0.1", 1234)
     );
+    assert_eq!(e.meeting, ncf_train::dist::Meeting::Listen, "no agent store: rank 0 listens");
+    let under_torchrun = env(&[
+        ("WORLD_SIZE", "2"),
+        ("RANK", "1"),
+        ("TORCHELASTIC_USE_AGENT_STORE", "True"),
+        ("TORCHELASTIC_RUN_ID", "job7"),
+        ("TORCHELASTIC_RESTART_COUNT", "2"),
+    ])
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        under_torchrun.meeting,
+        ncf_train::dist::Meeting::AgentStore { key: "ncf-rs/job7/2/nccl-unique-id".into() }
+    );
+    let opted_out = env(&[("WORLD_SIZE", "2"), ("RANK", "1"), ("TORCHELASTIC_USE_AGENT_STORE", "False")]);
+    assert_eq!(opted_out.unwrap().unwrap().meeting, ncf_train::dist::Meeting::Listen);
     assert!(env(&[("WORLD_SIZE", "2"), ("RANK", "2")]).unwrap_err().contains("RANK=2 must be below WORLD_SIZE=2"));
     assert!(env(&[("WORLD_SIZE", "2")]).unwrap_err().contains("RANK is not set"));
     assert!(env(&[("WORLD_SIZE", "two"), ("RANK", "0")]).is_err());
@@ -187,7 +237,7 @@ fn the_torchrun_environment_is_read_and_checked() {
 
 #[test]
 fn ranks_meet_over_tcp_and_a_port_in_use_or_a_missing_rank_is_an_error() {
-    use ncf_train::dist::{rendezvous, RankEnv};
+    use ncf_train::dist::{rendezvous, Meeting, RankEnv};
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
@@ -198,6 +248,7 @@ fn ranks_meet_over_tcp_and_a_port_in_use_or_a_missing_rank_is_an_error() {
         local_rank: rank,
         master_addr: "127.0.0.1".into(),
         master_port: port,
+        meeting: Meeting::Listen,
     };
     let id = [7u8; 128];
     let handles: Vec<_> = (0..3)

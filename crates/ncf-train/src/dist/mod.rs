@@ -10,9 +10,11 @@
 //! DistributedDataParallel run does.
 
 mod nccl;
+mod store;
 mod threads;
 
 pub use nccl::{rendezvous, NcclGroup};
+pub use store::StoreClient;
 pub use threads::ThreadGroup;
 
 use std::time::Duration;
@@ -79,22 +81,25 @@ pub fn broadcast_parameters(params: &[Tensor], group: &mut dyn Collective) -> Re
     Ok(())
 }
 
-/// Sums a few numbers over all ranks (evaluation counts, losses).
+/// Replaces `tensor` with rank 0's (e.g. a seed only rank 0 drew).
+pub fn broadcast_value(tensor: &Tensor, group: &mut dyn Collective) -> Result<(), CollectiveError> {
+    tch::no_grad(|| group.broadcast(tensor, 0))
+}
+
+/// Sums a few numbers over all ranks (evaluation counts, losses). A group of one goes through the
+/// backend too, so a single GPU exercises the NCCL path end to end.
 pub fn sum_values(
     values: &[f64],
     group: &mut dyn Collective,
     device: tch::Device,
 ) -> Result<Vec<f64>, CollectiveError> {
-    if group.world_size() == 1 {
-        return Ok(values.to_vec());
-    }
     let t = Tensor::from_slice(values).to_kind(Kind::Double).to_device(device);
     group.all_reduce_sum(&t)?;
     Ok(Vec::<f64>::try_from(&t.to_device(tch::Device::Cpu)).unwrap_or_default())
 }
 
 /// A rank's place in a torchrun-style launch (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`,
-/// `MASTER_PORT`).
+/// `MASTER_PORT`, and torchrun's `TORCHELASTIC_*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RankEnv {
     pub rank: usize,
@@ -102,6 +107,19 @@ pub struct RankEnv {
     pub local_rank: usize,
     pub master_addr: String,
     pub master_port: u16,
+    /// How the ranks meet at `master_addr:master_port`.
+    pub meeting: Meeting,
+}
+
+/// How the ranks of a launch meet to share rank 0's NCCL id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Meeting {
+    /// Rank 0 listens at `MASTER_ADDR:MASTER_PORT` and the others connect to it
+    /// (`ncf-train --nproc-per-node`, and launchers that only set the variables).
+    Listen,
+    /// torchrun's agent already serves a c10d TCPStore there (it says so with
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`): rank 0 writes the id under `key`, the others read it.
+    AgentStore { key: String },
 }
 
 impl RankEnv {
@@ -127,6 +145,16 @@ impl RankEnv {
         let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
         let master_port = num("MASTER_PORT", Some("29500"))?;
         let master_port = u16::try_from(master_port).map_err(|_| format!("MASTER_PORT={master_port} is not a port"))?;
-        Ok(Some(RankEnv { rank, world_size, local_rank, master_addr, master_port }))
+        let agent_store = get("TORCHELASTIC_USE_AGENT_STORE")
+            .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+        let meeting = if agent_store {
+            // One key per run and restart: torchrun keeps its store across worker restarts.
+            let run = get("TORCHELASTIC_RUN_ID").unwrap_or_default();
+            let restart = get("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into());
+            Meeting::AgentStore { key: format!("ncf-rs/{run}/{restart}/nccl-unique-id") }
+        } else {
+            Meeting::Listen
+        };
+        Ok(Some(RankEnv { rank, world_size, local_rank, master_addr, master_port, meeting }))
     }
 }

@@ -1,34 +1,59 @@
 //! The NCCL backend: `libnccl.so.2` loaded at run time (PyTorch's wheel ships it under
 //! `nvidia/nccl/lib` beside libtorch; `NCF_NCCL_LIBRARY` overrides the path), rank 0's
-//! `ncclUniqueId` sent to the other ranks over TCP at `MASTER_ADDR:MASTER_PORT`, collectives on the
-//! default CUDA stream (the one tch's kernels run on), and a watchdog that ends a rank whose
-//! collective has not completed within the timeout (a crashed or hung peer), instead of hanging.
+//! `ncclUniqueId` sent to the other ranks over TCP at `MASTER_ADDR:MASTER_PORT` (or through
+//! torchrun's agent store there), collectives on the default CUDA stream, and a watchdog that
+//! aborts the communicator and ends the rank when a collective has not completed within the
+//! timeout or NCCL reports an asynchronous error (a crashed or hung peer), instead of hanging.
+//!
+//! Why the default stream: tch never makes another stream current, so libtorch's kernels (the
+//! backward pass that produced the gradients, the optimizer that reads them) run on the device's
+//! default stream; a collective queued there is ordered after the one and before the other.
 //!
 //! **Unverified here:** the development machines have no GPU; this path has only been compiled.
-//! The rendezvous is tested on the CPU (`rendezvous` exchanges bytes over loopback).
+//! The rendezvous is tested on the CPU (over loopback, and under a real torchrun).
 
-use super::{Collective, CollectiveError, RankEnv};
+use super::{Collective, CollectiveError, Meeting, RankEnv, StoreClient};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
 const UNIQUE_ID_BYTES: usize = 128;
 type NcclResult = i32;
 type Comm = *mut std::ffi::c_void;
+/// `ncclInProgress`: what `ncclCommGetAsyncError` reports while a non-blocking call is under way.
+const NCCL_IN_PROGRESS: NcclResult = 7;
+
+/// `ncclUniqueId`: `typedef struct { char internal[128]; } ncclUniqueId;`, passed by value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct UniqueId {
+    internal: [u8; UNIQUE_ID_BYTES],
+}
 
 /// The NCCL functions we call, resolved from the loaded library.
 struct Nccl {
     _lib: libloading::Library,
-    get_unique_id: unsafe extern "C" fn(*mut [u8; UNIQUE_ID_BYTES]) -> NcclResult,
-    comm_init_rank: unsafe extern "C" fn(*mut Comm, i32, [u8; UNIQUE_ID_BYTES], i32) -> NcclResult,
+    get_unique_id: unsafe extern "C" fn(*mut UniqueId) -> NcclResult,
+    comm_init_rank: unsafe extern "C" fn(*mut Comm, i32, UniqueId, i32) -> NcclResult,
     all_reduce: InPlaceCollective,
     broadcast: InPlaceCollective,
     comm_destroy: unsafe extern "C" fn(Comm) -> NcclResult,
-    error_string: unsafe extern "C" fn(NcclResult) -> *const std::ffi::c_char,
+    error_string: ErrorString,
+    calls: AbortCalls,
+}
+
+type ErrorString = unsafe extern "C" fn(NcclResult) -> *const std::ffi::c_char;
+
+/// What the watchdog thread calls: `ncclCommGetAsyncError` and `ncclCommAbort` (both made to be
+/// called from another thread while a collective hangs).
+#[derive(Clone, Copy)]
+struct AbortCalls {
+    get_async_error: unsafe extern "C" fn(Comm, *mut NcclResult) -> NcclResult,
+    abort: unsafe extern "C" fn(Comm) -> NcclResult,
+    error_string: ErrorString,
 }
 
 /// Where to look for `libnccl.so.2`: the override, then beside the libtorch in use.
@@ -81,7 +106,20 @@ impl Nccl {
             let broadcast = *lib.get(b"ncclBroadcast\0").map_err(|e| missing("ncclBroadcast", e))?;
             let comm_destroy = *lib.get(b"ncclCommDestroy\0").map_err(|e| missing("ncclCommDestroy", e))?;
             let error_string = *lib.get(b"ncclGetErrorString\0").map_err(|e| missing("ncclGetErrorString", e))?;
-            Ok(Nccl { _lib: lib, get_unique_id, comm_init_rank, all_reduce, broadcast, comm_destroy, error_string })
+            let get_async_error =
+                *lib.get(b"ncclCommGetAsyncError\0").map_err(|e| missing("ncclCommGetAsyncError", e))?;
+            let abort = *lib.get(b"ncclCommAbort\0").map_err(|e| missing("ncclCommAbort", e))?;
+            let calls = AbortCalls { get_async_error, abort, error_string };
+            Ok(Nccl {
+                _lib: lib,
+                get_unique_id,
+                comm_init_rank,
+                all_reduce,
+                broadcast,
+                comm_destroy,
+                error_string,
+                calls,
+            })
         }
     }
 
@@ -89,15 +127,20 @@ impl Nccl {
         if code == 0 {
             return Ok(());
         }
-        // SAFETY: ncclGetErrorString returns a static NUL-terminated string for any code.
-        let text = unsafe { std::ffi::CStr::from_ptr((self.error_string)(code)) }.to_string_lossy().into_owned();
-        Err(CollectiveError::Backend(format!("{what} failed: NCCL error {code}: {text}")))
+        Err(CollectiveError::Backend(format!("{what} failed: {}", describe(self.error_string, code))))
     }
 }
 
-/// Sends rank 0's `id` to every other rank over TCP; every rank returns it. Rank 0 listens on
-/// `addr:port` (a port in use is an error naming it); the others connect, retrying until
-/// `timeout`.
+fn describe(error_string: ErrorString, code: NcclResult) -> String {
+    // SAFETY: ncclGetErrorString returns a static NUL-terminated string for any code.
+    let text = unsafe { std::ffi::CStr::from_ptr(error_string(code)) }.to_string_lossy().into_owned();
+    format!("NCCL error {code}: {text}")
+}
+
+/// Sends rank 0's `id` to every other rank; every rank returns it. With [`Meeting::Listen`],
+/// rank 0 listens on `MASTER_ADDR:MASTER_PORT` (a port in use is an error naming it) and the others
+/// connect, retrying until `timeout`; with [`Meeting::AgentStore`], all connect to torchrun's store
+/// there, rank 0 writes the id and the others wait for it, up to `timeout`.
 pub fn rendezvous(
     env: &RankEnv,
     id: Option<[u8; UNIQUE_ID_BYTES]>,
@@ -109,6 +152,20 @@ pub fn rendezvous(
             env.rank, env.master_addr, env.master_port
         ))
     };
+    if let Meeting::AgentStore { key } = &env.meeting {
+        let mut store = StoreClient::connect(&env.master_addr, env.master_port, timeout)
+            .map_err(|e| fail(format!("torchrun's agent store: {e}")))?;
+        return match id {
+            Some(id) if env.rank == 0 => store.set(key, &id).map(|()| id).map_err(fail),
+            _ if env.rank == 0 => Err(fail("rank 0 has no id to send".into())),
+            _ => {
+                let value = store.get(key, timeout).map_err(fail)?;
+                value.try_into().map_err(|v: Vec<u8>| {
+                    fail(format!("`{key}` holds {} bytes, not an NCCL id of {UNIQUE_ID_BYTES}", v.len()))
+                })
+            }
+        };
+    }
     let deadline = Instant::now() + timeout;
     if env.rank == 0 {
         let id = id.ok_or_else(|| fail("rank 0 has no id to send".into()))?;
@@ -174,7 +231,7 @@ pub struct NcclGroup {
     rank: usize,
     world: usize,
     device: Device,
-    timeout: Duration,
+    watchdog: Watchdog,
 }
 
 // SAFETY: the communicator is used by one thread at a time (the owner of this value).
@@ -185,27 +242,31 @@ impl NcclGroup {
     pub fn join(env: &RankEnv, timeout: Duration) -> Result<NcclGroup, CollectiveError> {
         let nccl = Nccl::load()?;
         let id = if env.rank == 0 {
-            let mut id = [0u8; UNIQUE_ID_BYTES];
-            // SAFETY: id is a writable ncclUniqueId-sized buffer.
+            let mut id = UniqueId { internal: [0u8; UNIQUE_ID_BYTES] };
+            // SAFETY: id is a writable ncclUniqueId.
             nccl.check("ncclGetUniqueId", unsafe { (nccl.get_unique_id)(&mut id) })?;
-            Some(id)
+            Some(id.internal)
         } else {
             None
         };
-        let id = rendezvous(env, id, timeout)?;
+        let id = UniqueId { internal: rendezvous(env, id, timeout)? };
         let mut comm: Comm = std::ptr::null_mut();
+        // ncclCommInitRank blocks until every rank has joined; there is no communicator to abort
+        // yet, so a rank that never comes ends this one after the timeout.
+        let joining = Watchdog::start(env.rank, timeout, None);
+        joining.watch("ncclCommInitRank");
         // SAFETY: comm is a valid out-pointer; id came from ncclGetUniqueId on rank 0.
-        let code = watchdog(env.rank, timeout, "ncclCommInitRank", || unsafe {
-            (nccl.comm_init_rank)(&mut comm, env.world_size as i32, id, env.rank as i32)
-        });
+        let code = unsafe { (nccl.comm_init_rank)(&mut comm, env.world_size as i32, id, env.rank as i32) };
+        drop(joining);
         nccl.check("ncclCommInitRank", code)?;
+        let watchdog = Watchdog::start(env.rank, timeout, Some((nccl.calls, CommPtr(comm))));
         Ok(NcclGroup {
             nccl,
             comm,
             rank: env.rank,
             world: env.world_size,
             device: Device::Cuda(env.local_rank),
-            timeout,
+            watchdog,
         })
     }
 
@@ -232,41 +293,122 @@ impl NcclGroup {
         Ok(())
     }
 
-    /// Waits for the collective to finish on the device, within the timeout.
+    /// Waits for the collective to finish on the device, under the watchdog.
     fn wait(&self, what: &str) {
         let idx = match self.device {
             Device::Cuda(i) => i as i64,
             _ => 0,
         };
-        watchdog(self.rank, self.timeout, what, || tch::Cuda::synchronize(idx));
+        self.watchdog.watch(what);
+        tch::Cuda::synchronize(idx);
+        self.watchdog.done();
     }
 }
 
-/// Runs `f`; if it has not returned within `timeout` (a peer crashed or hung inside a collective),
-/// prints why and ends the process: a hung NCCL call cannot be cancelled from this thread.
-fn watchdog<T>(rank: usize, timeout: Duration, what: &str, f: impl FnOnce() -> T) -> T {
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = done.clone();
-    let what_owned = what.to_owned();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if flag.load(Ordering::Relaxed) {
-                return;
+/// A communicator handle the watchdog thread may abort.
+#[derive(Clone, Copy)]
+struct CommPtr(Comm);
+// SAFETY: ncclCommGetAsyncError and ncclCommAbort are documented as callable from another thread
+// while the communicator is in use (that is what they are for).
+unsafe impl Send for CommPtr {}
+
+/// One thread per group that ends the rank when the operation it watches has not completed
+/// within the timeout, or (with a communicator) when NCCL reports an asynchronous error such as
+/// a peer that went away. It aborts the communicator first, so no NCCL kernel is left spinning,
+/// and ends the process with `_exit`: a hung NCCL call cannot be cancelled from the waiting
+/// thread, and exit handlers could block in CUDA teardown.
+struct Watchdog {
+    state: Arc<(Mutex<WatchState>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    watching: Option<(String, Instant)>,
+    stop: bool,
+}
+
+impl Watchdog {
+    fn start(rank: usize, timeout: Duration, comm: Option<(AbortCalls, CommPtr)>) -> Watchdog {
+        let state = Arc::new((Mutex::new(WatchState::default()), Condvar::new()));
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            let (lock, wake) = &*shared;
+            let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if guard.stop {
+                    return;
+                }
+                let Some((what, since)) = guard.watching.clone() else {
+                    guard = wake.wait(guard).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                };
+                if let Some((calls, comm)) = comm {
+                    let mut error = 0;
+                    // SAFETY: comm is a live communicator (the group joins this thread before
+                    // destroying it); error is a valid out-pointer.
+                    let code = unsafe { (calls.get_async_error)(comm.0, &mut error) };
+                    let error = if code != 0 { code } else { error };
+                    if error != 0 && error != NCCL_IN_PROGRESS {
+                        let why = format!("NCCL reported {} during {what}", describe(calls.error_string, error));
+                        stop_rank(rank, &why, Some((calls, comm)));
+                    }
+                }
+                if since.elapsed() >= timeout {
+                    let why = format!(
+                        "{what} did not complete within {} s; another rank crashed or hung (raise the limit with --dist-timeout)",
+                        timeout.as_secs()
+                    );
+                    stop_rank(rank, &why, comm);
+                }
+                guard = wake.wait_timeout(guard, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
             }
-            std::thread::sleep(Duration::from_millis(50));
+        });
+        Watchdog { state, thread: Some(thread) }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut WatchState)) {
+        let (lock, wake) = &*self.state;
+        f(&mut lock.lock().unwrap_or_else(|p| p.into_inner()));
+        wake.notify_one();
+    }
+
+    /// From now on `what` must complete within the timeout.
+    fn watch(&self, what: &str) {
+        self.set(|s| s.watching = Some((what.to_owned(), Instant::now())));
+    }
+
+    fn done(&self) {
+        self.set(|s| s.watching = None);
+    }
+}
+
+impl Watchdog {
+    /// Ends the thread and waits for it (idempotent).
+    fn stop(&mut self) {
+        self.set(|s| s.stop = true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-        if !flag.load(Ordering::Relaxed) {
-            eprintln!(
-                "ncf-train: error: rank {rank}: {what_owned} did not complete within {} s; another rank crashed or hung. Stopping (raise the limit with --dist-timeout)",
-                timeout.as_secs()
-            );
-            std::process::exit(3);
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn stop_rank(rank: usize, why: &str, comm: Option<(AbortCalls, CommPtr)>) -> ! {
+    eprintln!("ncf-train: error: rank {rank}: {why}. Stopping this rank.");
+    if let Some((calls, comm)) = comm {
+        // SAFETY: comm is live (see the watchdog); abort makes pending NCCL work return.
+        unsafe {
+            (calls.abort)(comm.0);
         }
-    });
-    let out = f();
-    done.store(true, Ordering::Relaxed);
-    out
+    }
+    // SAFETY: _exit ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(3) }
 }
 
 impl Collective for NcclGroup {
@@ -298,7 +440,7 @@ impl NcclGroup {
         self.checked(tensor)?;
         let ptr = tensor.data_ptr() as *mut u8;
         // SAFETY: an in-place collective on a contiguous device tensor of numel elements of its
-        // kind (checked); null stream = the default stream tch's kernels run on.
+        // kind (checked); null stream = the default stream tch's kernels run on (module doc).
         let code =
             unsafe { call(ptr, ptr, tensor.numel(), Self::data_type(tensor)?, arg, self.comm, std::ptr::null_mut()) };
         self.nccl.check(what, code)?;
@@ -309,9 +451,92 @@ impl NcclGroup {
 
 impl Drop for NcclGroup {
     fn drop(&mut self) {
+        // The watchdog thread may touch comm: it ends first.
+        self.watchdog.stop();
         // SAFETY: comm came from ncclCommInitRank and is destroyed once.
         unsafe {
             (self.nccl.comm_destroy)(self.comm);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The watchdog ends the process, so each case runs in a child: this test binary again, with
+    //! `watchdog_case` picked by an environment variable. NCCL's calls are stand-ins.
+    use super::*;
+    use std::process::Command;
+
+    unsafe extern "C" fn remote_error(_comm: Comm, out: *mut NcclResult) -> NcclResult {
+        // SAFETY: the watchdog passes a valid out-pointer.
+        unsafe { *out = 6 }; // ncclRemoteError
+        0
+    }
+    unsafe extern "C" fn no_error(_comm: Comm, out: *mut NcclResult) -> NcclResult {
+        // SAFETY: as above.
+        unsafe { *out = 0 };
+        0
+    }
+    unsafe extern "C" fn abort(_comm: Comm) -> NcclResult {
+        eprintln!("stand-in ncclCommAbort called");
+        0
+    }
+    unsafe extern "C" fn error_string(_code: NcclResult) -> *const std::ffi::c_char {
+        c"remote process exited or there was a network error".as_ptr()
+    }
+
+    fn calls(
+        get_async_error: unsafe extern "C" fn(Comm, *mut NcclResult) -> NcclResult,
+    ) -> Option<(AbortCalls, CommPtr)> {
+        Some((AbortCalls { get_async_error, abort, error_string }, CommPtr(std::ptr::null_mut())))
+    }
+
+    #[test]
+    #[ignore = "a child process of watchdog_ends_the_rank_on_timeout_or_nccl_error_and_not_otherwise"]
+    fn watchdog_case() {
+        let case = std::env::var("NCF_WATCHDOG_CASE").expect("run by the watchdog test only");
+        let (timeout, comm) = match case.as_str() {
+            "async-error" => (Duration::from_secs(60), calls(remote_error)),
+            "timeout" => (Duration::from_secs(1), calls(no_error)),
+            "init-timeout" | "completes" => (Duration::from_secs(1), None),
+            other => panic!("unknown case {other}"),
+        };
+        let dog = Watchdog::start(4, timeout, comm);
+        dog.watch("ncclAllReduce");
+        if case == "completes" {
+            std::thread::sleep(Duration::from_millis(300));
+            dog.done();
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        drop(dog);
+        println!("the rank went on");
+    }
+
+    #[test]
+    fn watchdog_ends_the_rank_on_timeout_or_nccl_error_and_not_otherwise() {
+        let exe = std::env::current_exe().unwrap();
+        let run = |case: &str| {
+            let start = Instant::now();
+            let out = Command::new(&exe)
+                .args(["--exact", "dist::nccl::tests::watchdog_case", "--ignored", "--nocapture"])
+                .env("NCF_WATCHDOG_CASE", case)
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), start.elapsed())
+        };
+        let (code, err, took) = run("async-error");
+        assert_eq!(code, Some(3), "{err}");
+        assert!(err.contains("rank 4: NCCL reported NCCL error 6: remote process exited"), "{err}");
+        assert!(err.contains("stand-in ncclCommAbort called"), "the communicator is aborted first: {err}");
+        assert!(took < Duration::from_secs(2), "an NCCL error ends the rank at once, not at the timeout: {took:?}");
+        let (code, err, _) = run("timeout");
+        assert_eq!(code, Some(3), "{err}");
+        assert!(err.contains("ncclAllReduce did not complete within 1 s"), "{err}");
+        assert!(err.contains("stand-in ncclCommAbort called"), "{err}");
+        let (code, err, _) = run("init-timeout");
+        assert_eq!(code, Some(3), "{err}");
+        assert!(!err.contains("ncclCommAbort"), "no communicator to abort yet: {err}");
+        let (code, err, _) = run("completes");
+        assert_eq!(code, Some(0), "a collective that completes in time is left alone: {err}");
     }
 }
