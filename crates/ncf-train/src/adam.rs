@@ -59,6 +59,16 @@ impl Adam {
         });
     }
 
+    /// Drops the gradients of `params` (PyTorch's `optimizer.zero_grad()`, which sets them to
+    /// None, as the reference's `p.grad = None` does): the next backward pass writes new gradients
+    /// instead of filling zeros and adding into them.
+    pub fn zero_grad(&self, params: &[Tensor]) {
+        if let Err(e) = torch_ops::clear_grads(params) {
+            // Parameters are defined leaf tensors; this is a bug.
+            panic!("clearing gradients failed: {e}");
+        }
+    }
+
     /// The same update, one parameter at a time with ordinary tensor operations (the reference
     /// for the fused path, and the path for parameters without gradients).
     pub fn step_unfused(&mut self, params: &[Tensor]) {

@@ -329,12 +329,7 @@ impl Trainer {
             if let Some(scaler) = &mut self.scaler {
                 scaler.update();
             }
-            // `p.grad = None`, as the reference does: the next backward writes the gradients
-            // instead of filling zeros and adding into them.
-            if let Err(e) = torch_ops::clear_grads(&self.params) {
-                // Every parameter is a defined leaf tensor; this is a bug.
-                panic!("clearing gradients failed: {e}");
-            }
+            self.adam.zero_grad(&self.params);
             observer.batches_done(((step + 1) * group) as u64);
         }
         let loss = last_loss.map_or(f64::NAN, |l| l.double_value(&[]));

@@ -31,7 +31,7 @@ fn copy_of(state: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
 }
 
 #[test]
-fn two_ranks_of_half_batches_step_like_one_rank_of_the_full_batch() {
+fn w_ranks_of_batch_b_over_w_step_like_one_rank_of_batch_b() {
     let single = NeuMf::new(config(), Device::Cpu).unwrap();
     let init = copy_of(&single.state_dict());
     let params: Vec<Tensor> = single.state_dict().into_iter().map(|(_, t)| t).collect();
@@ -42,33 +42,38 @@ fn two_ranks_of_half_batches_step_like_one_rank_of_the_full_batch() {
         adam.step(&params, None);
         params.iter().for_each(|p| p.shallow_clone().zero_grad());
     }
-    let handles: Vec<_> = ThreadGroup::new(2, Duration::from_secs(30))
-        .into_iter()
-        .map(|mut group| {
-            let init = copy_of(&init);
-            std::thread::spawn(move || {
-                let mut m = NeuMf::new(config(), Device::Cpu).unwrap();
-                m.load_state_dict(init).unwrap();
-                let params: Vec<Tensor> = m.state_dict().into_iter().map(|(_, t)| t).collect();
-                let mut adam = Adam::new(&params, 0.01, 0.25, 0.5, 1e-8);
-                let r = group.rank() as i64;
-                for step in 0..3 {
-                    let (u, i, l) = batch(step);
-                    let half = |t: &Tensor| t.narrow(0, r * 256, 256);
-                    loss(&m, &half(&u), &half(&i), &half(&l)).backward();
-                    average_gradients(&params, &mut group).unwrap();
-                    adam.step(&params, None);
-                    params.iter().for_each(|p| p.shallow_clone().zero_grad());
-                }
-                copy_of(&m.state_dict())
+    for world in [2i64, 4] {
+        let share = 512 / world;
+        let handles: Vec<_> = ThreadGroup::new(world as usize, Duration::from_secs(30))
+            .into_iter()
+            .map(|mut group| {
+                let init = copy_of(&init);
+                std::thread::spawn(move || {
+                    let mut m = NeuMf::new(config(), Device::Cpu).unwrap();
+                    m.load_state_dict(init).unwrap();
+                    let params: Vec<Tensor> = m.state_dict().into_iter().map(|(_, t)| t).collect();
+                    let mut adam = Adam::new(&params, 0.01, 0.25, 0.5, 1e-8);
+                    let r = group.rank() as i64;
+                    for step in 0..3 {
+                        let (u, i, l) = batch(step);
+                        let mine = |t: &Tensor| t.narrow(0, r * share, share);
+                        loss(&m, &mine(&u), &mine(&i), &mine(&l)).backward();
+                        average_gradients(&params, &mut group).unwrap();
+                        adam.step(&params, None);
+                        params.iter().for_each(|p| p.shallow_clone().zero_grad());
+                    }
+                    copy_of(&m.state_dict())
+                })
             })
-        })
-        .collect();
-    let ranks: Vec<Vec<(String, Tensor)>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    for ((name, a), ((_, b0), (_, b1))) in single.state_dict().iter().zip(ranks[0].iter().zip(&ranks[1])) {
-        assert!(b0.equal(b1), "{name}: the ranks differ");
-        let diff = (a - b0).abs().max().double_value(&[]);
-        assert!(diff < 1e-5, "{name}: 2 ranks x 256 vs 1 rank x 512 differ by {diff}");
+            .collect();
+        let ranks: Vec<Vec<(String, Tensor)>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        for (k, (name, a)) in single.state_dict().iter().enumerate() {
+            for rank in &ranks[1..] {
+                assert!(ranks[0][k].1.equal(&rank[k].1), "{name}: the ranks differ (world {world})");
+            }
+            let diff = (a - &ranks[0][k].1).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{name}: {world} ranks x {share} vs 1 rank x 512 differ by {diff}");
+        }
     }
 }
 
