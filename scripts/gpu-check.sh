@@ -7,7 +7,8 @@
 #      it with our ncf-prepare;
 #   3. trains 3 epochs FP32/TF32 and 3 epochs AMP at batch 1,048,576, printing samples/s and HR@10
 #      per epoch, and the same with a plain PyTorch NeuMF loop on the machine's own torch (baseline);
-#   3b. runs one epoch through the NCCL path with one rank (--nproc-per-node 1);
+#   3b. runs one epoch through the NCCL path with one rank (--nproc-per-node 1), and 3c. the same
+#       under torchrun (python -m torch.distributed.run --no-python);
 #   4. times inference at batch 1,024 ... 1,048,576 in float32 and float16.
 # Every figure also lands in $OUT (logs, tables).
 #   here:  scripts/gpu-check.sh --pack                  (release build + gpu-bin/)
@@ -96,6 +97,15 @@ done
 if [ "$local_run" = 0 ]; then
   step "3b. the NCCL path with one rank (init, broadcast, all-reduce every step, summed eval)"
   train nccl1 --nproc-per-node 1 --data "$work/data" -e 1 -b "$batch" --seed 1
+  step "3c. the same under torchrun (ranks meet through its agent's TCPStore)"
+  if "$py" -m torch.distributed.run --no-python --nproc-per-node 1 --master-port 29533 "$bin/ncf-train" \
+      --data "$work/data" -e 1 -b "$batch" --seed 1 --checkpoint_dir "" --log_path "$out/train-torchrun1.json" \
+      > /dev/null 2> "$out/train-torchrun1.err"; then
+    grep -h "ncf-train: rank" "$out/train-torchrun1.err" | head -2 || true
+  else
+    echo "gpu-check: ncf-train under torchrun FAILED:"; tail -8 "$out/train-torchrun1.err"
+  fi
+  summary "$out/train-torchrun1.json" "ncf-train torchrun world 1" | tee -a "$out/table.txt"
 fi
 
 step "4. inference"

@@ -38,10 +38,10 @@ impl MaskStream {
     /// `dropout(relu(x))` in one multiplication: the mask also zeroes where `x <= 0`, so the forward
     /// pass skips ReLU's own pass and the backward pass its threshold kernel (ReLU's gradient is
     /// the same 0/1 pattern). Equal to `dropout(&x.relu(), p)` with the same key and call, except
-    /// where `x` is -inf (NaN instead of 0). Falls back to the two steps for non-float32 or
-    /// non-contiguous `x`.
+    /// where `x` is -inf (NaN instead of 0). Falls back to the two steps for a non-float32,
+    /// non-contiguous or non-CPU `x`.
     pub(crate) fn relu_dropout(&self, x: &Tensor, p: f64) -> Tensor {
-        if x.kind() == Kind::Float && x.is_contiguous() {
+        if x.kind() == Kind::Float && x.is_contiguous() && x.device() == tch::Device::Cpu {
             self.masked(x, p, true)
         } else {
             self.dropout(&x.relu(), p)
@@ -177,16 +177,18 @@ mod tests {
 
     #[test]
     fn fused_relu_dropout_equals_relu_then_dropout_and_its_gradient() {
-        tch::manual_seed(3);
-        let x = Tensor::randn([300, 77], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        // Arithmetic input (tests share libtorch's generator across threads): about half positive.
+        let x = (Tensor::arange(300 * 77, (Kind::Float, tch::Device::Cpu)) * 0.37).sin().view([300, 77]);
+        let positive = x.gt(0.0).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+        let x = x.set_requires_grad(true);
         let (a, b) = (MaskStream::new(11), MaskStream::new(11));
         for p in [0.5, 0.1, 0.9] {
             let fused = a.relu_dropout(&x, p);
             let plain = b.dropout(&x.relu(), p);
             assert!(fused.equal(&plain), "p = {p}");
             let kept = fused.ne(0.0).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-            // Half of N(0, 1) is positive, and 1 - p of those survive.
-            assert!((kept - 0.5 * (1.0 - p)).abs() < 0.01, "p = {p}: kept {kept}");
+            // The positive elements, and 1 - p of those survive (4 sigma at this size is < 0.015).
+            assert!((kept - positive * (1.0 - p)).abs() < 0.015, "p = {p}: kept {kept}");
             let g_fused = Tensor::run_backward(&[fused.sum(Kind::Float)], &[&x], false, false).remove(0);
             let g_plain = Tensor::run_backward(&[plain.sum(Kind::Float)], &[&x], false, false).remove(0);
             assert!(g_fused.equal(&g_plain), "p = {p}: gradients differ");

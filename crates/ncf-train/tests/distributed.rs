@@ -60,7 +60,7 @@ fn w_ranks_of_batch_b_over_w_step_like_one_rank_of_batch_b() {
                         loss(&m, &mine(&u), &mine(&i), &mine(&l)).backward();
                         average_gradients(&params, &mut group).unwrap();
                         adam.step(&params, None);
-                        params.iter().for_each(|p| p.shallow_clone().zero_grad());
+                        adam.zero_grad(&params); // as the trainer: gradients set to None
                     }
                     copy_of(&m.state_dict())
                 })

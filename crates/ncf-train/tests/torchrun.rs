@@ -1,7 +1,8 @@
 //! Meeting the other ranks under torchrun, with PyTorch's own pieces as the oracle: our c10d
 //! TCPStore client against `torch.distributed.TCPStore`, and a real `torchrun --no-python` launch
 //! (static and c10d rendezvous) whose workers are this test binary, exchanging rank 0's NCCL id
-//! through the store torchrun's agent serves at MASTER_ADDR:MASTER_PORT.
+//! through the store torchrun's agent serves at MASTER_ADDR:MASTER_PORT. (torch 2.11, pinned: its
+//! c10d rendezvous shares its store with the workers too, as releases since about 2.4 do.)
 
 use ncf_train::dist::{rendezvous, Meeting, RankEnv, StoreClient};
 use std::io::{BufRead, BufReader};
@@ -80,7 +81,9 @@ fn connecting_to_a_port_that_is_not_a_store_is_a_clear_error() {
 #[test]
 #[ignore = "a worker process: torchrun starts it in ranks_meet_through_torchruns_agent_store"]
 fn torchrun_worker() {
-    let out = std::env::var("NCF_TORCHRUN_TEST_OUT").expect("run by torchrun from the torchrun test only");
+    let Ok(out) = std::env::var("NCF_TORCHRUN_TEST_OUT") else {
+        return eprintln!("a worker of ranks_meet_through_torchruns_agent_store; nothing to do on its own");
+    };
     let env = RankEnv::from_env().unwrap().expect("torchrun sets WORLD_SIZE");
     let id: [u8; 128] = std::array::from_fn(|i| (i as u8).wrapping_mul(31).wrapping_add(env.rank as u8));
     let got = rendezvous(&env, Some(id), Duration::from_secs(60)).unwrap();

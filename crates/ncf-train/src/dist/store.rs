@@ -24,6 +24,8 @@ const PING: u8 = 13;
 const VALIDATION_MAGIC: u32 = 0x3C85_F7CE;
 const CHECK_READY: u8 = 0;
 const KEY_PREFIX: &str = "/";
+/// The values exchanged here are ids of a few hundred bytes; a larger length is a broken stream.
+const MAX_VALUE_BYTES: u64 = 1 << 20;
 
 /// A connection to a c10d TCPStore.
 #[derive(Debug)]
@@ -38,20 +40,26 @@ impl StoreClient {
     pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<StoreClient, String> {
         let addr = format!("{host}:{port}");
         let deadline = Instant::now() + timeout;
-        let target = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("store {addr}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("store {addr}: the address does not resolve"))?;
-        let stream = loop {
-            match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
-                Ok(stream) => break stream,
-                Err(e) if Instant::now() < deadline => {
-                    tracing::debug!(store = %addr, error = %e, "store not reachable yet");
-                    std::thread::sleep(Duration::from_millis(100));
+        // Every address the name resolves to, resolved again on each round (the host may not be
+        // known to DNS yet when a multi-node job starts).
+        let stream = 'connected: loop {
+            let mut last = String::from("the address does not resolve");
+            match (host, port).to_socket_addrs() {
+                Ok(targets) => {
+                    for target in targets {
+                        match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+                            Ok(stream) => break 'connected stream,
+                            Err(e) => last = e.to_string(),
+                        }
+                    }
                 }
-                Err(e) => return Err(format!("store {addr}: not reachable within {} s ({e})", timeout.as_secs())),
+                Err(e) => last = e.to_string(),
             }
+            if Instant::now() >= deadline {
+                return Err(format!("store {addr}: not reachable within {} s ({last})", timeout.as_secs()));
+            }
+            tracing::debug!(store = %addr, error = %last, "store not reachable yet");
+            std::thread::sleep(Duration::from_millis(100));
         };
         stream.set_nodelay(true).ok();
         stream.set_read_timeout(Some(timeout.max(Duration::from_secs(1)))).map_err(|e| format!("store {addr}: {e}"))?;
@@ -101,8 +109,11 @@ impl StoreClient {
         let mut msg = vec![GET];
         put_bytes(&mut msg, format!("{KEY_PREFIX}{key}").as_bytes());
         self.send(&msg)?;
-        let len = u64::from_ne_bytes(self.receive::<8>("get")?) as usize;
-        let mut value = vec![0u8; len];
+        let len = u64::from_ne_bytes(self.receive::<8>("get")?);
+        if len > MAX_VALUE_BYTES {
+            return Err(format!("store {}: `{key}` claims {len} bytes; not a value this client wrote", self.addr));
+        }
+        let mut value = vec![0u8; len as usize];
         self.stream.read_exact(&mut value).map_err(|e| format!("store {}: reading `{key}`: {e}", self.addr))?;
         Ok(value)
     }
