@@ -283,7 +283,7 @@ fn launch(n: usize, master_port: u16) -> Result<()> {
         bail!("--nproc-per-node {n} asks for {n} GPUs, but {visible} are visible");
     }
     // Probe the port now, so a port in use is reported once, clearly.
-    std::net::TcpListener::bind(("127.0.0.1", master_port))
+    std::net::TcpListener::bind(("0.0.0.0", master_port))
         .with_context(|| format!("port {master_port} is in use; pick another with --master-port"))?;
     let exe = std::env::current_exe().context("finding this program's path")?;
     let mut args: Vec<String> = Vec::new();

@@ -169,8 +169,19 @@ pub fn rendezvous(
     let deadline = Instant::now() + timeout;
     if env.rank == 0 {
         let id = id.ok_or_else(|| fail("rank 0 has no id to send".into()))?;
-        let listener = TcpListener::bind((env.master_addr.as_str(), env.master_port)).map_err(|e| {
-            fail(format!("cannot listen ({e}); is the port in use? pick another with MASTER_PORT / --master-port"))
+        // Listen on every interface of MASTER_ADDR's address family, as PyTorch's TCPStore server
+        // does: on a multi-node job MASTER_ADDR may name rank 0's host by an address (or a
+        // hostname resolving to 127.0.1.1) that is not the one the other nodes reach it by.
+        let ipv6 = (env.master_addr.as_str(), env.master_port)
+            .to_socket_addrs()
+            .is_ok_and(|mut addrs| addrs.next().is_some_and(|a| a.is_ipv6()));
+        let any: std::net::IpAddr =
+            if ipv6 { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
+        let listener = TcpListener::bind((any, env.master_port)).map_err(|e| {
+            fail(format!(
+                "cannot listen on port {} ({e}); is the port in use? pick another with MASTER_PORT / --master-port",
+                env.master_port
+            ))
         })?;
         listener.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
         let mut sent = 0;
