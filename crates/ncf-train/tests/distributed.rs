@@ -26,6 +26,16 @@ fn loss(m: &NeuMf, users: &Tensor, items: &Tensor, labels: &Tensor) -> Tensor {
     m.forward(users, items).binary_cross_entropy_with_logits::<Tensor>(labels, None, None, tch::Reduction::Mean)
 }
 
+/// A prepared synthetic dataset (`ncf-prepare synthetic`'s generator) in `dir/data`.
+fn synthetic_dataset(dir: &std::path::Path, users: usize, items: usize, interactions: usize) -> std::path::PathBuf {
+    let raw = dir.join("ratings.csv");
+    let synthetic = preprocess::SyntheticConfig { users, items, interactions, ..Default::default() };
+    preprocess::write_synthetic_ratings(&raw, &synthetic).unwrap();
+    let data = dir.join("data");
+    preprocess::prepare(&raw, &data, &preprocess::PrepareOptions::default(), |_| {}).unwrap();
+    data
+}
+
 fn copy_of(state: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
     state.iter().map(|(k, v)| (k.clone(), v.copy())).collect()
 }
@@ -131,11 +141,7 @@ fn a_rank_that_never_arrives_or_leaves_is_an_error_within_the_timeout() {
 #[test]
 fn a_two_rank_training_run_keeps_the_ranks_in_lockstep() {
     let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("ratings.csv");
-    let synthetic = preprocess::SyntheticConfig { users: 200, items: 150, interactions: 6_000, ..Default::default() };
-    preprocess::write_synthetic_ratings(&raw, &synthetic).unwrap();
-    let data = dir.path().join("data");
-    preprocess::prepare(&raw, &data, &preprocess::PrepareOptions::default(), |_| {}).unwrap();
+    let data = synthetic_dataset(dir.path(), 200, 150, 6_000);
     let log = dir.path().join("log.json");
     let handles: Vec<_> = ThreadGroup::new(2, Duration::from_secs(60))
         .into_iter()
@@ -168,11 +174,7 @@ fn a_two_rank_training_run_keeps_the_ranks_in_lockstep() {
 #[test]
 fn ranks_without_a_seed_share_rank_0s() {
     let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("ratings.csv");
-    let synthetic = preprocess::SyntheticConfig { users: 50, items: 40, interactions: 1_000, ..Default::default() };
-    preprocess::write_synthetic_ratings(&raw, &synthetic).unwrap();
-    let data = dir.path().join("data");
-    preprocess::prepare(&raw, &data, &preprocess::PrepareOptions::default(), |_| {}).unwrap();
+    let data = synthetic_dataset(dir.path(), 50, 40, 1_000);
     let seeds: Vec<u64> = ThreadGroup::new(3, Duration::from_secs(60))
         .into_iter()
         .enumerate()
