@@ -1,6 +1,8 @@
 //! Data-parallel training: a [`Collective`] (a group of ranks that sum and broadcast tensors), the
-//! torchrun environment ([`RankEnv`]), and the in-process backend [`ThreadGroup`] (W threads
-//! playing W ranks), which runs the multi-rank logic on a CPU machine and in tests.
+//! torchrun environment ([`RankEnv`], and how its ranks meet: [`Meeting`]), the NCCL backend
+//! [`NcclGroup`], a client of torchrun's c10d store ([`StoreClient`]), and the in-process backend
+//! [`ThreadGroup`] (W threads playing W ranks), which runs the multi-rank logic on a CPU machine
+//! and in tests.
 //!
 //! A group of one works too (every collective is a copy): that is how a single GPU checks the whole
 //! NCCL path (`ncf-train --nproc-per-node 1`).
