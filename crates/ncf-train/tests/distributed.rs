@@ -277,3 +277,32 @@ fn ranks_meet_over_tcp_and_a_port_in_use_or_a_missing_rank_is_an_error() {
     assert!(err.contains("only 0 of 2 other rank(s) arrived"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn joining_an_nccl_group_of_one_runs_the_real_library_up_to_the_device() {
+    use ncf_train::dist::{Meeting, NcclGroup, RankEnv};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = RankEnv {
+        rank: 0,
+        world_size: 1,
+        local_rank: 0,
+        master_addr: "127.0.0.1".into(),
+        master_port: port,
+        meeting: Meeting::Listen,
+    };
+    // The wheel's libnccl.so.2 is loaded, rank 0 draws its id (ncclGetUniqueId needs no GPU) and
+    // listens, then ncclCommInitRank needs the device.
+    match NcclGroup::join(&env, Duration::from_secs(60)) {
+        Ok(mut group) => {
+            // A machine with a GPU: a group of one sums to itself.
+            let t = Tensor::ones([8], (Kind::Float, Device::Cuda(0)));
+            group.all_reduce_sum(&t).unwrap();
+            assert_eq!(Vec::<f32>::try_from(&t.to_device(Device::Cpu)).unwrap(), vec![1.0; 8]);
+        }
+        Err(e) => {
+            assert!(!tch::Cuda::is_available(), "NCCL failed with a GPU present: {e}");
+            let e = e.to_string();
+            assert!(e.starts_with("ncclCommInitRank failed: NCCL error 1: unhandled cuda error"), "{e}");
+        }
+    }
+}

@@ -522,6 +522,19 @@ mod tests {
     }
 
     #[test]
+    fn the_wheels_nccl_is_found_beside_libtorch_and_every_call_resolves() {
+        // No GPU is needed to load NCCL and resolve its symbols: this checks the library search
+        // (site-packages/nvidia/nccl/lib, found from where libtorch was loaded) and every symbol
+        // name and the error-string call on the real library.
+        let nccl = Nccl::load().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(describe(nccl.error_string, 0), "NCCL error 0: no error");
+        let remote = describe(nccl.calls.error_string, 6);
+        assert!(remote.starts_with("NCCL error 6: remote process exited"), "{remote}");
+        let err = nccl.check("ncclAllReduce", 2).unwrap_err().to_string();
+        assert!(err.starts_with("ncclAllReduce failed: NCCL error 2:"), "{err}");
+    }
+
+    #[test]
     #[ignore = "a child process of watchdog_ends_the_rank_on_timeout_or_nccl_error_and_not_otherwise"]
     fn watchdog_case() {
         let Ok(case) = std::env::var("NCF_WATCHDOG_CASE") else {
