@@ -7,9 +7,9 @@
 #      it with our ncf-prepare;
 #   3. trains 3 epochs FP32/TF32 and 3 epochs AMP at batch 1,048,576, printing samples/s and HR@10
 #      per epoch, and the same with a plain PyTorch NeuMF loop on the machine's own torch (baseline);
-#   3b. runs one epoch through the NCCL path with one rank (--nproc-per-node 1), and 3c. the same
-#       under torchrun (python -m torch.distributed.run --no-python);
-#   4. times inference at batch 1,024 ... 1,048,576 in float32 and float16.
+#   4. times inference at batch 1,024 ... 1,048,576 in float32 (TF32) and float16;
+#   5. runs one epoch through the NCCL path with one rank (--nproc-per-node 1), and 6. the same
+#      under torchrun (python -m torch.distributed.run --no-python); both bounded (--dist-timeout 60).
 # Every figure also lands in $OUT (logs, tables).
 #   here:  scripts/gpu-check.sh --pack                  (release build + gpu-bin/)
 #          scripts/gpu-check.sh --local                 (the same steps on this CPU, tiny sizes)
@@ -46,6 +46,7 @@ else
   export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 bin="$pack"
+chmod +x "$bin"/ncf-* 2> /dev/null || true   # in case the carried copy lost its mode bits
 [ -x "$bin/ncf-train" ] || { echo "gpu-check: $bin/ncf-train missing; run scripts/gpu-check.sh --pack first" >&2; exit 1; }
 step() { echo; echo "== $* ($(date +%T))"; }
 
@@ -59,7 +60,11 @@ if [ "$local_run" = 1 ]; then
   "$bin/ncf-prepare" synthetic --output "$work/data" > /dev/null
 else
   "$py" "$bin/make_ml20m_like.py" "$work/ml20m.csv"
-  /usr/bin/time -f "ncf-prepare: %e s, %M KB" "$bin/ncf-prepare" --path "$work/ml20m.csv" --output "$work/data"
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -f "ncf-prepare: %e s, %M KB" "$bin/ncf-prepare" --path "$work/ml20m.csv" --output "$work/data"
+  else
+    TIMEFORMAT="ncf-prepare: %R s"; time "$bin/ncf-prepare" --path "$work/ml20m.csv" --output "$work/data"
+  fi
 fi
 
 summary() { # log file, label
@@ -76,7 +81,7 @@ PY
 # A failing run is reported (its stderr's tail) and the check goes on to the next step.
 train() { # label, ncf-train args...
   local label="$1"; shift
-  if "$bin/ncf-train" "$@" --checkpoint_dir "" --log_path "$out/train-$label.json" 2> "$out/train-$label.err" > /dev/null; then
+  if timeout 240 "$bin/ncf-train" "$@" --checkpoint_dir "" --log_path "$out/train-$label.json" 2> "$out/train-$label.err" > /dev/null; then
     grep -h "ncf-train: rank\|NCCL" "$out/train-$label.err" | head -5 || true
   else
     echo "gpu-check: ncf-train $label FAILED:"; tail -8 "$out/train-$label.err"
@@ -90,23 +95,9 @@ for mode in tf32 amp; do
   [ "$mode" = amp ] && flags="--amp"
   [ "$local_run" = 1 ] && [ "$mode" = amp ] && continue   # --amp is CUDA-only
   train "$mode" --data "$work/data" -e "$epochs" -b "$batch" --seed 1 --device "$device" $flags
-  "$py" "$bin/pytorch_ncf_baseline.py" "$work/data" --epochs "$epochs" --batch_size "$batch" --device "$device" $flags \
+  timeout 240 "$py" "$bin/pytorch_ncf_baseline.py" "$work/data" --epochs "$epochs" --batch_size "$batch" --device "$device" $flags \
     | tee -a "$out/table.txt" || echo "gpu-check: the PyTorch baseline ($mode) FAILED"
 done
-
-if [ "$local_run" = 0 ]; then
-  step "3b. the NCCL path with one rank (init, broadcast, all-reduce every step, summed eval)"
-  train nccl1 --nproc-per-node 1 --data "$work/data" -e 1 -b "$batch" --seed 1
-  step "3c. the same under torchrun (ranks meet through its agent's TCPStore)"
-  if "$py" -m torch.distributed.run --no-python --nproc-per-node 1 --master-port 29533 "$bin/ncf-train" \
-      --data "$work/data" -e 1 -b "$batch" --seed 1 --checkpoint_dir "" --log_path "$out/train-torchrun1.json" \
-      > /dev/null 2> "$out/train-torchrun1.err"; then
-    grep -h "ncf-train: rank" "$out/train-torchrun1.err" | head -2 || true
-  else
-    echo "gpu-check: ncf-train under torchrun FAILED:"; tail -8 "$out/train-torchrun1.err"
-  fi
-  summary "$out/train-torchrun1.json" "ncf-train torchrun world 1" | tee -a "$out/table.txt"
-fi
 
 step "4. inference"
 "$bin/ncf-infer" --device "$device" --batch_sizes "$sizes" --num_batches "$nb" --log_path "$out/infer-fp32.json" | tee -a "$out/table.txt" \
@@ -114,6 +105,23 @@ step "4. inference"
 if [ "$local_run" = 0 ]; then
   "$bin/ncf-infer" --device "$device" --fp16 --batch_sizes "$sizes" --num_batches "$nb" --log_path "$out/infer-fp16.json" | tee -a "$out/table.txt" \
     || echo "gpu-check: fp16 inference FAILED"
+fi
+
+if [ "$local_run" = 0 ]; then
+  # Last, and bounded: NCCL has never run on these machines (gVisor on some); a hang must not
+  # cost the figures above. NCCL_DEBUG=WARN makes a failure explain itself.
+  export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
+  step "5. the NCCL path with one rank (init, broadcast, all-reduce every step, summed eval)"
+  train nccl1 --nproc-per-node 1 --dist-timeout 60 --data "$work/data" -e 1 -b "$batch" --seed 1
+  step "6. the same under torchrun (ranks meet through its agent's TCPStore)"
+  if timeout 150 "$py" -m torch.distributed.run --no-python --nproc-per-node 1 --master-port 29533 "$bin/ncf-train" \
+      --dist-timeout 60 --data "$work/data" -e 1 -b "$batch" --seed 1 --checkpoint_dir "" --log_path "$out/train-torchrun1.json" \
+      > /dev/null 2> "$out/train-torchrun1.err"; then
+    grep -h "ncf-train: rank" "$out/train-torchrun1.err" | head -2 || true
+  else
+    echo "gpu-check: ncf-train under torchrun FAILED:"; tail -8 "$out/train-torchrun1.err"
+  fi
+  summary "$out/train-torchrun1.json" "ncf-train torchrun world 1" | tee -a "$out/table.txt"
 fi
 
 step "table"

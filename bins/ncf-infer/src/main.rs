@@ -93,6 +93,10 @@ struct BenchArgs {
     /// 34 us on our 2-core VM), as the table's `engine` column says.
     #[arg(long = "no-small-batch")]
     no_small_batch: bool,
+    /// On CUDA, float32 matrix products use TF32 tensor cores by default (as ncf-train does, and
+    /// as the reference's TF32 figures were taken); this keeps them in full float32.
+    #[arg(long = "no-tf32", alias = "no_tf32")]
+    no_tf32: bool,
 }
 
 #[derive(Args, Debug)]
@@ -121,6 +125,18 @@ struct RecommendArgs {
     /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
+    /// On CUDA, keep float32 matrix products in full float32 instead of TF32.
+    #[arg(long = "no-tf32", alias = "no_tf32")]
+    no_tf32: bool,
+}
+
+/// TF32 for float32 matrix products on CUDA unless `--no-tf32`; nothing on the CPU.
+fn set_tf32(device: tch::Device, no_tf32: bool) -> Result<&'static str> {
+    if !device.is_cuda() {
+        return Ok("");
+    }
+    torch_ops::set_tf32(!no_tf32).context("setting the float32 matmul precision")?;
+    Ok(if no_tf32 { " (full float32 matmuls)" } else { " (TF32 matmuls)" })
 }
 
 fn main() -> ExitCode {
@@ -175,11 +191,12 @@ fn bench(args: BenchArgs) -> Result<()> {
         Kind::Float
     };
     model.set_kind(kind);
+    let precision = if kind == Kind::Float { set_tf32(device, args.no_tf32)? } else { "" };
     let mut log = match args.log_path.as_str() {
         "" => None,
         path => Some(DlLogger::create(path).with_context(|| format!("creating the log {path}"))?),
     };
-    eprintln!("ncf-infer: timing {} batches per size on {device:?} in {kind:?}", args.num_batches);
+    eprintln!("ncf-infer: timing {} batches per size on {device:?} in {kind:?}{precision}", args.num_batches);
     println!(
         "{:>10} {:>16} {:>14} {:>14} {:>14} {:>14} {:>12}",
         "batch", "samples/s", "mean (ms)", "p90 (ms)", "p95 (ms)", "p99 (ms)", "engine"
@@ -211,6 +228,7 @@ fn bench(args: BenchArgs) -> Result<()> {
 
 fn recommend(args: RecommendArgs) -> Result<()> {
     let device = args.device.resolve()?;
+    set_tf32(device, args.no_tf32)?;
     let rec = inference::Recommender::open(&args.data, &args.load_checkpoint_path, device)
         .with_context(|| format!("loading {} for {}", args.load_checkpoint_path.display(), args.data.display()))?;
     if !rec.has_raw_ids() {
