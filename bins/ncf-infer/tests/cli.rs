@@ -11,6 +11,15 @@ fn ncf_infer<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) -> O
     Command::new(env!("CARGO_BIN_EXE_ncf-infer")).args(args).output().unwrap()
 }
 
+/// `ncf-infer recommend --data DATA --load_checkpoint_path CKPT REST... --device cpu`.
+fn recommend(data: &Path, ckpt: &Path, rest: &[&str]) -> Output {
+    let (data, ckpt) = (data.to_str().unwrap(), ckpt.to_str().unwrap());
+    let mut args = vec!["recommend", "--data", data, "--load_checkpoint_path", ckpt];
+    args.extend_from_slice(rest);
+    args.extend(["--device", "cpu"]);
+    ncf_infer(args)
+}
+
 fn ok(o: &Output) -> String {
     assert!(o.status.success(), "stderr:\n{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -64,21 +73,7 @@ fn recommendations_equal_pair_by_pair_scoring_in_raw_ids() {
     let picked = [0usize, 17, 59];
     let raw_users: Vec<String> = picked.iter().map(|&u| user_raw[u].to_string()).collect();
     let out = dir.path().join("recs.csv");
-    ok(&ncf_infer([
-        "recommend",
-        "--data",
-        data.to_str().unwrap(),
-        "--load_checkpoint_path",
-        ckpt.to_str().unwrap(),
-        "--users",
-        &raw_users.join(","),
-        "-k",
-        "5",
-        "--output",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]));
+    ok(&recommend(&data, &ckpt, &["--users", &raw_users.join(","), "-k", "5", "--output", out.to_str().unwrap()]));
     #[cfg(unix)]
     {
         // Written through a temporary file, yet readable like any file this user creates.
@@ -112,20 +107,7 @@ fn recommendations_equal_pair_by_pair_scoring_in_raw_ids() {
     }
     // --include-seen may bring train items back; --all writes every user, as JSON lines.
     let all = dir.path().join("all.jsonl");
-    ok(&ncf_infer([
-        "recommend",
-        "--data",
-        data.to_str().unwrap(),
-        "--load_checkpoint_path",
-        ckpt.to_str().unwrap(),
-        "--all",
-        "-k",
-        "3",
-        "--output",
-        all.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]));
+    ok(&recommend(&data, &ckpt, &["--all", "-k", "3", "--output", all.to_str().unwrap()]));
     let lines: Vec<serde_json::Value> =
         std::fs::read_to_string(&all).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 60 * 3);
@@ -136,17 +118,7 @@ fn recommendations_equal_pair_by_pair_scoring_in_raw_ids() {
 fn an_unknown_user_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let (data, ckpt, _) = dataset_and_model(dir.path());
-    let o = ncf_infer([
-        "recommend",
-        "--data",
-        data.to_str().unwrap(),
-        "--load_checkpoint_path",
-        ckpt.to_str().unwrap(),
-        "--users",
-        "987654321",
-        "--device",
-        "cpu",
-    ]);
+    let o = recommend(&data, &ckpt, &["--users", "987654321"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("user 987654321 is not in the dataset"), "{err}");
@@ -158,18 +130,7 @@ fn a_checkpoint_of_another_dataset_is_refused_and_nothing_is_written() {
     let (data, _, _) = dataset_and_model(dir.path());
     let other = test_support::reference_prepared().join("reference_model.pth"); // 610 users
     let out = dir.path().join("recs.csv");
-    let o = ncf_infer([
-        "recommend",
-        "--data",
-        data.to_str().unwrap(),
-        "--load_checkpoint_path",
-        other.to_str().unwrap(),
-        "--all",
-        "--output",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let o = recommend(&data, &other, &["--all", "--output", out.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("the checkpoint has 610 users, the dataset 60"), "{err}");
