@@ -60,15 +60,10 @@ impl MaskStream {
         if n > 0 {
             // SAFETY: `mask` is a fresh contiguous float CPU tensor of n elements, owned here.
             let out = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, n) };
-            let rule = Rule { threshold, scale };
-            if relu {
-                // SAFETY: `relu` is only asked for on a contiguous float32 CPU tensor of n
-                // elements, alive for this call and not written while the slice lives.
-                let input = unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, n) };
-                fill_mask(out, Some(input), key, rule);
-            } else {
-                fill_mask(out, None, key, rule);
-            }
+            // SAFETY: `relu` is only asked for on a contiguous float32 CPU tensor of n elements,
+            // alive for this call and not written while the slice lives.
+            let input = relu.then(|| unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, n) });
+            fill_mask(out, input, key, Rule { threshold, scale });
         }
         x * mask.view(x.size().as_slice()).to_kind(x.kind())
     }

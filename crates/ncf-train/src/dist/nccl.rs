@@ -41,14 +41,14 @@ struct Nccl {
     all_reduce: InPlaceCollective,
     broadcast: InPlaceCollective,
     comm_destroy: unsafe extern "C" fn(Comm) -> NcclResult,
-    error_string: ErrorString,
+    /// Also holds `ncclGetErrorString`, for this thread's errors too.
     calls: AbortCalls,
 }
 
 type ErrorString = unsafe extern "C" fn(NcclResult) -> *const std::ffi::c_char;
 
 /// What the watchdog thread calls: `ncclCommGetAsyncError` and `ncclCommAbort` (both made to be
-/// called from another thread while a collective hangs).
+/// called from another thread while a collective hangs), and `ncclGetErrorString`.
 #[derive(Clone, Copy)]
 struct AbortCalls {
     get_async_error: unsafe extern "C" fn(Comm, *mut NcclResult) -> NcclResult,
@@ -110,16 +110,7 @@ impl Nccl {
                 *lib.get(b"ncclCommGetAsyncError\0").map_err(|e| missing("ncclCommGetAsyncError", e))?;
             let abort = *lib.get(b"ncclCommAbort\0").map_err(|e| missing("ncclCommAbort", e))?;
             let calls = AbortCalls { get_async_error, abort, error_string };
-            Ok(Nccl {
-                _lib: lib,
-                get_unique_id,
-                comm_init_rank,
-                all_reduce,
-                broadcast,
-                comm_destroy,
-                error_string,
-                calls,
-            })
+            Ok(Nccl { _lib: lib, get_unique_id, comm_init_rank, all_reduce, broadcast, comm_destroy, calls })
         }
     }
 
@@ -127,7 +118,7 @@ impl Nccl {
         if code == 0 {
             return Ok(());
         }
-        Err(CollectiveError::Backend(format!("{what} failed: {}", describe(self.error_string, code))))
+        Err(CollectiveError::Backend(format!("{what} failed: {}", describe(self.calls.error_string, code))))
     }
 }
 
@@ -527,7 +518,7 @@ mod tests {
         // (site-packages/nvidia/nccl/lib, found from where libtorch was loaded) and every symbol
         // name and the error-string call on the real library.
         let nccl = Nccl::load().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(describe(nccl.error_string, 0), "NCCL error 0: no error");
+        assert_eq!(describe(nccl.calls.error_string, 0), "NCCL error 0: no error");
         let remote = describe(nccl.calls.error_string, 6);
         assert!(remote.starts_with("NCCL error 6: remote process exited"), "{remote}");
         let err = nccl.check("ncclAllReduce", 2).unwrap_err().to_string();
