@@ -78,10 +78,11 @@ for l in lines:
         print(f"{sys.argv[2]} epoch {l['step'][0]}: {d['train_throughput']:.0f} samples/s, HR@10 {d['hr@10']:.4f}, eval {d['eval_throughput']:.0f} rows/s")
 PY
 }
-# A failing run is reported (its stderr's tail) and the check goes on to the next step.
-train() { # label, ncf-train args...
+# A failing run is reported (its stderr's tail) and the check goes on to the next step. The command
+# is ncf-train itself or a launcher of it; ${limit:-240} s bound it.
+train() { # label, command (ncf-train or a launcher of it) and its args...
   local label="$1"; shift
-  if timeout 240 "$bin/ncf-train" "$@" --checkpoint_dir "" --log_path "$out/train-$label.json" 2> "$out/train-$label.err" > /dev/null; then
+  if timeout "${limit:-240}" "$@" --checkpoint_dir "" --log_path "$out/train-$label.json" 2> "$out/train-$label.err" > /dev/null; then
     grep -h "ncf-train: rank\|NCCL" "$out/train-$label.err" | head -5 || true
   else
     echo "gpu-check: ncf-train $label FAILED:"; tail -8 "$out/train-$label.err"
@@ -94,7 +95,7 @@ for mode in tf32 amp; do
   flags=""
   [ "$mode" = amp ] && flags="--amp"
   [ "$local_run" = 1 ] && [ "$mode" = amp ] && continue   # --amp is CUDA-only
-  train "$mode" --data "$work/data" -e "$epochs" -b "$batch" --seed 1 --device "$device" $flags
+  train "$mode" "$bin/ncf-train" --data "$work/data" -e "$epochs" -b "$batch" --seed 1 --device "$device" $flags
   timeout 240 "$py" "$bin/pytorch_ncf_baseline.py" "$work/data" --epochs "$epochs" --batch_size "$batch" --device "$device" $flags \
     | tee -a "$out/table.txt" || echo "gpu-check: the PyTorch baseline ($mode) FAILED"
 done
@@ -112,16 +113,10 @@ if [ "$local_run" = 0 ]; then
   # cost the figures above. NCCL_DEBUG=WARN makes a failure explain itself.
   export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
   step "5. the NCCL path with one rank (init, broadcast, all-reduce every step, summed eval)"
-  train nccl1 --nproc-per-node 1 --dist-timeout 60 --data "$work/data" -e 1 -b "$batch" --seed 1
+  train nccl1 "$bin/ncf-train" --nproc-per-node 1 --dist-timeout 60 --data "$work/data" -e 1 -b "$batch" --seed 1
   step "6. the same under torchrun (ranks meet through its agent's TCPStore)"
-  if timeout 150 "$py" -m torch.distributed.run --no-python --nproc-per-node 1 --master-port 29533 "$bin/ncf-train" \
-      --dist-timeout 60 --data "$work/data" -e 1 -b "$batch" --seed 1 --checkpoint_dir "" --log_path "$out/train-torchrun1.json" \
-      > /dev/null 2> "$out/train-torchrun1.err"; then
-    grep -h "ncf-train: rank" "$out/train-torchrun1.err" | head -2 || true
-  else
-    echo "gpu-check: ncf-train under torchrun FAILED:"; tail -8 "$out/train-torchrun1.err"
-  fi
-  summary "$out/train-torchrun1.json" "ncf-train torchrun world 1" | tee -a "$out/table.txt"
+  limit=150 train torchrun1 "$py" -m torch.distributed.run --no-python --nproc-per-node 1 --master-port 29533 \
+    "$bin/ncf-train" --dist-timeout 60 --data "$work/data" -e 1 -b "$batch" --seed 1
 fi
 
 step "table"

@@ -77,10 +77,7 @@ pub fn average_gradients(params: &[Tensor], group: &mut dyn Collective) -> Resul
 
 /// Copies rank 0's parameters to every rank.
 pub fn broadcast_parameters(params: &[Tensor], group: &mut dyn Collective) -> Result<(), CollectiveError> {
-    for p in params {
-        tch::no_grad(|| group.broadcast(p, 0))?;
-    }
-    Ok(())
+    params.iter().try_for_each(|p| broadcast_value(p, group))
 }
 
 /// Replaces `tensor` with rank 0's (e.g. a seed only rank 0 drew).
