@@ -76,6 +76,34 @@ fn connecting_to_a_port_that_is_not_a_store_is_a_clear_error() {
     assert!(err.contains("not reachable within"), "{err}");
 }
 
+#[test]
+fn a_store_that_answers_a_get_with_an_absurd_length_is_an_error_not_an_allocation() {
+    use std::io::{Read, Write};
+    // Speaks the handshake and CHECK correctly, then claims a 2^60-byte value.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 10]; // VALIDATE + magic, PING + nonce
+        s.read_exact(&mut hello).unwrap();
+        s.write_all(&hello[6..10]).unwrap();
+        let key_request = |s: &mut std::net::TcpStream, counted: bool| {
+            let mut head = vec![0u8; if counted { 17 } else { 9 }]; // command, [count,] key length
+            s.read_exact(&mut head).unwrap();
+            let len = u64::from_ne_bytes(head[head.len() - 8..].try_into().unwrap()) as usize;
+            s.read_exact(&mut vec![0u8; len]).unwrap();
+        };
+        key_request(&mut s, true); // CHECK
+        s.write_all(&[0]).unwrap(); // ready
+        key_request(&mut s, false); // GET
+        s.write_all(&(1u64 << 60).to_ne_bytes()).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let mut client = StoreClient::connect("127.0.0.1", port, Duration::from_secs(5)).unwrap();
+    let err = client.get("id", Duration::from_secs(5)).unwrap_err();
+    assert!(err.contains("`id` claims 1152921504606846976 bytes"), "{err}");
+}
+
 /// The worker torchrun starts in `ranks_meet_through_torchruns_agent_store`: reads the torchrun
 /// environment, meets the other ranks with rank 0's (fake) NCCL id, and writes what it got.
 #[test]
