@@ -16,10 +16,6 @@ fn main() -> ExitCode {
         eprintln!("usage: recommend DATASET_DIR MODEL.pth RAW_USER_ID");
         return ExitCode::from(2);
     };
-    let Ok(user) = user.parse::<i64>() else {
-        eprintln!("error: user id `{user}` is not an integer");
-        return ExitCode::from(2);
-    };
     match run(Path::new(data), Path::new(model), user) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -29,7 +25,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(data: &Path, model: &Path, user: i64) -> Result<(), Box<dyn std::error::Error>> {
+fn run(data: &Path, model: &Path, user: &str) -> Result<(), Box<dyn std::error::Error>> {
     let recommender = Recommender::open(data, model, tch::Device::Cpu)?;
     let users = recommender.users_by_raw_id(&[user])?;
     for list in recommender.recommend(&users, 10, false) {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issues: training speed, inference). Runs ON the lent GPU machine, in the
-# repository root, with the release binaries and two helper files carried in gpu-bin/ (made here by
+# repository root, with the release binaries and a helper file carried in gpu-bin/ (made here by
 # `scripts/gpu-check.sh --pack`, which builds nothing there). In one run of at most ~8 minutes it:
 #   1. shows the card and proves CUDA is used (ncf-train --runtime-info, libtorch_cuda mapped);
-#   2. makes an ML-20m-shaped dataset (make_ml20m_like.py with the machine's python3) and prepares
-#      it with our ncf-prepare;
+#   2. makes an ML-20m-shaped dataset with `ncf-prepare synthetic` (138,493 users, 26,744 items, about
+#      20M ratings; every core, seconds rather than the minutes make_ml20m_like.py took) and prepares it;
 #   3. trains 3 epochs FP32/TF32 and 3 epochs AMP at batch 1,048,576, printing samples/s and HR@10
 #      per epoch, and the same with a plain PyTorch NeuMF loop on the machine's own torch (baseline);
 #   4. times inference at batch 1,024 ... 1,048,576 in float32 (TF32) and float16;
@@ -24,7 +24,6 @@ if [ "${1:-}" = "--pack" ]; then
   rm -rf "$pack" && mkdir -p "$pack"
   # Stripped: the device tool carries at most 64 MiB (about 32 MiB stripped, 430 MB with line tables).
   for b in ncf-prepare ncf-train ncf-infer; do strip -o "$pack/$b" "${CARGO_TARGET_DIR:-$here/target}/release/$b"; done
-  cp "$here/../shared/tools/make_ml20m_like.py" "$pack/"
   cp "$here/scripts/pytorch_ncf_baseline.py" "$pack/"
   du -sh "$pack"
   exit 0
@@ -59,11 +58,11 @@ step "2. dataset"
 if [ "$local_run" = 1 ]; then
   "$bin/ncf-prepare" synthetic --output "$work/data" > /dev/null
 else
-  "$py" "$bin/make_ml20m_like.py" "$work/ml20m.csv"
+  ml20m=(synthetic --users 138493 --items 26744 --interactions 20000263 --output "$work/data")
   if [ -x /usr/bin/time ]; then
-    /usr/bin/time -f "ncf-prepare: %e s, %M KB" "$bin/ncf-prepare" --path "$work/ml20m.csv" --output "$work/data"
+    /usr/bin/time -f "ncf-prepare synthetic (write + prepare): %e s, %M KB" "$bin/ncf-prepare" "${ml20m[@]}"
   else
-    TIMEFORMAT="ncf-prepare: %R s"; time "$bin/ncf-prepare" --path "$work/ml20m.csv" --output "$work/data"
+    TIMEFORMAT="ncf-prepare synthetic (write + prepare): %R s"; time "$bin/ncf-prepare" "${ml20m[@]}"
   fi
 fi
 

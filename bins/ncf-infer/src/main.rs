@@ -107,9 +107,9 @@ struct RecommendArgs {
     /// The trained model (model.pth); its shape is read from the file.
     #[arg(long = "load_checkpoint_path", alias = "load-checkpoint-path")]
     load_checkpoint_path: PathBuf,
-    /// Raw user ids (as in the ratings file), comma-separated.
+    /// Raw user ids as in the ratings file (integers, or text ids such as u196), comma-separated.
     #[arg(long, value_delimiter = ',', required_unless_present = "all", conflicts_with = "all")]
-    users: Vec<i64>,
+    users: Vec<String>,
     /// Every user of the dataset.
     #[arg(long)]
     all: bool,

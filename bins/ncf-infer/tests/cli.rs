@@ -166,3 +166,49 @@ fn the_benchmark_prints_a_table_and_logs_every_key() {
     let bad = ncf_infer(["--batch_sizes", "1,x", "--log_path", ""]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("`x` is not a positive integer"));
 }
+
+#[test]
+fn text_ids_go_in_and_come_out_as_the_ratings_file_had_them() {
+    // The synthetic ratings re-keyed as a real log has them (`u17`, `sku-31`): the same rows in
+    // the same order make the same tensors, so the same model must give the same lists, in text ids.
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ckpt, _) = dataset_and_model(dir.path());
+    let mut log = String::from("user,item,timestamp\n");
+    for line in std::fs::read_to_string(dir.path().join("ratings.csv")).unwrap().lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        log += &format!("u{},sku-{},{}\n", f[0], f[1], f[3]);
+    }
+    let raw = dir.path().join("events.csv");
+    std::fs::write(&raw, log).unwrap();
+    let keyed = dir.path().join("keyed");
+    preprocess::prepare(&raw, &keyed, &preprocess::PrepareOptions { negatives: 20, ..Default::default() }, |_| {})
+        .unwrap();
+    assert!(keyed.join("user_ids.txt").exists() && keyed.join("item_ids.txt").exists());
+
+    let users = ids(&data.join("user_ids.pt"));
+    let picked = [users[0], users[33]];
+    let int_csv = ok(&recommend(&data, &ckpt, &["--users", &format!("{},{}", picked[0], picked[1]), "-k", "4"]));
+    let text_users = format!("u{},u{}", picked[0], picked[1]);
+    let text_csv = ok(&recommend(&keyed, &ckpt, &["--users", &text_users, "-k", "4"]));
+    let rekeyed: Vec<String> = int_csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            format!("u{},{},sku-{},{}", f[0], f[1], f[2], f[3])
+        })
+        .collect();
+    assert_eq!(text_csv.lines().skip(1).collect::<Vec<_>>(), rekeyed);
+    assert_eq!(rekeyed.len(), 8);
+
+    // JSON lines: text ids as strings (integer ids stay numbers, as the other test reads them).
+    let jsonl = dir.path().join("recs.jsonl");
+    ok(&recommend(&keyed, &ckpt, &["--users", &text_users, "-k", "1", "--output", jsonl.to_str().unwrap()]));
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&jsonl).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["user"], serde_json::json!(format!("u{}", picked[0])));
+    assert!(first["item"].as_str().is_some_and(|i| i.starts_with("sku-")), "{first}");
+    // An integer typed for a text-keyed dataset is an unknown user, named.
+    let o = recommend(&keyed, &ckpt, &["--users", &picked[0].to_string()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("user {} is not in the dataset", picked[0])));
+}

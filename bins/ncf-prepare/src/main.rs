@@ -11,9 +11,12 @@ use std::time::Duration;
 
 /// Prepare MovieLens ratings as an NCF dataset (replaces prepare_dataset.sh + convert.py).
 ///
-/// Writes train_data_{0,1}.pt, test_data_{0,1}.pt, feature_spec.yaml and the id maps
-/// (user_ids.pt, item_ids.pt) into the output folder, exactly in the reference's layout, so
-/// `ncf-train` and the reference's ncf.py both read it. The folder appears only when complete.
+/// Writes train_data_{0,1}.pt, test_data_{0,1}.pt and feature_spec.yaml into the output folder,
+/// exactly in the reference's layout (its test_featurespec_correctness.py passes them), so
+/// `ncf-train` and the reference's ncf.py both read it, plus the id maps beside them: user_ids.pt
+/// and item_ids.pt for integer ids, user_ids.txt / item_ids.txt (one id per line) for any other
+/// ids (u196, UUIDs, SKUs), which are renumbered by first appearance like integers. The folder
+/// appears only when complete.
 ///
 /// Examples:
 ///   ncf-prepare --path data/ml-20m/ratings.csv --output data/cache/ml-20m
@@ -32,7 +35,8 @@ struct Cli {
 #[derive(Args, Debug)]
 struct ConvertArgs {
     /// Raw ratings file: ml-20m ratings.csv, ml-1m/ml-10m ratings.dat, ml-100k u.data, or a
-    /// like-movielens CSV (user,item,timestamp; first row skipped).
+    /// like-movielens CSV (user,item,timestamp; first row skipped). Ids may be integers or any
+    /// text; timestamps are integer unix seconds.
     #[arg(long, conflicts_with = "dataset", required_unless_present = "dataset")]
     path: Option<PathBuf>,
     /// Prepare a MovieLens release from its zip in --raw-dir (the prepare_dataset.sh job).
@@ -89,7 +93,8 @@ enum Command {
     Verify {
         /// The dataset folder (holding feature_spec.yaml).
         dir: PathBuf,
-        /// A feature_spec.yaml the dataset's spec must equal (id-map metadata keys ignored).
+        /// A feature_spec.yaml the dataset's spec must match as the reference's script requires:
+        /// every key, list order and value type; each difference is named.
         #[arg(long)]
         template: Option<PathBuf>,
     },

@@ -25,7 +25,7 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn bad_raw_files_fail_with_file_and_line_and_leave_nothing() {
-    let cases: [(&str, &str, &str); 8] = [
+    let cases: [(&str, &str, &str); 9] = [
         (
             "missing_column.csv",
             "userId,movieId,rating,timestamp\n1,2,3.5,100\n1,3,4.0\n",
@@ -36,10 +36,11 @@ fn bad_raw_files_fail_with_file_and_line_and_leave_nothing() {
             "userId,movieId,rating,timestamp\n1,2,3.5,100,7\n",
             ":2: expected 4 fields separated by `,`, found 5",
         ),
+        ("empty_id.csv", "userId,movieId,rating,timestamp\n1,2,3.5,100\n1,,4.0,5\n", ":3: item id is empty"),
         (
-            "non_integer.csv",
-            "userId,movieId,rating,timestamp\n1,2,3.5,100\n1,abc,4.0,5\n",
-            ":3: item id `abc` is not an integer",
+            "text_id_bad_time.csv",
+            "userId,movieId,rating,timestamp\nu1,m2,3.5,100\nu1,m3,4.0,later\n",
+            ":3: timestamp `later` is not an integer",
         ),
         (
             "float_time.csv",

@@ -68,3 +68,51 @@ fn a_transcoded_csv_dataset_trains_with_k_3() {
     let epoch = one_epoch(&data, &["-k", "3", "-b", "64"]);
     assert!(epoch["hr@3"].as_f64().is_some() && epoch["ndcg@3"].as_f64().is_some(), "{epoch}");
 }
+
+#[test]
+fn a_full_disk_while_saving_a_checkpoint_is_one_clear_error_and_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path());
+    let ckpt = dir.path().join("ckpt");
+    // A file-size limit stands in for a full disk: a write past 256 KiB fails (EFBIG) in the middle
+    // of model.pth (about 800 KB here); bash ignores SIGXFSZ so the process sees the error.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 256; exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_ncf-train"))
+        .args(["--device", "cpu", "--data", data.to_str().unwrap(), "-e", "1", "-b", "1024", "--seed", "1"])
+        .args(["--checkpoint_dir", ckpt.to_str().unwrap(), "--log_path", dir.path().join("log.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must fail: {stderr}");
+    assert!(stderr.contains("model.pth") && stderr.contains("File too large"), "{stderr}");
+    assert!(!stderr.contains("ZipWriter"), "one message only, not the zip writer's own:\n{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&ckpt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "nothing half-written is left: {left:?}");
+}
+
+#[test]
+fn a_run_pins_mkl_to_its_avx2_branch_unless_told_otherwise() {
+    // MKL picks kernels by CPU unless MKL_CBWR is set; ncf-train sets MKL_CBWR=AVX2 itself, so
+    // it must equal a run given MKL_CBWR=AVX2 explicitly (on the AMD EPYC this was written on, a
+    // run without the setting trains to other losses).
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path());
+    let run = |name: &str, mkl: Option<&str>| {
+        let log = dir.path().join(format!("{name}.json"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ncf-train"));
+        cmd.args(["--device", "cpu", "--data", data.to_str().unwrap(), "-e", "2", "-b", "512", "--seed", "3"]);
+        cmd.args(["--checkpoint_dir", "", "--log_path", log.to_str().unwrap()]).env_remove("MKL_CBWR");
+        if let Some(value) = mkl {
+            cmd.env("MKL_CBWR", value);
+        }
+        ok(&cmd.output().unwrap());
+        log_lines(&log)
+            .into_iter()
+            .filter(|(step, _)| step.as_array().is_some_and(|s| s.len() == 1))
+            .map(|(_, d)| (d["train_loss"].as_f64().unwrap(), d["hr@10"].as_f64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run("pinned", None), run("explicit", Some("AVX2")));
+}

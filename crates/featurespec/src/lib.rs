@@ -4,7 +4,8 @@
 //! **What it is for.** Reading and writing the YAML format of NVIDIA's DeepLearningExamples
 //! (`feature_spec`, `source_spec`, `channel_spec`, `metadata`), checking it with errors that name the
 //! file and the key at fault, and resolving its data file paths safely. [`ncf::NcfLayout`] applies the
-//! extra rules a NeuMF dataset must follow; the rest of the crate is model-agnostic.
+//! extra rules a NeuMF dataset must follow; [`template_differences`] is the reference's template
+//! comparison; the rest of the crate is model-agnostic.
 //!
 //! **What it is not.** It never opens the data files a spec points to (tensor loading lives in the
 //! `torchfile` crate, CSV reading in `transcode`), and it depends on neither tch nor polars, so any
@@ -37,9 +38,11 @@ mod dtype;
 mod error;
 pub mod ncf;
 mod spec;
+mod template;
 mod validate;
 mod yaml;
 
 pub use dtype::Dtype;
 pub use error::{Location, SpecError};
 pub use spec::{Cardinality, Chunk, ChunkType, FeatureMeta, FeatureSpec, LoadOptions};
+pub use template::template_differences;

@@ -22,15 +22,11 @@ pub enum InferenceError {
 
     /// A raw user id the dataset does not know.
     #[error("user {0} is not in the dataset (it had no ratings when the dataset was prepared); NeuMF has no embedding for it. See the README on cold-start users")]
-    UnknownUser(i64),
+    UnknownUser(String),
 
     /// A 0-based id outside the model's embedding tables.
     #[error("{what} id {id} is outside the model's {count} {what}s (ids run from 0 to {count} - 1)")]
     IdOutOfRange { what: String, id: i64, count: u64 },
-
-    /// The dataset has no id maps, so raw ids cannot be used.
-    #[error("{} has no `{key}` in its metadata (prepared by another tool?); recommendations then use the dataset's own 0-based ids", dir.display())]
-    NoIdMap { dir: PathBuf, key: String },
 
     /// The checkpoint's model does not fit the dataset.
     #[error("the checkpoint has {model} {what}, the dataset {data}")]

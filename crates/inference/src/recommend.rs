@@ -4,17 +4,53 @@ use crate::InferenceError;
 use featurespec::ncf::NcfLayout;
 use featurespec::FeatureSpec;
 use ncf_model::{ItemHalf, NeuMf};
-use std::collections::HashMap;
+use spec_dataset::{IdIndex, IdMap, IdSide};
+use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
+
+/// An id as the ratings file had it: an integer (MovieLens), or any other text (`u196`, a UUID).
+/// Written as a number or a string in JSON, as is in CSV.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RawId {
+    Int(i64),
+    Text(String),
+}
+
+impl fmt::Display for RawId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawId::Int(i) => write!(f, "{i}"),
+            RawId::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl RawId {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            RawId::Int(i) => (*i).into(),
+            RawId::Text(s) => s.as_str().into(),
+        }
+    }
+
+    /// Index `k`'s raw id under `map`, or `k` itself without one.
+    fn of(map: Option<&IdMap>, k: i64) -> RawId {
+        match map {
+            Some(IdMap::Int(v)) => RawId::Int(v[k as usize]),
+            Some(IdMap::Text(v)) => RawId::Text(v[k as usize].clone()),
+            None => RawId::Int(k),
+        }
+    }
+}
 
 /// One user's list: the user and `(item, probability)` best first, in raw ids when the dataset has
 /// id maps (else the dataset's 0-based ids).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recommendation {
-    pub user: i64,
-    pub items: Vec<(i64, f32)>,
+    pub user: RawId,
+    pub items: Vec<(RawId, f32)>,
 }
 
 /// A trained model with the dataset it was trained on.
@@ -24,9 +60,9 @@ pub struct Recommender {
     /// Train items of user `u`: `seen_items[seen_start[u]..seen_start[u + 1]]`.
     seen_start: Vec<usize>,
     seen_items: Vec<i64>,
-    user_raw: Option<Vec<i64>>,
-    item_raw: Option<Vec<i64>>,
-    raw_to_user: HashMap<i64, i64>,
+    user_raw: Option<IdMap>,
+    item_raw: Option<IdMap>,
+    raw_to_user: Option<IdIndex>,
     dir: PathBuf,
 }
 
@@ -70,14 +106,9 @@ impl Recommender {
             }
         }
 
-        let id_map = |key: &str| -> Result<Option<Vec<i64>>, InferenceError> {
-            let Some(file) = spec.metadata.get(key).and_then(|v| v.as_str()) else { return Ok(None) };
-            let t = tch_data::load_tch_tensor(spec.resolve_file(file)?, Device::Cpu)?;
-            Ok(Some(Vec::<i64>::try_from(&t.to_kind(Kind::Int64)).unwrap_or_default()))
-        };
-        let user_raw = id_map("user_id_map")?;
-        let item_raw = id_map("item_id_map")?;
-        let raw_to_user = user_raw.iter().flatten().enumerate().map(|(k, &raw)| (raw, k as i64)).collect();
+        let user_raw = IdMap::find(&spec, IdSide::User, Some(users as usize))?;
+        let item_raw = IdMap::find(&spec, IdSide::Item, Some(items as usize))?;
+        let raw_to_user = user_raw.as_ref().map(IdMap::index);
         Ok(Recommender {
             model,
             item_half,
@@ -95,14 +126,18 @@ impl Recommender {
         self.user_raw.is_some() && self.item_raw.is_some()
     }
 
-    /// The dataset's users for raw user ids; an unknown id is an error naming it. Without id maps
-    /// the ids are taken as the dataset's own (and checked against the cardinality).
-    pub fn users_by_raw_id(&self, raw: &[i64]) -> Result<Vec<i64>, InferenceError> {
+    /// The dataset's users for raw user ids as typed (`42`, `u196`); an unknown id is an error
+    /// naming it. Without id maps the ids are taken as the dataset's own 0-based ids.
+    pub fn users_by_raw_id<S: AsRef<str>>(&self, raw: &[S]) -> Result<Vec<i64>, InferenceError> {
+        let users = self.model.config().users;
         raw.iter()
-            .map(|&id| match &self.user_raw {
-                Some(_) => self.raw_to_user.get(&id).copied().ok_or(InferenceError::UnknownUser(id)),
-                None if (0..self.model.config().users).contains(&id) => Ok(id),
-                None => Err(InferenceError::UnknownUser(id)),
+            .map(|id| {
+                let id = id.as_ref();
+                let found = match &self.raw_to_user {
+                    Some(index) => index.get(id).map(|k| k as i64),
+                    None => id.trim().parse::<i64>().ok().filter(|k| (0..users).contains(k)),
+                };
+                found.ok_or_else(|| InferenceError::UnknownUser(id.to_owned()))
             })
             .collect()
     }
@@ -163,9 +198,9 @@ impl Recommender {
                     .zip(&top_scores[range])
                     // A user who has seen almost every item runs out of candidates.
                     .filter(|(_, s)| s.is_finite())
-                    .map(|(&i, &s)| (self.item_raw.as_ref().map_or(i, |m| m[i as usize]), s))
+                    .map(|(&i, &s)| (RawId::of(self.item_raw.as_ref(), i), s))
                     .collect();
-                Recommendation { user: self.user_raw.as_ref().map_or(u, |m| m[u as usize]), items }
+                Recommendation { user: RawId::of(self.user_raw.as_ref(), u), items }
             })
             .collect()
     }
@@ -174,7 +209,7 @@ impl Recommender {
 /// How recommendations are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
-    /// `user,rank,item,score` with a header line; rank from 1.
+    /// `user,rank,item,score` with a header line; rank from 1; ids holding a comma or quote quoted.
     Csv,
     /// One JSON object per line: `{"user": .., "rank": .., "item": .., "score": ..}`.
     JsonLines,
@@ -197,16 +232,28 @@ impl OutputFormat {
         for r in recs {
             for (rank, (item, score)) in r.items.iter().enumerate() {
                 match self {
-                    OutputFormat::Csv => writeln!(out, "{},{},{},{}", r.user, rank + 1, item, score)?,
+                    OutputFormat::Csv => {
+                        writeln!(out, "{},{},{},{}", csv_field(&r.user), rank + 1, csv_field(item), score)?
+                    }
                     OutputFormat::JsonLines => writeln!(
                         out,
                         "{}",
-                        serde_json::json!({"user": r.user, "rank": rank + 1, "item": item, "score": score})
+                        serde_json::json!({"user": r.user.json(), "rank": rank + 1, "item": item.json(), "score": score})
                     )?,
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// An id as one CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break,
+/// as RFC 4180 and pandas' `read_csv` expect; integer ids never are.
+fn csv_field(id: &RawId) -> std::borrow::Cow<'_, str> {
+    match id {
+        RawId::Text(s) if s.contains([',', '"', '\n', '\r']) => format!("\"{}\"", s.replace('"', "\"\"")).into(),
+        RawId::Text(s) => s.as_str().into(),
+        RawId::Int(i) => i.to_string().into(),
     }
 }
 

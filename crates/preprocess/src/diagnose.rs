@@ -41,10 +41,17 @@ pub(crate) fn first_bad_line(path: &Path, format: RawFormat) -> Result<Option<Pr
                 ),
             );
         }
-        for (what, &i) in ["user id", "item id", "timestamp"].iter().zip(&columns) {
-            if fields[i].trim().parse::<i64>().is_err() {
-                return bad(line_no, format!("{what} `{}` is not an integer: `{text}`", fields[i]));
+        // Ids may be any text (the reference factorizes them), but not empty.
+        for (what, &i) in ["user id", "item id"].iter().zip(&columns) {
+            if fields[i].is_empty() {
+                return bad(line_no, format!("{what} is empty: `{text}`"));
             }
+        }
+        if fields[columns[2]].trim().parse::<i64>().is_err() {
+            return bad(
+                line_no,
+                format!("timestamp `{}` is not an integer (unix seconds): `{text}`", fields[columns[2]]),
+            );
         }
     }
     Ok(None)

@@ -49,4 +49,4 @@ pub use prepare::{prepare, PrepareOptions, PrepareSummary, Stage};
 pub use release::{extract_release, MovieLensRelease};
 pub use synthetic::{write_synthetic_ratings, SyntheticConfig};
 pub use verify::{verify, VerifyReport};
-pub use write::{ncf_spec, write_atomically, ITEM_ID_MAP_FILE, ITEM_ID_MAP_KEY, USER_ID_MAP_FILE, USER_ID_MAP_KEY};
+pub use write::{ncf_spec, write_atomically};

@@ -43,7 +43,7 @@ impl NegativeSampler {
                 let result = if distinct >= item_range {
                     Err(PrepareError::Data(format!(
                         "user {} (raw id) has rated every one of the {item_range} items: no test negative can be drawn",
-                        data.user_ids[u]
+                        data.user_ids.raw(u).unwrap_or_default()
                     )))
                 } else {
                     let mut rng = Pcg64::new(self.seed as u128, u as u128);

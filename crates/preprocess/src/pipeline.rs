@@ -2,6 +2,7 @@
 
 use crate::RawRatings;
 use rayon::prelude::*;
+use spec_dataset::IdMap;
 use std::collections::HashMap;
 
 /// Ratings after the reference's steps 1-4: ids renumbered to `0..n` by first appearance in the
@@ -10,9 +11,9 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaveLastOut {
     /// Raw user id of each user index.
-    pub user_ids: Vec<i64>,
+    pub user_ids: IdMap,
     /// Raw item id of each item index.
-    pub item_ids: Vec<i64>,
+    pub item_ids: IdMap,
     /// User `u`'s train items are `train_items[train_offsets[u]..train_offsets[u + 1]]`.
     pub train_offsets: Vec<usize>,
     /// Train items, grouped by user in user order, each user's in time order.
@@ -51,10 +52,11 @@ impl LeaveLastOut {
 
     /// Runs steps 1-4 on raw ratings (consumed to free their memory early).
     pub fn from_raw(raw: RawRatings) -> LeaveLastOut {
-        let RawRatings { users, items, timestamps } = raw;
+        let RawRatings { users, items, timestamps, user_names, item_names } = raw;
         let ratings = users.len();
         let (users, user_ids) = factorize(users);
         let (items, item_ids) = factorize(items);
+        let (user_ids, item_ids) = (id_map(user_ids, user_names), id_map(item_ids, item_names));
         let n_users = user_ids.len();
         let order = order_by_user_then_time(&users, &timestamps, n_users);
         let (first_timestamp, last_timestamp) = timestamps
@@ -101,6 +103,15 @@ impl LeaveLastOut {
             test_items,
             stats: Stats { ratings, duplicates, single_rating_users, first_timestamp, last_timestamp },
         }
+    }
+}
+
+/// The raw ids of the codes `factorize` handed out: the integers themselves, or the text ids they
+/// point to (text ids come already numbered by first appearance, so `ids` is then `0..n`).
+fn id_map(ids: Vec<i64>, names: Option<Vec<String>>) -> IdMap {
+    match names {
+        None => IdMap::Int(ids),
+        Some(mut names) => IdMap::Text(ids.iter().map(|&k| std::mem::take(&mut names[k as usize])).collect()),
     }
 }
 
@@ -186,6 +197,21 @@ mod tests {
     }
 
     #[test]
+    fn text_ids_keep_their_names() {
+        // Text ids arrive as codes into their names, numbered by first appearance.
+        let raw = RawRatings {
+            users: vec![0, 1, 0],
+            items: vec![0, 0, 1],
+            timestamps: vec![1, 2, 3],
+            user_names: Some(vec!["u7".into(), "alice@x".into()]),
+            item_names: None,
+        };
+        let s = LeaveLastOut::from_raw(raw);
+        assert_eq!(s.user_ids, IdMap::Text(vec!["u7".into(), "alice@x".into()]));
+        assert_eq!(s.item_ids, IdMap::Int(vec![0, 1]));
+    }
+
+    #[test]
     fn leave_last_out_by_hand() {
         // raw rows (user, item, time) in file order
         let rows = [(10, 100, 5), (20, 200, 1), (10, 300, 2), (10, 100, 9), (20, 300, 1), (30, 100, 4), (10, 400, 5)];
@@ -193,10 +219,11 @@ mod tests {
             users: rows.iter().map(|r| r.0).collect(),
             items: rows.iter().map(|r| r.1).collect(),
             timestamps: rows.iter().map(|r| r.2).collect(),
+            ..Default::default()
         };
         let s = LeaveLastOut::from_raw(raw);
-        assert_eq!(s.user_ids, [10, 20, 30]);
-        assert_eq!(s.item_ids, [100, 200, 300, 400]);
+        assert_eq!(s.user_ids, IdMap::Int(vec![10, 20, 30]));
+        assert_eq!(s.item_ids, IdMap::Int(vec![100, 200, 300, 400]));
         // user 10: times 2 (300), 5 (100), 5 (400, after 100 in file order), 9 (100 again: dropped)
         assert_eq!(s.train_of(0), [2, 0]);
         assert_eq!(s.test_items[0], 3);

@@ -55,6 +55,8 @@ pub struct PrepareSummary {
     pub train_rows: usize,
     pub test_rows: usize,
     pub stats: Stats,
+    /// Whether the user / item ids were read as text (a column with any non-integer id).
+    pub text_ids: (bool, bool),
     pub elapsed: Duration,
 }
 
@@ -78,7 +80,15 @@ impl fmt::Display for PrepareSummary {
             self.test_rows / self.users.max(1),
             self.stats.duplicates,
             self.stats.single_rating_users
-        )
+        )?;
+        let text: Vec<&str> = [("user", self.text_ids.0), ("item", self.text_ids.1)]
+            .into_iter()
+            .filter_map(|(name, text)| text.then_some(name))
+            .collect();
+        if !text.is_empty() {
+            write!(f, "\n{} ids read as text (not every one an integer); id maps in *_ids.txt", text.join(" and "))?;
+        }
+        Ok(())
     }
 }
 
@@ -94,6 +104,7 @@ pub fn prepare(
     tracing::info!(path = %raw.display(), %format, "reading raw ratings");
     progress(Stage::Reading);
     let ratings = load_raw(raw, format)?;
+    let text_ids = (ratings.user_names.is_some(), ratings.item_names.is_some());
     tracing::info!(rows = ratings.len(), elapsed = ?start.elapsed(), "read");
     progress(Stage::Splitting);
     let data = LeaveLastOut::from_raw(ratings);
@@ -111,6 +122,7 @@ pub fn prepare(
         train_rows: data.train_items.len(),
         test_rows: data.n_users() * (options.negatives + 1),
         stats: data.stats,
+        text_ids,
         elapsed: start.elapsed(),
     })
 }

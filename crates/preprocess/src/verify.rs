@@ -1,6 +1,6 @@
 //! The reference's dataset correctness check (`test_featurespec_correctness.py`), without libtorch.
 
-use crate::{PrepareError, ITEM_ID_MAP_KEY, USER_ID_MAP_KEY};
+use crate::PrepareError;
 use featurespec::ncf::NcfLayout;
 use featurespec::{FeatureSpec, LoadOptions};
 use std::path::Path;
@@ -18,8 +18,9 @@ pub struct VerifyReport {
 /// Checks the dataset in `dir` as the reference's correctness test does: the spec follows the
 /// generic and NCF rules; every file's dtype is the declared one and its shape fits its chunk; ids
 /// are below their cardinality; chunks of a mapping have equal row counts; the test rows divide
-/// into series of `test_samples_per_series`; and, given a template, the spec equals it after a
-/// YAML round trip (ignoring our id-map metadata keys, which the reference does not write).
+/// into series of `test_samples_per_series`; and, given a template, the spec matches it exactly as
+/// the reference's `test_matches_template` requires ([`featurespec::template_differences`]: every
+/// key, list order and scalar type), so a dataset this accepts passes the reference's script.
 pub fn verify(dir: &Path, template: Option<&Path>) -> Result<VerifyReport, PrepareError> {
     let spec = FeatureSpec::from_yaml_file(dir.join("feature_spec.yaml"))?;
     let layout = NcfLayout::from_spec(&spec)?;
@@ -37,27 +38,14 @@ pub fn verify(dir: &Path, template: Option<&Path>) -> Result<VerifyReport, Prepa
         )));
     }
     if let Some(template) = template {
-        let mut ours = spec.clone();
-        for key in [USER_ID_MAP_KEY, ITEM_ID_MAP_KEY] {
-            ours.metadata.remove(key);
-        }
-        // Round-trip both through our YAML writer, as the reference compares dumped dicts.
-        let reparse = |s: &FeatureSpec| FeatureSpec::from_yaml_str(&s.to_yaml_string()?, "");
-        let wanted = reparse(&FeatureSpec::from_yaml_file(template)?)?;
-        let ours = reparse(&ours)?;
-        if ours != wanted {
-            let differing: Vec<&str> = [
-                ("feature_spec", ours.feature_spec != wanted.feature_spec),
-                ("source_spec", ours.source_spec != wanted.source_spec),
-                ("channel_spec", ours.channel_spec != wanted.channel_spec),
-                ("metadata", ours.metadata != wanted.metadata),
-            ]
-            .into_iter()
-            .filter_map(|(name, differs)| differs.then_some(name))
-            .collect();
+        let differences = featurespec::template_differences(&dir.join("feature_spec.yaml"), template)?;
+        if !differences.is_empty() {
             return Err(PrepareError::Input {
                 path: template.to_owned(),
-                message: format!("the dataset's spec differs from this template in: {}", differing.join(", ")),
+                message: format!(
+                    "the dataset's feature_spec.yaml does not match this template, so the reference's test_featurespec_correctness.py fails it too:\n  {}",
+                    differences.join("\n  ")
+                ),
             });
         }
     }

@@ -4,17 +4,13 @@
 use crate::pipeline::LeaveLastOut;
 use crate::PrepareError;
 use featurespec::{Cardinality, Chunk, ChunkType, Dtype, FeatureMeta, FeatureSpec};
+use spec_dataset::IdSide;
 use std::path::{Path, PathBuf};
 use torchfile::{save_tensor, TensorView};
 
-/// Metadata key naming the file of raw user ids (an int64 tensor: position = user index).
-pub const USER_ID_MAP_KEY: &str = "user_id_map";
-/// Metadata key naming the file of raw item ids (an int64 tensor: position = item index).
-pub const ITEM_ID_MAP_KEY: &str = "item_id_map";
-pub const USER_ID_MAP_FILE: &str = "user_ids.pt";
-pub const ITEM_ID_MAP_FILE: &str = "item_ids.pt";
-
-/// The spec of a dataset laid out as the reference's, plus the id-map keys.
+/// The spec of a dataset laid out as the reference's, key for key: `test_featurespec_correctness.py`
+/// compares it with the reference's own for the same ratings and finds them equal. The id maps sit
+/// beside it under fixed names ([`spec_dataset::IdMap`]), not in it.
 pub fn ncf_spec(n_users: usize, n_items: usize, series_len: usize) -> FeatureSpec {
     let mut spec = FeatureSpec::new("");
     let id = |n: usize| FeatureMeta {
@@ -44,8 +40,6 @@ pub fn ncf_spec(n_users: usize, n_items: usize, series_len: usize) -> FeatureSpe
     }
     let meta = &mut spec.metadata;
     meta.insert("test_samples_per_series".into(), (series_len as u64).into());
-    meta.insert(USER_ID_MAP_KEY.into(), USER_ID_MAP_FILE.into());
-    meta.insert(ITEM_ID_MAP_KEY.into(), ITEM_ID_MAP_FILE.into());
     spec
 }
 
@@ -87,8 +81,8 @@ pub(crate) fn write_files(
             }
             save_tensor(dir.join("test_data_0.pt"), &TensorView::from_i64(&pairs, &[rows, 2]))?;
             save_tensor(dir.join("test_data_1.pt"), &TensorView::from_f32(&labels, &[rows, 1]))?;
-            save_tensor(dir.join(USER_ID_MAP_FILE), &TensorView::from_i64(&data.user_ids, &[n_users]))?;
-            save_tensor(dir.join(ITEM_ID_MAP_FILE), &TensorView::from_i64(&data.item_ids, &[data.n_items()]))?;
+            data.user_ids.write(dir, IdSide::User)?;
+            data.item_ids.write(dir, IdSide::Item)?;
             Ok(())
         },
     );

@@ -136,3 +136,48 @@ fn the_same_seed_gives_the_same_files_and_another_seed_other_negatives() {
         .unwrap();
     assert_ne!(read_i64(&a.join("test_data_0.pt")), read_i64(&dir.path().join("c/test_data_0.pt")));
 }
+
+fn text_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn text_ids_are_renumbered_by_first_appearance_and_kept_as_text() {
+    // The same rows with ids as a real log has them: `u5`, `sku-30`... The tensors are those of the
+    // integer file (renumbering only looks at first appearance); the maps hold the text.
+    let mut text = String::from("user_id,item_id,timestamp\n");
+    for (u, i, t) in ROWS {
+        text += &format!("u{u},sku-{i},{t}\n");
+    }
+    let (_d, out) = prepared("events.csv", &text, 4);
+    let (train, test) = expected_train_and_test();
+    assert_eq!(read_i64(&out.join("train_data_0.pt")), (vec![4, 2], train));
+    let (_, got) = read_i64(&out.join("test_data_0.pt"));
+    for u in 0..3 {
+        assert_eq!(&got[2 * u * 5..2 * u * 5 + 2], &test[2 * u..2 * u + 2]);
+    }
+    assert_eq!(text_lines(&out.join("user_ids.txt")), ["u5", "u9", "u7"]);
+    assert_eq!(text_lines(&out.join("item_ids.txt")), ["sku-30", "sku-20", "sku-10", "sku-40", "sku-50"]);
+    assert!(!out.join("user_ids.pt").exists() && !out.join("item_ids.pt").exists());
+    // The spec is the reference's: no key names the maps.
+    let yaml = std::fs::read_to_string(out.join("feature_spec.yaml")).unwrap();
+    assert!(!yaml.contains("id_map"), "{yaml}");
+}
+
+#[test]
+fn each_column_is_text_or_integer_on_its_own_as_pandas_reads_it() {
+    // Users: one text id makes the whole column text, so `5` and `05` are two users (pandas reads
+    // an object column). Items: integers only, so `010` is item 10 (pandas reads an int column).
+    let text = "user,item,ts\n5,10,1\n05,010,2\nbob,20,3\n5,30,4\nbob,40,5\n05,50,6\n";
+    let (_d, out) = prepared("log.csv", text, 1);
+    assert_eq!(text_lines(&out.join("user_ids.txt")), ["5", "05", "bob"]);
+    assert_eq!(read_i64(&out.join("item_ids.pt")).1, [10, 20, 30, 40, 50]);
+    // The oracle: pandas' own factorize of the same file, as the reference's convert.py does.
+    let oracle = test_support::python_eval(
+        "import sys, pandas as pd\n\
+         df = pd.read_csv(sys.argv[1], names=['user_id', 'item_id', 'timestamp'], header=0, engine='python')\n\
+         print('|'.join(map(str, pd.factorize(df['user_id'])[1])), '|'.join(map(str, pd.factorize(df['item_id'])[1])))",
+        &[_d.path().join("log.csv").to_str().unwrap()],
+    );
+    assert_eq!(oracle.trim(), "5|05|bob 10|20|30|40|50");
+}

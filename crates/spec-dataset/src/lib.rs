@@ -6,7 +6,8 @@
 //! shape against the spec; [`verify_mapping`] reads a whole mapping and also checks equal row counts
 //! across its chunks and integer ids in `0..cardinality`. Errors ([`DatasetError`]) name the file,
 //! the feature and the rule. `ncf-prepare verify` is built on it, and `tch-data` applies the same
-//! checks while loading onto a device.
+//! checks while loading onto a device. [`IdMap`] reads and writes the raw ids behind a dataset's
+//! renumbered users and items (`user_ids.pt` or `user_ids.txt` beside the spec).
 //!
 //! **What it is not.** No tensors on devices (`tch-data`), no batching or sampling (`ncf-train`),
 //! no CSV (`transcode`). It depends on neither tch nor polars.
@@ -20,8 +21,10 @@
 //! ```
 
 mod checks;
+mod id_map;
 
 pub use checks::{check_chunk_file, id_limits, verify_mapping, RowCount};
+pub use id_map::{IdIndex, IdMap, IdSide};
 
 use featurespec::{Dtype, SpecError};
 use std::path::PathBuf;
@@ -35,6 +38,12 @@ pub enum DatasetError {
 
     #[error(transparent)]
     File(#[from] TorchFileError),
+
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("id map {}: {message}", path.display())]
+    IdMap { path: PathBuf, message: String },
 
     #[error("{}: holds {found} but feature_spec declares {declared} for {features} (key `{key}`)", file.display())]
     Dtype { file: PathBuf, key: String, features: String, declared: Dtype, found: Dtype },

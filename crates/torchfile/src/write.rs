@@ -3,7 +3,7 @@
 use crate::pickle::storage_class;
 use crate::{TensorView, TorchFileError};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
@@ -55,7 +55,7 @@ fn write_archive(path: &Path, pickle: &[u8], tensors: &[&TensorView<'_>]) -> Res
     let tmp = temp_path(path);
     let result = (|| -> Result<(), String> {
         let file = File::create(&tmp).map_err(|e| e.to_string())?;
-        let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let mut zip = ZipWriter::new(Latched::new(BufWriter::with_capacity(1 << 20, file)));
         let small = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
         let put = |zip: &mut ZipWriter<_>, name: &str, data: &[u8], align: bool| -> Result<(), String> {
             let mut options = small.large_file(data.len() as u64 >= u32::MAX as u64);
@@ -78,7 +78,11 @@ fn write_archive(path: &Path, pickle: &[u8], tensors: &[&TensorView<'_>]) -> Res
         let writer = zip.finish().map_err(|e| e.to_string())?;
         // No fsync: the rename already guarantees an interrupted process never leaves a partial
         // file under the final name, and syncing a 300 MB dataset file costs seconds.
-        writer.into_inner().map(drop).map_err(|e| e.to_string())
+        writer
+            .into_inner()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map(drop)
+            .map_err(|e| e.to_string())
     })();
     let renamed = result.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
     if let Err(message) = renamed {
@@ -86,6 +90,91 @@ fn write_archive(path: &Path, pickle: &[u8], tensors: &[&TensorView<'_>]) -> Res
         return Err(err(message));
     }
     Ok(())
+}
+
+/// A writer that goes quiet after its first error: later writes and seeks succeed without touching
+/// the file. Why: a `ZipWriter` dropped after a failed write (or a failed `finish`, e.g. on a full
+/// disk) finalizes itself again in `Drop` and prints its own `ZipWriter::drop: failed to finalize
+/// archive` line to stderr, beside the error we return. The first error is what the caller reports;
+/// what follows it only goes to the temporary file, which is removed.
+///
+/// It keeps the logical position itself (the inner writer is never asked once it failed: asking a
+/// `BufWriter` would flush, and fail, again), so the zip writer's finalize sees consistent offsets.
+struct Latched<W> {
+    inner: W,
+    /// The logical position and the end of what was written.
+    pos: u64,
+    end: u64,
+    failed: bool,
+}
+
+impl<W: Write + Seek> Latched<W> {
+    fn new(inner: W) -> Self {
+        Latched { inner, pos: 0, end: 0, failed: false }
+    }
+
+    /// The inner writer; an error if any write or seek failed (the file is then incomplete).
+    fn into_inner(self) -> io::Result<W> {
+        match self.failed {
+            false => Ok(self.inner),
+            true => Err(io::Error::other("an earlier write failed")),
+        }
+    }
+
+    fn advance(&mut self, to: u64) {
+        self.pos = to;
+        self.end = self.end.max(to);
+    }
+}
+
+impl<W: Write + Seek> Write for Latched<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.failed {
+            match self.inner.write(buf) {
+                Ok(n) => {
+                    self.advance(self.pos + n as u64);
+                    return Ok(n);
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+        }
+        self.advance(self.pos + buf.len() as u64);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Ok(());
+        }
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
+}
+
+impl<W: Write + Seek> Seek for Latched<W> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        if !self.failed {
+            match self.inner.seek(pos) {
+                Ok(at) => {
+                    self.advance(at);
+                    return Ok(at);
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+        }
+        let at = match pos {
+            SeekFrom::Start(n) => n,
+            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
+            SeekFrom::End(d) => self.end.saturating_add_signed(d),
+        };
+        self.pos = at;
+        Ok(at)
+    }
 }
 
 /// The archive's top folder: torch.save names it after the file; anything odd becomes `archive`.
