@@ -93,6 +93,11 @@ struct BenchArgs {
     /// 34 us on our 2-core VM), as the table's `engine` column says.
     #[arg(long = "no-small-batch")]
     no_small_batch: bool,
+    /// Time the plain forward pass. By default the first MLP layer (about 60% of a pair's
+    /// multiply-adds) is computed once per user and per item when the model is loaded, and each
+    /// batch reads it from those tables (the same scores up to float rounding; ML-20m: 170 MB).
+    #[arg(long = "no-tables")]
+    no_tables: bool,
     /// On CUDA, float32 matrix products use TF32 tensor cores by default (as ncf-train does, and
     /// as the reference's TF32 figures were taken); this keeps them in full float32.
     #[arg(long = "no-tf32", alias = "no_tf32")]
@@ -201,9 +206,23 @@ fn bench(args: BenchArgs) -> Result<()> {
         "{:>10} {:>16} {:>14} {:>14} {:>14} {:>14} {:>12}",
         "batch", "samples/s", "mean (ms)", "p90 (ms)", "p95 (ms)", "p99 (ms)", "engine"
     );
+    let tables = (!args.no_tables).then(|| {
+        let start = Instant::now();
+        let t = model.first_layer_tables();
+        inference::bench::synchronize(device);
+        eprintln!(
+            "ncf-infer: first-layer tables for {} users and {} items made once in {:.3} s ({:.0} MB); --no-tables times the plain forward pass",
+            args.n_users,
+            args.n_items,
+            start.elapsed().as_secs_f64(),
+            t.bytes() as f64 / 1e6
+        );
+        t
+    });
+    let engines = inference::bench::Engines { small_batch: !args.no_small_batch, tables: tables.as_ref() };
     let mut data: Vec<(String, LogValue)> = Vec::new();
     for &b in &batch_sizes {
-        let s = inference::bench::time_batches(&model, b, args.num_batches, 10, !args.no_small_batch);
+        let s = inference::bench::time_batches(&model, b, args.num_batches, 10, engines);
         println!(
             "{:>10} {:>16.0} {:>14.4} {:>14.4} {:>14.4} {:>14.4} {:>12}",
             b,

@@ -60,9 +60,9 @@ struct Cli {
     /// Rank for test examples to be considered a hit (the k of HR@k and NDCG@k).
     #[arg(short = 'k', long, default_value_t = 10)]
     topk: i64,
-    /// Seed of everything random; -1 draws one (and logs it). A seed gives the same CPU numbers on
-    /// any x86-64 machine with AVX2 (MKL's kernels pinned with MKL_CBWR=AVX2 unless MKL_CBWR is
-    /// set).
+    /// Seed of everything random; -1 draws one (and logs it). A seed gives the same CPU numbers
+    /// run after run, and on any Intel CPU with AVX2 (MKL pinned with MKL_CBWR=AVX2 unless
+    /// MKL_CBWR is set; MKL_CBWR=COMPATIBLE makes Intel and AMD agree, at half the speed).
     #[arg(short = 's', long, default_value_t = -1, allow_negative_numbers = true)]
     seed: i64,
     /// Stop training early at this HR@k.
@@ -127,14 +127,15 @@ struct Cli {
     runtime_info: bool,
 }
 
-/// Makes a run's CPU numbers, given its seed, the same on any x86-64 machine with AVX2, as far as
-/// libtorch's BLAS decides them (a drawn seed is logged, and `--resume` takes the seed from its
-/// state, so every run is pinned, not only those given `--seed`). Why: libtorch's matrix products go through MKL, which by default picks its
-/// kernels by CPU, so the same seed trained to HR@10 0.7541 on one Xeon and 0.7492 on an AMD EPYC.
-/// MKL's conditional numerical reproducibility mode (`MKL_CBWR`) pins the code path; its AVX2 branch
-/// runs on every AVX2 CPU and cost nothing measurable here. Set before libtorch's first matrix
-/// product (MKL reads it then); a value the user set (e.g. `MKL_CBWR=AUTO`) is left alone, and the
-/// launcher's ranks inherit it.
+/// Makes a run's CPU numbers, given its seed, reproducible as far as libtorch's BLAS decides them.
+/// Why: libtorch's matrix products go through MKL, which by default picks its kernels by CPU, so
+/// the same seed trained to HR@10 0.7541 on one Xeon and 0.7492 on an AMD EPYC. MKL's conditional
+/// numerical reproducibility mode (`MKL_CBWR`) pins the code path: its AVX2 branch gives the same
+/// numbers on every Intel CPU with AVX2, and on other CPUs (AMD) falls back to MKL's reproducible
+/// AUTO branch (run to run, any thread count); `MKL_CBWR=COMPATIBLE`, set by the user, makes Intel
+/// and AMD agree at half the speed. It cost nothing measurable here. Set before libtorch's first
+/// matrix product (MKL reads it then), for every run (a drawn seed is logged, and `--resume` takes
+/// the seed from its state); a value the user set is left alone, and the launcher's ranks inherit it.
 fn pin_cpu_math() {
     if std::env::var_os("MKL_CBWR").is_none() {
         std::env::set_var("MKL_CBWR", "AVX2");

@@ -1,7 +1,7 @@
 //! The inference benchmark: timed forward passes (with sigmoid) on random ids, as `inference.py`.
 
 use crate::{SmallBatchScorer, SMALL_BATCH_BELOW};
-use ncf_model::NeuMf;
+use ncf_model::{FirstLayerTables, NeuMf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -10,6 +10,9 @@ use tch::{Device, Kind, Tensor};
 pub enum Engine {
     /// The model's libtorch forward pass (`NeuMf::forward_sigmoid`).
     Libtorch,
+    /// libtorch with the first MLP layer read from per-user and per-item tables made once per
+    /// model (`NeuMf::forward_with_tables`).
+    Tables,
     /// [`SmallBatchScorer`]: float32 CPU batches under [`SMALL_BATCH_BELOW`] pairs.
     SmallBatch,
 }
@@ -18,6 +21,7 @@ impl std::fmt::Display for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Engine::Libtorch => "libtorch",
+            Engine::Tables => "tables",
             Engine::SmallBatch => "small-batch",
         })
     }
@@ -47,17 +51,28 @@ pub fn synchronize(device: Device) {
 /// from ~2x the mean to ~1.4x on this machine).
 pub const SINGLE_THREAD_BELOW: i64 = 512;
 
+/// How the benchmark may score, beside the model's own forward pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Engines<'a> {
+    /// Float32 CPU batches under [`SMALL_BATCH_BELOW`] pairs through [`SmallBatchScorer`].
+    pub small_batch: bool,
+    /// Every other batch through these first-layer tables ([`NeuMf::first_layer_tables`]).
+    pub tables: Option<&'a FirstLayerTables>,
+}
+
 /// Times `num_batches` forward passes of `batch_size` random (user, item) pairs after `warmup`
-/// untimed ones; ids are drawn once per batch size, on the model's device. With `small_batch`, a
-/// float32 CPU model in evaluation mode is timed through [`SmallBatchScorer`] below
-/// [`SMALL_BATCH_BELOW`] pairs (what a server scoring single requests would use).
+/// untimed ones; ids are drawn once per batch size, on the model's device. With
+/// `engines.small_batch`, a float32 CPU model in evaluation mode is timed through
+/// [`SmallBatchScorer`] below [`SMALL_BATCH_BELOW`] pairs (what a server scoring single requests
+/// would use); with `engines.tables`, other batches read the first MLP layer from them.
 pub fn time_batches(
     model: &NeuMf,
     batch_size: i64,
     num_batches: usize,
     warmup: usize,
-    small_batch: bool,
+    engines: Engines<'_>,
 ) -> LatencyStats {
+    let small_batch = engines.small_batch;
     let device = model.device();
     if small_batch && batch_size < SMALL_BATCH_BELOW && !model.is_training() {
         if let Some(scorer) = SmallBatchScorer::new(model) {
@@ -68,12 +83,18 @@ pub fn time_batches(
     if device == Device::Cpu && batch_size < SINGLE_THREAD_BELOW {
         tch::set_num_threads(1);
     }
-    let stats = time_batches_as_is(model, batch_size, num_batches, warmup);
+    let stats = time_batches_as_is(model, batch_size, num_batches, warmup, engines.tables);
     tch::set_num_threads(threads);
     stats
 }
 
-fn time_batches_as_is(model: &NeuMf, batch_size: i64, num_batches: usize, warmup: usize) -> LatencyStats {
+fn time_batches_as_is(
+    model: &NeuMf,
+    batch_size: i64,
+    num_batches: usize,
+    warmup: usize,
+    tables: Option<&FirstLayerTables>,
+) -> LatencyStats {
     let device = model.device();
     let c = model.config();
     let users = Tensor::randint(c.users, [batch_size], (Kind::Int64, device));
@@ -83,7 +104,10 @@ fn time_batches_as_is(model: &NeuMf, batch_size: i64, num_batches: usize, warmup
         for i in 0..warmup + num_batches {
             synchronize(device);
             let start = Instant::now();
-            let out = model.forward_sigmoid(&users, &items);
+            let out = match tables {
+                Some(t) => model.forward_with_tables(&users, &items, t).sigmoid(),
+                None => model.forward_sigmoid(&users, &items),
+            };
             synchronize(device);
             let elapsed = start.elapsed().as_secs_f64();
             drop(out);
@@ -92,7 +116,7 @@ fn time_batches_as_is(model: &NeuMf, batch_size: i64, num_batches: usize, warmup
             }
         }
     });
-    summarize(batch_size, Engine::Libtorch, &latencies)
+    summarize(batch_size, if tables.is_some() { Engine::Tables } else { Engine::Libtorch }, &latencies)
 }
 
 fn time_small_batches(

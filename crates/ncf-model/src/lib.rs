@@ -33,4 +33,4 @@ mod neumf;
 pub mod runtime;
 
 pub use error::ModelError;
-pub use neumf::{ItemHalf, NeuMf, NeuMfConfig};
+pub use neumf::{FirstLayerTables, ItemHalf, NeuMf, NeuMfConfig};

@@ -247,3 +247,65 @@ fn the_shape_is_read_back_from_a_state_dict() {
     assert_eq!(NeuMfConfig::from_state_dict(&entries, 0.1).unwrap(), c);
     assert!(NeuMfConfig::from_state_dict(&entries[1..], 0.1).is_err());
 }
+
+#[test]
+fn the_first_layer_per_distinct_id_equals_the_plain_layer_values_and_gradients() {
+    // A batch large enough for the per-distinct-id first layer, with heavy repetition (30 users,
+    // 40 items), against the plain computation on the same parameters: cat, Linear, ReLU, ...
+    // Both sides per distinct id (30 users, 40 items), then users only (200,000 items are unlikely
+    // to repeat in 4,096 pairs, so the item side takes the plain product).
+    for items in [40, 200_000] {
+        first_layer_case(NeuMfConfig { users: 30, items, mf_dim: 8, mlp_layers: vec![32, 16, 8], dropout: 0.0 });
+    }
+}
+
+fn first_layer_case(c: NeuMfConfig) {
+    tch::manual_seed(11);
+    let model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    let (users, items) = random_ids(&c, 4096);
+    let weights = Tensor::randn([4096, 1], (Kind::Float, Device::Cpu));
+    let p: std::collections::HashMap<String, Tensor> = model.state_dict().into_iter().collect();
+    let plain = || {
+        let emb = |name: &str, ids: &Tensor| p[name].index_select(0, ids);
+        let mf = emb("mf_user_embed.weight", &users) * emb("mf_item_embed.weight", &items);
+        let mut x = Tensor::cat(&[emb("mlp_user_embed.weight", &users), emb("mlp_item_embed.weight", &items)], 1);
+        for i in 0..2 {
+            x = x.linear(&p[&format!("mlp.{i}.weight")], Some(&p[&format!("mlp.{i}.bias")])).relu();
+        }
+        Tensor::cat(&[mf, x], 1).linear(&p["final.weight"], Some(&p["final.bias"]))
+    };
+    let grads_of = |logits: Tensor| -> Vec<Tensor> {
+        for t in p.values() {
+            let mut g = t.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        (logits * &weights).sum(Kind::Float).backward();
+        model.state_dict().iter().map(|(_, t)| t.grad().copy()).collect()
+    };
+    let ours = model.forward(&users, &items);
+    let theirs = plain();
+    assert!(max_abs_diff(&ours, &theirs) < 1e-5, "logits differ by {}", max_abs_diff(&ours, &theirs));
+    let (g_ours, g_theirs) = (grads_of(ours), grads_of(theirs));
+    for ((name, _), (a, b)) in model.state_dict().iter().zip(g_ours.iter().zip(&g_theirs)) {
+        let scale = b.abs().max().double_value(&[]).max(1e-6);
+        assert!(max_abs_diff(a, b) / scale < 1e-4, "{name}: gradients differ by {}", max_abs_diff(a, b));
+    }
+}
+
+#[test]
+fn scoring_through_first_layer_tables_equals_the_forward_pass() {
+    tch::manual_seed(12);
+    let c = small();
+    let mut model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    model.set_train(false);
+    let tables = model.first_layer_tables();
+    assert_eq!(tables.bytes(), ((c.users + c.items) * c.mlp_layers[1] * 4) as usize);
+    for n in [1, 7, 3000] {
+        let (users, items) = random_ids(&c, n);
+        let plain = tch::no_grad(|| model.forward(&users, &items));
+        let tabled = model.forward_with_tables(&users, &items, &tables);
+        assert!(max_abs_diff(&plain, &tabled) < 1e-5, "batch {n}: {}", max_abs_diff(&plain, &tabled));
+    }
+}
