@@ -92,7 +92,9 @@ struct Cli {
     /// Number of gradients to accumulate before performing an optimization step.
     #[arg(long = "grads_accumulated", alias = "grads-accumulated", default_value_t = 1)]
     grads_accumulated: usize,
-    /// Enable mixed precision training (fp16 autocast + dynamic loss scaling; CUDA only).
+    /// Enable mixed precision training: on CUDA fp16 autocast + dynamic loss scaling (the
+    /// reference's); on a CPU with AVX512-BF16 or AMX, the MLP's matrix products in bfloat16 while
+    /// training (parameters, optimizer and evaluation stay float32); refused on other CPUs.
     #[arg(long)]
     amp: bool,
     /// Compute float32 matrix products in full float32 on CUDA (TF32 is on by default, as in the

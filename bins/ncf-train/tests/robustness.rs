@@ -116,3 +116,35 @@ fn a_run_pins_mkl_to_its_avx2_branch_unless_told_otherwise() {
     };
     assert_eq!(run("pinned", None), run("explicit", Some("AVX2")));
 }
+
+#[test]
+fn amp_on_the_cpu_trains_in_bfloat16_where_the_cpu_has_it_and_is_refused_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path());
+    let log = dir.path().join("amp.json");
+    let out = ncf_train([
+        "--data",
+        data.to_str().unwrap(),
+        "-e",
+        "1",
+        "-b",
+        "1024",
+        "--amp",
+        "--checkpoint_dir",
+        "",
+        "--log_path",
+        log.to_str().unwrap(),
+    ]);
+    if ncf_model::runtime::cpu_has_bf16() {
+        ok(&out);
+        let lines = log_lines(&log);
+        let (_, params) = lines.iter().find(|(step, _)| step == "PARAMETER").expect("parameters logged").clone();
+        assert_eq!(params["amp"], true);
+        let (_, epoch) = lines.iter().find(|(step, _)| step == &serde_json::json!([0])).expect("an epoch").clone();
+        assert!(epoch["train_loss"].as_f64().unwrap().is_finite(), "{epoch}");
+    } else {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no bfloat16 instructions"), "{err}");
+    }
+}

@@ -102,6 +102,19 @@ impl fmt::Display for RuntimeInfo {
     }
 }
 
+/// Whether this CPU has bfloat16 dot-product instructions (AVX512-BF16; every x86 CPU with AMX has
+/// them too), so bfloat16 matrix products run faster than float32 ones rather than emulated.
+pub fn cpu_has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

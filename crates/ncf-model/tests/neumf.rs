@@ -309,3 +309,26 @@ fn scoring_through_first_layer_tables_equals_the_forward_pass() {
         assert!(max_abs_diff(&plain, &tabled) < 1e-5, "batch {n}: {}", max_abs_diff(&plain, &tabled));
     }
 }
+
+#[test]
+fn bfloat16_matrix_products_keep_float32_parameters_and_gradients() {
+    // What `ncf-train --amp` does on a CPU: the MLP's products in bfloat16, everything else float32.
+    tch::manual_seed(13);
+    let c = NeuMfConfig { users: 30, items: 40, mf_dim: 8, mlp_layers: vec![32, 16, 8], dropout: 0.0 };
+    let mut model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    let (users, items) = random_ids(&c, 2048);
+    let full = model.forward(&users, &items);
+    model.set_matmul_kind(Some(Kind::BFloat16));
+    let mixed = model.forward(&users, &items);
+    assert_eq!(mixed.kind(), Kind::Float);
+    // bfloat16 keeps 8 significant bits: the logits agree to about 1% of their spread, not exactly.
+    let spread = full.abs().max().double_value(&[]);
+    let diff = max_abs_diff(&full, &mixed);
+    assert!(diff > 0.0 && diff < 0.02 * spread, "bfloat16 products differ by {diff} (spread {spread})");
+    mixed.sum(Kind::Float).backward();
+    for (name, t) in model.state_dict() {
+        assert_eq!((t.kind(), t.grad().kind()), (Kind::Float, Kind::Float), "{name}");
+    }
+    model.set_matmul_kind(None);
+    assert_eq!(max_abs_diff(&full, &model.forward(&users, &items)), 0.0, "off again: float32 exactly");
+}

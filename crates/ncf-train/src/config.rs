@@ -47,7 +47,8 @@ pub struct TrainConfig {
     pub mode: Mode,
     /// Batches whose gradients add up before each optimizer step.
     pub grads_accumulated: usize,
-    /// Mixed precision (fp16 autocast + dynamic loss scaling; CUDA only).
+    /// Mixed precision: fp16 autocast + dynamic loss scaling on CUDA; bfloat16 matrix products on
+    /// a CPU that has bfloat16 instructions ([`ncf_model::runtime::cpu_has_bf16`]).
     pub amp: bool,
     /// Allow TF32 for float32 matrix products on CUDA (the reference's default on Ampere and later).
     pub tf32: bool,

@@ -205,7 +205,9 @@ impl Trainer {
             seed,
             "dataset loaded"
         );
-        let scaler = config.amp.then(|| GradScaler::new(device));
+        // CUDA: fp16 autocast with loss scaling, as the reference. CPU: bfloat16 matrix products
+        // (no scaling needed: bfloat16 has float32's range).
+        let scaler = (config.amp && device.is_cuda()).then(|| GradScaler::new(device));
         let mut trainer =
             Trainer { config, model, adam, params, train, test, progress, log, started, layout, scaler, group };
         trainer.log_parameters()?;
@@ -239,6 +241,8 @@ impl Trainer {
     pub fn evaluate(&mut self) -> Result<Evaluation, TrainError> {
         let start = Instant::now();
         self.model.set_train(false);
+        // Evaluation in the parameters' own kind, as the reference evaluates outside autocast.
+        self.model.set_matmul_kind(None);
         let (users, items, labels) = (self.test.users(), self.test.items(), self.test.labels());
         let rows = users.size()[0];
         let batch = self.config.valid_batch_size.max(1);
@@ -303,6 +307,10 @@ impl Trainer {
         observer.epoch_started(epoch, (steps * group) as u64);
         let mut last_loss = None;
         let amp = self.scaler.is_some();
+        if self.config.amp && !amp {
+            // --amp on the CPU: the MLP's products in bfloat16 while training (evaluate() resets it).
+            self.model.set_matmul_kind(Some(Kind::BFloat16));
+        }
         for step in 0..steps {
             for j in 0..group {
                 let (users, items, labels) = data.batch(step * group + j);
@@ -543,8 +551,8 @@ fn check_settings(c: &TrainConfig) -> Result<(), TrainError> {
             c.learning_rate, c.beta1, c.beta2, c.eps
         ));
     }
-    if c.amp && !c.device.is_cuda() {
-        return bad("--amp (fp16 autocast with loss scaling) runs on CUDA only; on the CPU run without it".into());
+    if c.amp && !c.device.is_cuda() && !ncf_model::runtime::cpu_has_bf16() {
+        return bad("--amp on the CPU runs the MLP's matrix products in bfloat16, and this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so it would only be slower; run without --amp".into());
     }
     if c.resume.is_some() && c.load_checkpoint_path.is_some() {
         return bad(
