@@ -302,7 +302,8 @@ fn scoring_through_first_layer_tables_equals_the_forward_pass() {
     model.set_train(false);
     let tables = model.first_layer_tables();
     assert_eq!(tables.bytes(), ((c.users + c.items) * c.mlp_layers[1] * 4) as usize);
-    for n in [1, 7, 3000] {
+    for n in [1, 7, 3000, 10_000] {
+        // 10,000 pairs go through in pieces of 2,048 (the last one shorter).
         let (users, items) = random_ids(&c, n);
         let plain = tch::no_grad(|| model.forward(&users, &items));
         let tabled = model.forward_with_tables(&users, &items, &tables);
