@@ -5,7 +5,10 @@
 //! **What it is for.** Building the reference's model ([`NeuMf::new`] from a [`NeuMfConfig`]), its
 //! forward pass, loading and saving `model.pth` state dicts that PyTorch reads and writes
 //! ([`NeuMf::load`], [`NeuMf::save`]), casting for inference ([`NeuMf::set_kind`]), and choosing a
-//! device ([`runtime`]).
+//! device ([`runtime`]). The forward pass computes the first MLP layer once per distinct user and
+//! item of a large batch (same math, fewer products); [`NeuMf::first_layer_tables`] and
+//! [`NeuMf::forward_with_tables`] precompute it for every user and item of a trained model, and
+//! [`NeuMf::set_matmul_kind`] runs the MLP's products in bfloat16 (`ncf-train --amp` on a CPU).
 //!
 //! **What it is not:** a training loop (`ncf-train`), a metric (`metrics`) or a file format
 //! (`torchfile`).

@@ -73,6 +73,8 @@ pub struct RuntimeInfo {
     pub cuda_devices: usize,
     /// The folder the process loaded `libtorch_cpu.so` from, if it could be read.
     pub libtorch_dir: Option<String>,
+    /// Whether the CPU has bfloat16 instructions ([`cpu_has_bf16`]: `--amp` on the CPU).
+    pub cpu_bf16: bool,
 }
 
 impl RuntimeInfo {
@@ -85,6 +87,7 @@ impl RuntimeInfo {
             cuda_available,
             cuda_devices: if cuda_available { tch::Cuda::device_count().max(0) as usize } else { 0 },
             libtorch_dir: mapped("/libtorch_cpu.so").map(|p| p.trim_end_matches("/libtorch_cpu.so").to_owned()),
+            cpu_bf16: cpu_has_bf16(),
         }
     }
 }
@@ -98,6 +101,15 @@ impl fmt::Display for RuntimeInfo {
             "CUDA available: {} ({} device(s))",
             if self.cuda_available { "yes" } else { "no" },
             self.cuda_devices
+        )?;
+        write!(
+            f,
+            "\nCPU bfloat16 instructions: {}",
+            if self.cpu_bf16 {
+                "yes (--amp on the CPU runs bfloat16 products)"
+            } else {
+                "no (--amp is refused on the CPU)"
+            }
         )
     }
 }
