@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A model shape the reference would refuse (or crash on).
-    #[error("invalid NeuMF configuration: {0}")]
+    #[error("invalid model configuration: {0}")]
     Config(String),
 
     /// A state dict that does not fit the model; one line per key at fault.
@@ -20,4 +20,14 @@ pub enum ModelError {
     /// The file could not be read or written.
     #[error(transparent)]
     File(#[from] torchfile::TorchFileError),
+}
+
+impl ModelError {
+    /// A state-dict misfit reported against the file the state dict came from.
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            ModelError::StateDict { problems } => ModelError::Checkpoint { path: path.to_owned(), problems },
+            other => other,
+        }
+    }
 }

@@ -1,6 +1,19 @@
-//! NeuMF, the Neural Matrix Factorization model of NCF, on tch: MF and MLP embedding pairs, an MLP
-//! tower and a final linear layer, with parameter names equal to PyTorch's state-dict keys so
-//! checkpoints move both ways (reference-semantics.md §4).
+//! The NCF model family on tch: NeuMF (the reference's model: MF and MLP embedding pairs, an MLP
+//! tower and a final linear layer), its two halves GMF and MLP, and dot-product matrix
+//! factorisation (MF), each with parameter names equal to PyTorch's state-dict keys so checkpoints
+//! move both ways (reference-semantics.md §4), behind one interface, [`Model`], that the trainer,
+//! the evaluator and `ncf-infer` use and that a model written in another crate implements too.
+//!
+//! | model | logit | keys |
+//! |---|---|---|
+//! | [`NeuMf`] | `final([p_u * q_i; mlp([p'_u; q'_i])])` | `mf_*_embed`, `mlp_*_embed`, `mlp.k`, `final` |
+//! | [`Gmf`] | `final(p_u * q_i)` | `mf_user_embed`, `mf_item_embed`, `final` |
+//! | [`Mlp`] | `final(mlp([p'_u; q'_i]))` | `mlp_user_embed`, `mlp_item_embed`, `mlp.k`, `final` |
+//! | [`Mf`] | `<p_u, q_i> + b_u + b_i + b` | `user_embed`, `item_embed`, `user_bias`, `item_bias`, `global_bias` |
+//!
+//! [`ModelKind`] names them (`--model`), tells them apart by their keys and builds them;
+//! [`load_any`] opens any of their checkpoints; [`NeuMf::from_pretrained`] is the paper's
+//! pre-training.
 //!
 //! **What it is for.** Building the reference's model ([`NeuMf::new`] from a [`NeuMfConfig`]), its
 //! forward pass, loading and saving `model.pth` state dicts that PyTorch reads and writes
@@ -32,8 +45,16 @@
 
 mod dropout;
 mod error;
+mod family;
+mod halves;
+mod mf;
+mod model;
 mod neumf;
 pub mod runtime;
 
 pub use error::ModelError;
+pub use family::{load_any, ModelKind};
+pub use halves::{Gmf, GmfConfig, Mlp, MlpConfig};
+pub use mf::{Mf, MfConfig};
+pub use model::{copy_state_dict, AnyModel, ItemSide, Model};
 pub use neumf::{FirstLayerTables, ItemHalf, NeuMf, NeuMfConfig};

@@ -31,12 +31,20 @@ impl NeuMfConfig {
 
     /// Checks the rules the reference enforces (and a few it leaves to a crash).
     pub fn validate(&self) -> Result<(), ModelError> {
+        self.validate_for(Branches::NEUMF)
+    }
+
+    /// [`NeuMfConfig::validate`] for the fields a model with `branches` uses.
+    pub(crate) fn validate_for(&self, branches: Branches) -> Result<(), ModelError> {
         let bad = |message: String| Err(ModelError::Config(message));
         if self.users < 1 || self.items < 1 {
             return bad(format!("users ({}) and items ({}) must be at least 1", self.users, self.items));
         }
-        if self.mf_dim < 1 {
+        if branches.gmf && self.mf_dim < 1 {
             return bad(format!("factors (MF width) must be at least 1, got {}", self.mf_dim));
+        }
+        if !branches.mlp {
+            return Ok(());
         }
         match self.mlp_layers.first() {
             None => return bad("layers must name at least one size (the MLP embedding width)".into()),
@@ -56,32 +64,58 @@ impl NeuMfConfig {
         Ok(())
     }
 
-    /// The shape a state dict (e.g. a `model.pth`, `module.` prefix or not) was saved with;
+    /// The shape a NeuMF state dict (e.g. a `model.pth`, `module.` prefix or not) was saved with;
     /// `dropout` is not stored in a state dict, so it is given.
     pub fn from_state_dict(entries: &[(String, Tensor)], dropout: f64) -> Result<Self, ModelError> {
+        let (config, branches) = Self::shape_of(entries, dropout)?;
+        match branches {
+            Branches { gmf: true, mlp: true } => Ok(config),
+            Branches { gmf: false, .. } => Err(missing("mf_user_embed.weight")),
+            Branches { mlp: false, .. } => Err(missing("mlp_user_embed.weight")),
+        }
+    }
+
+    /// The shape of a NeuMF, GMF or MLP state dict and which branches it holds; fields of a branch
+    /// it lacks are 0 (`mf_dim`) or empty (`mlp_layers`).
+    pub(crate) fn shape_of(entries: &[(String, Tensor)], dropout: f64) -> Result<(Self, Branches), ModelError> {
         let find = |name: &str| {
-            entries
-                .iter()
-                .find(|(k, _)| k.strip_prefix("module.").unwrap_or(k) == name)
-                .map(|(_, t)| t.size())
-                .ok_or_else(|| ModelError::StateDict { problems: vec![format!("missing `{name}`")] })
+            entries.iter().find(|(k, _)| k.strip_prefix("module.").unwrap_or(k) == name).map(|(_, t)| t.size())
         };
-        let mf_user = find("mf_user_embed.weight")?;
-        let mf_item = find("mf_item_embed.weight")?;
-        let mlp_user = find("mlp_user_embed.weight")?;
-        let (Some(&users), Some(&items), Some(&mf_dim), Some(&half)) =
-            (mf_user.first(), mf_item.first(), mf_user.get(1), mlp_user.get(1))
-        else {
-            return Err(ModelError::StateDict { problems: vec!["embeddings are not two-dimensional".into()] });
+        let two_d = |name: &str| match find(name) {
+            None => Ok(None),
+            Some(shape) if shape.len() == 2 => Ok(Some((shape[0], shape[1]))),
+            Some(shape) => Err(ModelError::StateDict {
+                problems: vec![format!("`{name}` has shape {shape:?}, not two-dimensional")],
+            }),
         };
-        let mut mlp_layers = vec![2 * half];
-        for i in 0.. {
-            match find(&format!("mlp.{i}.weight")) {
-                Ok(shape) => mlp_layers.push(shape[0]),
-                Err(_) => break,
+        let (mf_user, mf_item) = (two_d("mf_user_embed.weight")?, two_d("mf_item_embed.weight")?);
+        let (mlp_user, mlp_item) = (two_d("mlp_user_embed.weight")?, two_d("mlp_item_embed.weight")?);
+        let branches = Branches { gmf: mf_user.is_some(), mlp: mlp_user.is_some() };
+        let Some((users, _)) = mf_user.or(mlp_user) else {
+            return Err(missing("mf_user_embed.weight` or `mlp_user_embed.weight"));
+        };
+        let item_table =
+            if branches.gmf { ("mf_item_embed.weight", mf_item) } else { ("mlp_item_embed.weight", mlp_item) };
+        let Some((items, _)) = item_table.1 else { return Err(missing(item_table.0)) };
+        let mf_dim = mf_user.map_or(0, |(_, d)| d);
+        let mut mlp_layers = Vec::new();
+        if let Some((_, half)) = mlp_user {
+            mlp_layers.push(2 * half);
+            for i in 0.. {
+                match find(&format!("mlp.{i}.weight")) {
+                    Some(shape) => mlp_layers.push(shape[0]),
+                    None => break,
+                }
             }
         }
-        Ok(NeuMfConfig { users, items, mf_dim, mlp_layers, dropout })
+        Ok((NeuMfConfig { users, items, mf_dim, mlp_layers, dropout }, branches))
+    }
+
+    /// Width of the final layer's input: the GMF product and the MLP's last layer side by side.
+    pub(crate) fn final_fan_in(&self, branches: Branches) -> i64 {
+        let mf = if branches.gmf { self.mf_dim } else { 0 };
+        let mlp = if branches.mlp { self.mlp_layers.last().copied().unwrap_or(0) } else { 0 };
+        mf + mlp
     }
 
     /// Number of trainable parameters (31,832,577 for ML-20m with the defaults).
@@ -93,14 +127,36 @@ impl NeuMfConfig {
     }
 }
 
-/// The item side of all-items scoring ([`NeuMf::item_half`]).
+/// The item side of all-items scoring ([`NeuMf::item_half`]); a branch the model lacks (GMF's
+/// MLP, MLP's GMF) is `None`.
 #[derive(Debug)]
 pub struct ItemHalf {
-    mf: Tensor,
-    mlp: Tensor,
+    mf: Option<Tensor>,
+    mlp: Option<Tensor>,
     final_mf: Tensor,
     final_mlp: Tensor,
     final_bias: Tensor,
+}
+
+/// Which of NCF's two branches a model has: NeuMF both, GMF the first, MLP the second. GMF and MLP
+/// are NeuMF with a branch removed (the paper's definition), so they share its code and keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Branches {
+    pub gmf: bool,
+    pub mlp: bool,
+}
+
+impl Branches {
+    pub(crate) const NEUMF: Branches = Branches { gmf: true, mlp: true };
+    pub(crate) const GMF: Branches = Branches { gmf: true, mlp: false };
+    pub(crate) const MLP: Branches = Branches { gmf: false, mlp: true };
+}
+
+/// A user and an item embedding table.
+#[derive(Debug)]
+struct Embeds {
+    user: nn::Embedding,
+    item: nn::Embedding,
 }
 
 /// The first MLP layer per user and per item ([`NeuMf::first_layer_tables`]).
@@ -126,10 +182,11 @@ impl FirstLayerTables {
 pub struct NeuMf {
     vs: nn::VarStore,
     config: NeuMfConfig,
-    mf_user_embed: nn::Embedding,
-    mf_item_embed: nn::Embedding,
-    mlp_user_embed: nn::Embedding,
-    mlp_item_embed: nn::Embedding,
+    branches: Branches,
+    /// `mf_user_embed`, `mf_item_embed` (the GMF branch).
+    gmf: Option<Embeds>,
+    /// `mlp_user_embed`, `mlp_item_embed` (the MLP branch, with `mlp`).
+    mlp_embeds: Option<Embeds>,
     mlp: Vec<nn::Linear>,
     final_layer: nn::Linear,
     train: bool,
@@ -143,18 +200,28 @@ impl NeuMf {
     /// embeddings N(0, 0.01), MLP weights Glorot-uniform, the final weight LeCun-uniform, biases
     /// PyTorch's Linear default (uniform ±1/sqrt(fan_in)). Seed with [`tch::manual_seed`].
     pub fn new(config: NeuMfConfig, device: Device) -> Result<Self, ModelError> {
-        config.validate()?;
+        Self::with_branches(config, Branches::NEUMF, device)
+    }
+
+    /// NeuMF with only the `branches` given (GMF, MLP): the same parameters, initialisation and
+    /// keys for what is kept, created in the same order (so a seeded NeuMF is unchanged).
+    pub(crate) fn with_branches(config: NeuMfConfig, branches: Branches, device: Device) -> Result<Self, ModelError> {
+        config.validate_for(branches)?;
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let embedding = |name: &str, rows: i64, dim: i64| {
             let init = Init::Randn { mean: 0.0, stdev: 0.01 };
             nn::embedding(&root / name, rows, dim, nn::EmbeddingConfig { ws_init: init, ..Default::default() })
         };
-        let half = config.mlp_layers[0] / 2;
-        let mf_user_embed = embedding("mf_user_embed", config.users, config.mf_dim);
-        let mf_item_embed = embedding("mf_item_embed", config.items, config.mf_dim);
-        let mlp_user_embed = embedding("mlp_user_embed", config.users, half);
-        let mlp_item_embed = embedding("mlp_item_embed", config.items, half);
+        let half = config.mlp_layers.first().map_or(0, |w| w / 2);
+        let gmf = branches.gmf.then(|| Embeds {
+            user: embedding("mf_user_embed", config.users, config.mf_dim),
+            item: embedding("mf_item_embed", config.items, config.mf_dim),
+        });
+        let mlp_embeds = branches.mlp.then(|| Embeds {
+            user: embedding("mlp_user_embed", config.users, half),
+            item: embedding("mlp_item_embed", config.items, half),
+        });
         let linear = |path: nn::Path, fan_in: i64, fan_out: i64, limit: f64| {
             let bound = 1.0 / (fan_in as f64).sqrt();
             let cfg = nn::LinearConfig {
@@ -164,8 +231,8 @@ impl NeuMf {
             };
             nn::linear(path, fan_in, fan_out, cfg)
         };
-        let mlp = config
-            .mlp_layers
+        let layers: &[i64] = if branches.mlp { &config.mlp_layers } else { &[] };
+        let mlp = layers
             .windows(2)
             .enumerate()
             .map(|(i, w)| {
@@ -173,16 +240,14 @@ impl NeuMf {
                 linear(&root / "mlp" / i, w[0], w[1], glorot)
             })
             .collect();
-        let last = *config.mlp_layers.last().unwrap_or(&half);
-        let fan_in = last + config.mf_dim;
+        let fan_in = config.final_fan_in(branches);
         let final_layer = linear(&root / "final", fan_in, 1, (3.0 / fan_in as f64).sqrt());
         Ok(NeuMf {
             vs,
             config,
-            mf_user_embed,
-            mf_item_embed,
-            mlp_user_embed,
-            mlp_item_embed,
+            branches,
+            gmf,
+            mlp_embeds,
             mlp,
             final_layer,
             train: true,
@@ -193,7 +258,10 @@ impl NeuMf {
 
     /// Logits `[N, 1]` for int64 user and item ids `[N]` (on the model's device).
     pub fn forward(&self, users: &Tensor, items: &Tensor) -> Tensor {
-        let mf = self.mf_user_embed.forward(users) * self.mf_item_embed.forward(items);
+        let mf = self.gmf.as_ref().map(|e| e.user.forward(users) * e.item.forward(items));
+        let Some(embeds) = &self.mlp_embeds else {
+            return self.final_layer.forward(&mf.unwrap_or_default());
+        };
         let p = self.config.dropout;
         let mut mlp = Tensor::new();
         for (k, layer) in self.mlp.iter().enumerate() {
@@ -207,9 +275,12 @@ impl NeuMf {
         }
         if self.mlp.is_empty() {
             // `--layers` with one size: the MLP branch is the embeddings side by side.
-            mlp = Tensor::cat(&[self.mlp_user_embed.forward(users), self.mlp_item_embed.forward(items)], 1);
+            mlp = Tensor::cat(&[embeds.user.forward(users), embeds.item.forward(items)], 1);
         }
-        self.final_layer.forward(&Tensor::cat(&[mf, mlp], 1))
+        match mf {
+            Some(mf) => self.final_layer.forward(&Tensor::cat(&[mf, mlp], 1)),
+            None => self.final_layer.forward(&mlp),
+        }
     }
 
     /// `x W^T + b`, in [`NeuMf::set_matmul_kind`]'s kind when one is set (inputs, weight and bias
@@ -255,8 +326,9 @@ impl NeuMf {
         let batch = users.size()[0];
         let pays = |cardinality: i64| batch >= DISTINCT_IDS_FROM && expected_distinct_share(cardinality, batch) < 0.7;
         let (by_user, by_item) = (pays(self.config.users), pays(self.config.items));
+        let Some(embeds) = &self.mlp_embeds else { unreachable!("first_layer is called for the MLP branch only") };
         if !by_user && !by_item {
-            let x = Tensor::cat(&[self.mlp_user_embed.forward(users), self.mlp_item_embed.forward(items)], 1);
+            let x = Tensor::cat(&[embeds.user.forward(users), embeds.item.forward(items)], 1);
             return self.linear(&x, &first.ws, first.bs.as_ref());
         }
         let half = self.config.mlp_layers[0] / 2;
@@ -277,10 +349,10 @@ impl NeuMf {
                 None => z,
             }
         };
-        let mut z = side(users, &self.mlp_user_embed, 0, by_user, None);
+        let mut z = side(users, &embeds.user, 0, by_user, None);
         // In place: the sum is written into the user side's rows (index_select and matmul do not
         // need their outputs for the backward pass), not into a fresh [batch, width] buffer.
-        let _ = z.g_add_(&side(items, &self.mlp_item_embed, half, by_item, first.bs.as_ref()));
+        let _ = z.g_add_(&side(items, &embeds.item, half, by_item, first.bs.as_ref()));
         z
     }
 
@@ -297,7 +369,7 @@ impl NeuMf {
     /// as the parameters change: make it anew after training or loading.
     pub fn first_layer_tables(&self) -> FirstLayerTables {
         tch::no_grad(|| {
-            let Some(first) = self.mlp.first() else {
+            let (Some(first), Some(embeds)) = (self.mlp.first(), &self.mlp_embeds) else {
                 // No MLP layer: nothing to tabulate (`forward_with_tables` falls back to `forward`).
                 let empty = Tensor::zeros([0], (Kind::Float, self.device()));
                 return FirstLayerTables { user: empty.shallow_clone(), item: empty };
@@ -308,8 +380,8 @@ impl NeuMf {
                 embed.forward(&ids).matmul(&first.ws.narrow(1, start, half).tr())
             };
             FirstLayerTables {
-                user: table(&self.mlp_user_embed, self.config.users, 0),
-                item: table(&self.mlp_item_embed, self.config.items, half) + bias_or_zero(first),
+                user: table(&embeds.user, self.config.users, 0),
+                item: table(&embeds.item, self.config.items, half) + bias_or_zero(first),
             }
         })
     }
@@ -336,7 +408,7 @@ impl NeuMf {
             return Tensor::cat(&pieces, 0);
         }
         tch::no_grad(|| {
-            let mf = self.mf_user_embed.forward(users) * self.mf_item_embed.forward(items);
+            let mf = self.gmf.as_ref().map(|e| e.user.forward(users) * e.item.forward(items));
             // In place: the batch's rows are written once and reused, not three fresh buffers.
             let mut x = tables.user.index_select(0, users);
             let _ = x.g_add_(&tables.item.index_select(0, items));
@@ -344,7 +416,10 @@ impl NeuMf {
             for layer in &self.mlp[1..] {
                 x = layer.forward(&x).relu();
             }
-            self.final_layer.forward(&Tensor::cat(&[mf, x], 1))
+            match mf {
+                Some(mf) => self.final_layer.forward(&Tensor::cat(&[mf, x], 1)),
+                None => self.final_layer.forward(&x),
+            }
         })
     }
 
@@ -362,22 +437,43 @@ impl NeuMf {
     /// layers only. `item_half` caches the item-side work across calls ([`NeuMf::item_half`]).
     pub fn score_all_items(&self, users: &Tensor, item_half: &ItemHalf) -> Tensor {
         tch::no_grad(|| {
-            let (u, i) = (users.size()[0], item_half.mlp.size()[0]);
-            // MF: final_w_mf . (mf_u * mf_i) = (mf_u * final_w_mf) . mf_i
-            let mf_user = self.mf_user_embed.forward(users) * &item_half.final_mf; // [U, f]
-            let mf = mf_user.matmul(&item_half.mf.tr()); // [U, I]
-            let mlp_user = self.mlp_user_embed.forward(users); // [U, d]
-            let first = &self.mlp[0];
-            let half = self.config.mlp_layers[0] / 2;
-            let w_user = first.ws.narrow(1, 0, half); // [h1, d]
-            let user_part = mlp_user.matmul(&w_user.tr()); // [U, h1]
-            let h1 = user_part.size()[1];
-            let mut x = (user_part.unsqueeze(1) + item_half.mlp.unsqueeze(0)).relu().view([u * i, h1]);
-            for layer in &self.mlp[1..] {
-                x = layer.forward(&x).relu();
+            let u = users.size()[0];
+            let mut logits = item_half.final_bias.shallow_clone();
+            if let (Some(e), Some(mf_items)) = (&self.gmf, &item_half.mf) {
+                // MF: final_w_mf . (mf_u * mf_i) = (mf_u * final_w_mf) . mf_i
+                let mf_user = e.user.forward(users) * &item_half.final_mf; // [U, f]
+                // Not `+=`: `logits` starts as the final bias itself, which must not change.
+                logits = mf_user.matmul(&mf_items.tr()) + &logits; // [U, I]
             }
-            let mlp = x.matmul(&item_half.final_mlp.view([-1, 1])).view([u, i]);
-            (mf + mlp + &item_half.final_bias).sigmoid()
+            if let (Some(e), Some(mlp_items)) = (&self.mlp_embeds, &item_half.mlp) {
+                let i = mlp_items.size()[0];
+                let mlp_user = e.user.forward(users); // [U, d]
+                let mut x = match self.mlp.first() {
+                    Some(first) => {
+                        let half = self.config.mlp_layers[0] / 2;
+                        let user_part = mlp_user.matmul(&first.ws.narrow(1, 0, half).tr()); // [U, h1]
+                        let h1 = user_part.size()[1];
+                        (user_part.unsqueeze(1) + mlp_items.unsqueeze(0)).relu().view([u * i, h1])
+                    }
+                    // No MLP layer: the branch is the two embeddings side by side.
+                    None => {
+                        let d = mlp_user.size()[1];
+                        Tensor::cat(
+                            &[
+                                mlp_user.unsqueeze(1).expand([u, i, d], false),
+                                mlp_items.unsqueeze(0).expand([u, i, d], false),
+                            ],
+                            2,
+                        )
+                        .view([u * i, 2 * d])
+                    }
+                };
+                for layer in self.mlp.iter().skip(1) {
+                    x = layer.forward(&x).relu();
+                }
+                logits = x.matmul(&item_half.final_mlp.view([-1, 1])).view([u, i]) + &logits;
+            }
+            logits.sigmoid()
         })
     }
 
@@ -385,14 +481,20 @@ impl NeuMf {
     pub fn item_half(&self) -> ItemHalf {
         tch::no_grad(|| {
             let items = Tensor::arange(self.config.items, (tch::Kind::Int64, self.device()));
-            let half = self.config.mlp_layers[0] / 2;
-            let first = &self.mlp[0];
-            let w_item = first.ws.narrow(1, half, half);
-            let mlp = self.mlp_item_embed.forward(&items).matmul(&w_item.tr()) + bias_or_zero(first);
+            let mlp = self.mlp_embeds.as_ref().map(|e| {
+                let rows = e.item.forward(&items);
+                match self.mlp.first() {
+                    Some(first) => {
+                        let half = self.config.mlp_layers[0] / 2;
+                        rows.matmul(&first.ws.narrow(1, half, half).tr()) + bias_or_zero(first)
+                    }
+                    None => rows,
+                }
+            });
             let final_w = self.final_layer.ws.view([-1]);
-            let f = self.config.mf_dim;
+            let f = if self.branches.gmf { self.config.mf_dim } else { 0 };
             ItemHalf {
-                mf: self.mf_item_embed.forward(&items),
+                mf: self.gmf.as_ref().map(|e| e.item.forward(&items)),
                 mlp,
                 final_mf: final_w.narrow(0, 0, f),
                 final_mlp: final_w.narrow(0, f, final_w.size()[0] - f),
@@ -430,9 +532,13 @@ impl NeuMf {
 
     /// The state-dict keys, in PyTorch's order.
     pub fn parameter_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = ["mf_user_embed", "mf_item_embed", "mlp_user_embed", "mlp_item_embed"]
-            .map(|n| format!("{n}.weight"))
-            .into();
+        let mut names = Vec::new();
+        if self.branches.gmf {
+            names.extend(["mf_user_embed.weight".to_owned(), "mf_item_embed.weight".to_owned()]);
+        }
+        if self.branches.mlp {
+            names.extend(["mlp_user_embed.weight".to_owned(), "mlp_item_embed.weight".to_owned()]);
+        }
         for i in 0..self.mlp.len() {
             names.push(format!("mlp.{i}.weight"));
             names.push(format!("mlp.{i}.bias"));
@@ -461,36 +567,7 @@ impl NeuMf {
     /// the error lists each missing, unexpected and mis-shaped key. Values are cast to the model's
     /// kind and device.
     pub fn load_state_dict(&mut self, entries: Vec<(String, Tensor)>) -> Result<(), ModelError> {
-        let entries = torchfile::strip_module_prefix(entries);
-        let vars = self.vs.variables();
-        let names = self.parameter_names();
-        let mut problems = Vec::new();
-        for name in &names {
-            match entries.iter().find(|(k, _)| k == name) {
-                None => problems.push(format!("missing `{name}` (model shape {:?})", vars[name].size())),
-                Some((_, t)) if t.size() != vars[name].size() => problems.push(format!(
-                    "`{name}`: checkpoint shape {:?}, model shape {:?}",
-                    t.size(),
-                    vars[name].size()
-                )),
-                Some(_) => {}
-            }
-        }
-        for (k, t) in &entries {
-            if !names.contains(k) {
-                problems.push(format!("unexpected `{k}` (shape {:?})", t.size()));
-            }
-        }
-        if !problems.is_empty() {
-            return Err(ModelError::StateDict { problems });
-        }
-        tch::no_grad(|| {
-            for (name, value) in &entries {
-                let mut var = vars[name].shallow_clone();
-                var.copy_(&value.to_device(var.device()).to_kind(var.kind()));
-            }
-        });
-        Ok(())
+        crate::model::copy_state_dict(&self.state_dict(), entries)
     }
 
     /// Loads a `model.pth` state dict (PyTorch's or ours; any location tag) into the model.
@@ -513,10 +590,7 @@ impl NeuMf {
 
     /// [`NeuMf::load_state_dict`] with a state-dict misfit reported against the file it came from.
     fn load_entries_from(&mut self, path: &Path, entries: Vec<(String, Tensor)>) -> Result<(), ModelError> {
-        self.load_state_dict(entries).map_err(|e| match e {
-            ModelError::StateDict { problems } => ModelError::Checkpoint { path: path.to_owned(), problems },
-            other => other,
-        })
+        self.load_state_dict(entries).map_err(|e| e.in_file(path))
     }
 
     /// Saves the state dict as PyTorch does (`torch.save(model.state_dict(), path)`), atomically;
@@ -544,6 +618,10 @@ const DISTINCT_IDS_FROM: i64 = 512;
 fn expected_distinct_share(cardinality: i64, batch: i64) -> f64 {
     let (n, b) = (cardinality.max(1) as f64, batch.max(1) as f64);
     n * (1.0 - (-b / n).exp()) / b
+}
+
+fn missing(name: &str) -> ModelError {
+    ModelError::StateDict { problems: vec![format!("missing `{name}`")] }
 }
 
 /// A linear layer's bias, or 0 for a layer without one.

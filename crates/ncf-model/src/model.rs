@@ -1,0 +1,249 @@
+//! The interface every model of the crate implements, and what a model written elsewhere implements
+//! to be trained by `ncf-train` and served by `ncf-infer`'s library.
+
+use crate::ModelError;
+use std::any::Any;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// A collaborative-filtering model: logits for (user, item) pairs from named parameters.
+///
+/// Three verbs make a model, as in RecBole: [`Model::forward`] (pair logits, what training and the
+/// sampled evaluation use), [`Model::state_dict`] (the parameters, named and ordered as PyTorch's
+/// state dict, what the optimizer, checkpoints and data-parallel training use) and
+/// [`Model::score_all_items`] (every item for a block of users, what recommending and full-ranking
+/// evaluation use; by default it calls `forward` on every pair). Loading, saving and counting
+/// parameters come with the trait.
+///
+/// ```
+/// use ncf_model::{Model, ModelError};
+/// use tch::{nn, Device, Tensor};
+///
+/// /// A popularity-and-taste baseline: a bias per item plus a user-item dot product.
+/// struct ItemBiasDot { vs: nn::VarStore, user: Tensor, item: Tensor, bias: Tensor, train: bool }
+///
+/// impl Model for ItemBiasDot {
+///     fn name(&self) -> &str { "item-bias-dot" }
+///     fn users(&self) -> i64 { self.user.size()[0] }
+///     fn items(&self) -> i64 { self.item.size()[0] }
+///     fn device(&self) -> Device { self.vs.device() }
+///     fn forward(&self, users: &Tensor, items: &Tensor) -> Tensor {
+///         let dot = (self.user.index_select(0, users) * self.item.index_select(0, items)).sum_dim_intlist(1, true, None);
+///         dot + self.bias.index_select(0, items)
+///     }
+///     fn state_dict(&self) -> Vec<(String, Tensor)> {
+///         vec![("user".into(), self.user.shallow_clone()), ("item".into(), self.item.shallow_clone()), ("bias".into(), self.bias.shallow_clone())]
+///     }
+///     fn set_train(&mut self, train: bool) { self.train = train }
+///     fn is_training(&self) -> bool { self.train }
+/// }
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let root = vs.root();
+/// let init = nn::Init::Randn { mean: 0.0, stdev: 0.01 };
+/// let (user, item) = (root.var("user", &[10, 4], init), root.var("item", &[20, 4], init));
+/// let bias = root.var("bias", &[20, 1], nn::Init::Const(0.0));
+/// let model = ItemBiasDot { vs, user, item, bias, train: true };
+/// let scores = model.score_all_items(&Tensor::from_slice(&[0i64, 3]), &model.item_side());
+/// assert_eq!(scores.size(), [2, 20]);
+/// assert_eq!(model.parameter_count(), 10 * 4 + 20 * 4 + 20);
+/// ```
+pub trait Model: Send {
+    /// The model's name, as `ncf-train --model` spells it (`neumf`, `gmf`, `mlp`, `mf`); logged.
+    fn name(&self) -> &str;
+
+    /// Number of users (rows of the user side).
+    fn users(&self) -> i64;
+
+    /// Number of items.
+    fn items(&self) -> i64;
+
+    /// The device the parameters live on.
+    fn device(&self) -> Device;
+
+    /// Logits `[N, 1]` for int64 user and item ids `[N]` on the model's device; dropout (if the
+    /// model has any) only in training mode.
+    fn forward(&self, users: &Tensor, items: &Tensor) -> Tensor;
+
+    /// `(key, parameter)` in PyTorch's state-dict order, sharing memory with the model (the
+    /// optimizer updates these tensors in place). Keys are what `torch.save(model.state_dict())`
+    /// writes for the same model in PyTorch.
+    fn state_dict(&self) -> Vec<(String, Tensor)>;
+
+    /// Training mode (dropout on) or evaluation mode, like `module.train(bool)`.
+    fn set_train(&mut self, train: bool);
+
+    /// Whether the model is in training mode.
+    fn is_training(&self) -> bool;
+
+    /// Restarts the model's CPU dropout masks from `key` (the trainer calls it every epoch so runs
+    /// are reproducible and resumable). Models without their own masks ignore it.
+    fn seed_dropout(&self, _key: u64) {}
+
+    /// Runs the model's large matrix products in `kind` (bfloat16 for `ncf-train --amp` on a CPU),
+    /// parameters and gradients kept in their own kind; `None` turns it off. Models without large
+    /// products ignore it.
+    fn set_matmul_kind(&mut self, _kind: Option<Kind>) {}
+
+    /// The item-side work of [`Model::score_all_items`], done once per model and reused for every
+    /// block of users (stale once the parameters change). By default it holds nothing.
+    fn item_side(&self) -> ItemSide {
+        ItemSide::new(())
+    }
+
+    /// Every item's probability for each of `users` (`[U]` int64): `[U, items]`, evaluation mode,
+    /// no gradients; equal to `sigmoid(forward)` on every pair up to float rounding. The default
+    /// scores the `U x items` pairs through `forward`; models override it with their own algebra
+    /// (a dot-product model: one matrix product).
+    fn score_all_items(&self, users: &Tensor, _side: &ItemSide) -> Tensor {
+        tch::no_grad(|| {
+            let (u, i) = (users.size()[0], self.items());
+            let items = Tensor::arange(i, (Kind::Int64, self.device()));
+            let pair_users = users.repeat_interleave_self_int(i, 0, None);
+            let pair_items = items.repeat([u]);
+            self.forward(&pair_users, &pair_items).sigmoid().view([u, i])
+        })
+    }
+
+    /// Probabilities `[N, 1]`: `sigmoid(forward)`, what evaluation ranks by.
+    fn forward_sigmoid(&self, users: &Tensor, items: &Tensor) -> Tensor {
+        self.forward(users, items).sigmoid()
+    }
+
+    /// Number of parameters.
+    fn parameter_count(&self) -> i64 {
+        self.state_dict().iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+
+    /// Copies a state dict into the model. Keys may carry DDP's `module.` prefix. Every key must be
+    /// present with the model's shape, and no other key may appear; otherwise nothing is changed and
+    /// the error lists each missing, unexpected and mis-shaped key. Values are cast to the model's
+    /// kind and device.
+    fn load_state_dict(&mut self, entries: Vec<(String, Tensor)>) -> Result<(), ModelError> {
+        copy_state_dict(&self.state_dict(), entries)
+    }
+
+    /// Loads a `model.pth` state dict (PyTorch's or ours; any location tag) into the model.
+    fn load(&mut self, path: &Path) -> Result<(), ModelError> {
+        let entries = tch_data::load_tch_map(path, Device::Cpu)?;
+        self.load_state_dict(entries).map_err(|e| e.in_file(path))
+    }
+
+    /// Saves the state dict as PyTorch does (`torch.save(model.state_dict(), path)`), atomically;
+    /// `torch.load(path, weights_only=True)` reads it.
+    fn save(&self, path: &Path) -> Result<(), ModelError> {
+        Ok(tch_data::save_tch_map(path, &self.state_dict())?)
+    }
+}
+
+/// A model of any kind, chosen at run time (`--model`, or a checkpoint's keys).
+pub type AnyModel = Box<dyn Model>;
+
+/// What a model computes once for all items before scoring blocks of users
+/// ([`Model::item_side`]); each model keeps its own type inside.
+pub struct ItemSide(Box<dyn Any + Send>);
+
+impl ItemSide {
+    /// Wraps a model's own item-side data.
+    pub fn new<T: Any + Send>(data: T) -> Self {
+        ItemSide(Box::new(data))
+    }
+
+    /// The model's data, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for ItemSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ItemSide(..)")
+    }
+}
+
+/// [`Model::load_state_dict`]'s rule: `entries` must name exactly the keys of `params`, each with
+/// its shape; then each is copied into its parameter.
+pub fn copy_state_dict(params: &[(String, Tensor)], entries: Vec<(String, Tensor)>) -> Result<(), ModelError> {
+    let entries = torchfile::strip_module_prefix(entries);
+    let mut problems = Vec::new();
+    for (name, var) in params {
+        match entries.iter().find(|(k, _)| k == name) {
+            None => problems.push(format!("missing `{name}` (model shape {:?})", var.size())),
+            Some((_, t)) if t.size() != var.size() => {
+                problems.push(format!("`{name}`: checkpoint shape {:?}, model shape {:?}", t.size(), var.size()))
+            }
+            Some(_) => {}
+        }
+    }
+    for (k, t) in &entries {
+        if !params.iter().any(|(name, _)| name == k) {
+            problems.push(format!("unexpected `{k}` (shape {:?})", t.size()));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ModelError::StateDict { problems });
+    }
+    tch::no_grad(|| {
+        for (name, value) in &entries {
+            if let Some((_, var)) = params.iter().find(|(k, _)| k == name) {
+                let mut var = var.shallow_clone();
+                var.copy_(&value.to_device(var.device()).to_kind(var.kind()));
+            }
+        }
+    });
+    Ok(())
+}
+
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn users(&self) -> i64 {
+        (**self).users()
+    }
+    fn items(&self) -> i64 {
+        (**self).items()
+    }
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+    fn forward(&self, users: &Tensor, items: &Tensor) -> Tensor {
+        (**self).forward(users, items)
+    }
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        (**self).state_dict()
+    }
+    fn set_train(&mut self, train: bool) {
+        (**self).set_train(train)
+    }
+    fn is_training(&self) -> bool {
+        (**self).is_training()
+    }
+    fn seed_dropout(&self, key: u64) {
+        (**self).seed_dropout(key)
+    }
+    fn set_matmul_kind(&mut self, kind: Option<Kind>) {
+        (**self).set_matmul_kind(kind)
+    }
+    fn item_side(&self) -> ItemSide {
+        (**self).item_side()
+    }
+    fn score_all_items(&self, users: &Tensor, side: &ItemSide) -> Tensor {
+        (**self).score_all_items(users, side)
+    }
+    fn forward_sigmoid(&self, users: &Tensor, items: &Tensor) -> Tensor {
+        (**self).forward_sigmoid(users, items)
+    }
+    fn parameter_count(&self) -> i64 {
+        (**self).parameter_count()
+    }
+    fn load_state_dict(&mut self, entries: Vec<(String, Tensor)>) -> Result<(), ModelError> {
+        (**self).load_state_dict(entries)
+    }
+    fn load(&mut self, path: &Path) -> Result<(), ModelError> {
+        (**self).load(path)
+    }
+    fn save(&self, path: &Path) -> Result<(), ModelError> {
+        (**self).save(path)
+    }
+}
