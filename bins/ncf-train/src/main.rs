@@ -1,4 +1,4 @@
-//! `ncf-train`: train and evaluate NeuMF on a feature-spec dataset (replaces ncf.py).
+//! `ncf-train`: train and evaluate NeuMF (or GMF, MLP, MF) on a feature-spec dataset (replaces ncf.py).
 //!
 //! A thin command-line layer over the `ncf-train` crate: flags, progress bars, summaries.
 
@@ -7,13 +7,15 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ncf_model::runtime::{DeviceChoice, RuntimeInfo};
 use ncf_train::dist::{NcclGroup, RankEnv};
-use ncf_train::{EpochReport, Mode, Observer, TrainConfig, Trainer};
+use ncf_model::ModelKind;
+use ncf_train::{EpochReport, Mode, Observer, Pretrained, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod plot;
 
-/// Train a Neural Collaborative Filtering model (NeuMF), or evaluate a checkpoint (replaces ncf.py).
+/// Train a Neural Collaborative Filtering model (NeuMF, the reference's; or GMF, MLP, or dot-product
+/// MF), or evaluate a checkpoint (replaces ncf.py).
 ///
 /// Takes every flag of the reference's ncf.py, with its defaults, in both spellings
 /// (--batch_size or --batch-size). Reads a dataset prepared by ncf-prepare, ncf-transcode or the
@@ -27,6 +29,11 @@ mod plot;
 ///   ncf-train --data data/cache/ml-20m --checkpoint_dir runs/ml-20m --resume runs/ml-20m
 ///   ncf-train --data data/cache/ml-20m --amp --plot curves.svg           # on a GPU
 ///   ncf-train --nproc-per-node 8 --data data/cache/ml-20m                 # 8 GPUs, NCCL
+///
+/// The NCF paper's pre-training: train GMF and MLP, then NeuMF from both:
+///   ncf-train --data D --model gmf -f 64 --checkpoint_dir runs/gmf
+///   ncf-train --data D --model mlp --checkpoint_dir runs/mlp
+///   ncf-train --data D --pretrained-gmf runs/gmf/model.pth --pretrained-mlp runs/mlp/model.pth
 #[derive(Parser, Debug)]
 #[command(name = "ncf-train", version, verbatim_doc_comment, args_override_self = true)]
 struct Cli {
@@ -36,6 +43,21 @@ struct Cli {
     /// Name of the feature specification file or path relative to the data directory.
     #[arg(long = "feature_spec_file", alias = "feature-spec-file", default_value = "feature_spec.yaml")]
     feature_spec_file: String,
+    /// Model: neumf (GMF and MLP side by side, the reference's), gmf (embedding product + linear),
+    /// mlp (the MLP tower alone) or mf (dot product + user, item and global bias). Default: neumf,
+    /// or the model --load_checkpoint_path holds (its keys say which).
+    #[arg(long, value_enum)]
+    model: Option<ModelArg>,
+    /// NeuMF initialised from this trained GMF (`model.pth` of --model gmf), with --pretrained-mlp:
+    /// the NCF paper's pre-training. -f and --layers must match the two checkpoints.
+    #[arg(long = "pretrained-gmf", alias = "pretrained_gmf", value_name = "PATH", requires = "pretrained_mlp")]
+    pretrained_gmf: Option<PathBuf>,
+    /// NeuMF initialised from this trained MLP (`model.pth` of --model mlp), with --pretrained-gmf.
+    #[arg(long = "pretrained-mlp", alias = "pretrained_mlp", value_name = "PATH", requires = "pretrained_gmf")]
+    pretrained_mlp: Option<PathBuf>,
+    /// Pre-training's weight of GMF's final layer in NeuMF's (MLP's: 1 - alpha).
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f64,
     /// Number of epochs for training.
     #[arg(short = 'e', long, default_value_t = 30)]
     epochs: usize,
@@ -45,10 +67,11 @@ struct Cli {
     /// Number of examples in each validation chunk.
     #[arg(long = "valid_batch_size", alias = "valid-batch-size", default_value_t = 1 << 20)]
     valid_batch_size: i64,
-    /// Number of predictive factors (MF embedding width).
+    /// Number of predictive factors (embedding width of GMF, MF, and NeuMF's GMF branch).
     #[arg(short = 'f', long, default_value_t = 64)]
     factors: i64,
-    /// Sizes of hidden layers for MLP (the first is both MLP embeddings side by side; even).
+    /// Sizes of hidden layers for MLP and NeuMF's MLP branch (the first is both MLP embeddings side
+    /// by side; even).
     #[arg(long, num_args = 1.., default_values_t = [256, 256, 128, 64])]
     layers: Vec<i64>,
     /// Number of negative examples per interaction.
@@ -145,6 +168,25 @@ fn pin_cpu_math() {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModelArg {
+    Neumf,
+    Gmf,
+    Mlp,
+    Mf,
+}
+
+impl From<ModelArg> for ModelKind {
+    fn from(m: ModelArg) -> ModelKind {
+        match m {
+            ModelArg::Neumf => ModelKind::NeuMf,
+            ModelArg::Gmf => ModelKind::Gmf,
+            ModelArg::Mlp => ModelKind::Mlp,
+            ModelArg::Mf => ModelKind::Mf,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum ModeArg {
     Train,
     Test,
@@ -172,8 +214,15 @@ fn run(cli: Cli) -> Result<()> {
         return launch(n, cli.master_port);
     }
     let timeout = std::time::Duration::from_secs(cli.dist_timeout.max(1));
-    // Under a launcher (WORLD_SIZE set, even to 1) the run goes through NCCL.
-    let rank_env = RankEnv::from_env().map_err(anyhow::Error::msg)?;
+    // Under a launcher (WORLD_SIZE set, even to 1) the run goes through NCCL, except a world of
+    // one on the CPU (--device cpu, or no GPU), which needs no NCCL: it trains alone.
+    let rank_env = match RankEnv::from_env().map_err(anyhow::Error::msg)? {
+        Some(env) if env.world_size == 1 && cli.device.resolve()? == tch::Device::Cpu => {
+            eprintln!("ncf-train: WORLD_SIZE=1 on the CPU: training alone (a world of one needs no NCCL)");
+            None
+        }
+        other => other,
+    };
     let device = match &rank_env {
         Some(env) => {
             let visible = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
@@ -193,6 +242,11 @@ fn run(cli: Cli) -> Result<()> {
     let optional = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
     let config = TrainConfig {
         data: cli.data.clone().unwrap_or_default(),
+        model: cli.model.map(ModelKind::from),
+        pretrained: match (&cli.pretrained_gmf, &cli.pretrained_mlp) {
+            (Some(gmf), Some(mlp)) => Some(Pretrained { gmf: gmf.clone(), mlp: mlp.clone(), alpha: cli.alpha }),
+            _ => None,
+        },
         feature_spec_file: cli.feature_spec_file.clone(),
         epochs: cli.epochs,
         batch_size: cli.batch_size,
@@ -243,14 +297,15 @@ fn run(cli: Cli) -> Result<()> {
     let k = cli.topk;
     match cli.mode {
         ModeArg::Train => eprintln!(
-            "ncf-train: {} on {:?}, seed {}, {} batches of {} per epoch",
+            "ncf-train: {} on {} ({:?}), seed {}, {} batches of {} per epoch",
+            trainer.model().name(),
             data,
             device,
             trainer.seed(),
             trainer.batches_per_epoch(),
             cli.batch_size
         ),
-        ModeArg::Test => eprintln!("ncf-train: evaluating on {data} ({device:?})"),
+        ModeArg::Test => eprintln!("ncf-train: evaluating {} on {data} ({device:?})", trainer.model().name()),
     }
     if !rank0 {
         // Other ranks train in step with rank 0, which reports, logs and saves.

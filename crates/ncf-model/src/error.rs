@@ -17,6 +17,10 @@ pub enum ModelError {
     #[error("{} does not fit the model (were --factors, --layers and the dataset the same when it was saved?):\n  {}", path.display(), problems.join("\n  "))]
     Checkpoint { path: PathBuf, problems: Vec<String> },
 
+    /// A checkpoint of another model than the one asked for (e.g. an MF file as `--pretrained-mlp`).
+    #[error("{0}")]
+    WrongModel(String),
+
     /// The file could not be read or written.
     #[error(transparent)]
     File(#[from] torchfile::TorchFileError),

@@ -47,19 +47,24 @@ impl ModelKind {
     /// Which model a state dict belongs to, from its keys: `mf_user_embed` and `mlp_user_embed`
     /// (NeuMF), one of them (GMF, MLP), or `user_embed` (MF). `module.` prefixes are ignored.
     pub fn of_state_dict(entries: &[(String, Tensor)]) -> Result<ModelKind, ModelError> {
-        let has = |name: &str| entries.iter().any(|(k, _)| k.strip_prefix("module.").unwrap_or(k) == name);
+        ModelKind::of_keys(&entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+    }
+
+    /// [`ModelKind::of_state_dict`] from the keys alone (e.g. a checkpoint's, read without its data).
+    pub fn of_keys(keys: &[&str]) -> Result<ModelKind, ModelError> {
+        let has = |name: &str| keys.iter().any(|k| k.strip_prefix("module.").unwrap_or(k) == name);
         match (has("mf_user_embed.weight"), has("mlp_user_embed.weight"), has("user_embed.weight")) {
             (true, true, false) => Ok(ModelKind::NeuMf),
             (true, false, false) => Ok(ModelKind::Gmf),
             (false, true, false) => Ok(ModelKind::Mlp),
             (false, false, true) => Ok(ModelKind::Mf),
             _ => {
-                let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).take(8).collect();
+                let shown: Vec<&str> = keys.iter().copied().take(8).collect();
                 Err(ModelError::StateDict {
                     problems: vec![format!(
                         "not a NeuMF, GMF, MLP or MF state dict (keys: {}{})",
-                        keys.join(", "),
-                        if entries.len() > 8 { ", ..." } else { "" }
+                        shown.join(", "),
+                        if keys.len() > 8 { ", ..." } else { "" }
                     )],
                 })
             }

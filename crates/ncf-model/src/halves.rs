@@ -5,7 +5,7 @@
 
 use crate::model::{ItemSide, Model};
 use crate::neumf::{Branches, ItemHalf};
-use crate::{ModelError, NeuMf, NeuMfConfig};
+use crate::{ModelError, ModelKind, NeuMf, NeuMfConfig};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -62,10 +62,10 @@ impl Gmf {
     /// A GMF shaped as the checkpoint at `path` was saved, with its parameters.
     pub fn from_checkpoint(path: &Path, device: Device) -> Result<Self, ModelError> {
         let entries = tch_data::load_tch_map(path, Device::Cpu)?;
-        let (c, branches) = NeuMfConfig::shape_of(&entries, 0.0).map_err(|e| e.in_file(path))?;
-        if branches != Branches::GMF {
-            return Err(not_a(path, "a GMF", &entries));
+        if ModelKind::of_state_dict(&entries).ok() != Some(ModelKind::Gmf) {
+            return Err(not_a(path, ModelKind::Gmf, &entries));
         }
+        let (c, _) = NeuMfConfig::shape_of(&entries, 0.0).map_err(|e| e.in_file(path))?;
         let mut model = Gmf::new(GmfConfig { users: c.users, items: c.items, factors: c.mf_dim }, device)?;
         model.load_state_dict(entries).map_err(|e| e.in_file(path))?;
         Ok(model)
@@ -98,10 +98,10 @@ impl Mlp {
     /// An MLP shaped as the checkpoint at `path` was saved, with its parameters.
     pub fn from_checkpoint(path: &Path, dropout: f64, device: Device) -> Result<Self, ModelError> {
         let entries = tch_data::load_tch_map(path, Device::Cpu)?;
-        let (c, branches) = NeuMfConfig::shape_of(&entries, dropout).map_err(|e| e.in_file(path))?;
-        if branches != Branches::MLP {
-            return Err(not_a(path, "an MLP", &entries));
+        if ModelKind::of_state_dict(&entries).ok() != Some(ModelKind::Mlp) {
+            return Err(not_a(path, ModelKind::Mlp, &entries));
         }
+        let (c, _) = NeuMfConfig::shape_of(&entries, dropout).map_err(|e| e.in_file(path))?;
         let mut model = Mlp::new(MlpConfig { users: c.users, items: c.items, layers: c.mlp_layers, dropout }, device)?;
         model.load_state_dict(entries).map_err(|e| e.in_file(path))?;
         Ok(model)
@@ -117,10 +117,16 @@ impl Mlp {
     }
 }
 
-fn not_a(path: &Path, what: &str, entries: &[(String, Tensor)]) -> ModelError {
-    let kind = crate::ModelKind::of_state_dict(entries)
-        .map_or("an unknown model".to_owned(), |k| format!("a {} checkpoint", k.title()));
-    ModelError::Config(format!("{} is {kind}, not {what} checkpoint", path.display()))
+/// "a GMF checkpoint", "an MLP checkpoint".
+fn checkpoint_of(kind: ModelKind) -> String {
+    let article = if matches!(kind, ModelKind::Mlp | ModelKind::Mf) { "an" } else { "a" };
+    format!("{article} {} checkpoint", kind.title())
+}
+
+fn not_a(path: &Path, wanted: ModelKind, entries: &[(String, Tensor)]) -> ModelError {
+    let found = ModelKind::of_state_dict(entries)
+        .map_or("is not a checkpoint of NeuMF, GMF, MLP or MF".to_owned(), |k| format!("is {}", checkpoint_of(k)));
+    ModelError::WrongModel(format!("{} {found}, not {}", path.display(), checkpoint_of(wanted)))
 }
 
 /// NeuMF and its halves share one implementation.

@@ -1,5 +1,6 @@
 //! What a training run is asked to do: the reference's flags, as a plain struct.
 
+use ncf_model::ModelKind;
 use std::path::PathBuf;
 use tch::Device;
 
@@ -11,11 +12,27 @@ pub enum Mode {
     Test,
 }
 
+/// NeuMF's pre-training (He et al. 2017, 3.4.1): start from a trained GMF and MLP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pretrained {
+    /// A GMF checkpoint (`model.pth` of `--model gmf`).
+    pub gmf: PathBuf,
+    /// An MLP checkpoint (`model.pth` of `--model mlp`).
+    pub mlp: PathBuf,
+    /// The GMF final layer's weight in NeuMF's (the MLP's is `1 - alpha`); the paper's 0.5.
+    pub alpha: f64,
+}
+
 /// Everything a run needs; [`TrainConfig::default`] holds the reference's defaults (ncf.py).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
     /// Dataset folder (holds the feature spec).
     pub data: PathBuf,
+    /// Which model to train or test; `None`: the one `load_checkpoint_path` holds (its keys tell),
+    /// else NeuMF, the reference's.
+    pub model: Option<ModelKind>,
+    /// NeuMF initialised from a trained GMF and MLP instead of at random.
+    pub pretrained: Option<Pretrained>,
     /// Feature spec file name, or a path relative to `data`.
     pub feature_spec_file: String,
     pub epochs: usize,
@@ -23,9 +40,9 @@ pub struct TrainConfig {
     pub batch_size: i64,
     /// Test rows per evaluation batch.
     pub valid_batch_size: i64,
-    /// MF embedding width.
+    /// Embedding width of GMF and MF (NeuMF's GMF branch).
     pub factors: i64,
-    /// MLP sizes; the first is the two MLP embeddings side by side.
+    /// MLP sizes (MLP, NeuMF's MLP branch); the first is the two MLP embeddings side by side.
     pub layers: Vec<i64>,
     /// Random negatives per positive in each epoch.
     pub negative_samples: i64,
@@ -63,6 +80,8 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             data: PathBuf::new(),
+            model: None,
+            pretrained: None,
             feature_spec_file: "feature_spec.yaml".into(),
             epochs: 30,
             batch_size: 1 << 20,

@@ -33,7 +33,7 @@ mod state;
 mod trainer;
 
 pub use adam::{Adam, GradScaler};
-pub use config::{Mode, TrainConfig};
+pub use config::{Mode, Pretrained, TrainConfig};
 pub use data::{Epoch, TrainSet};
 pub use dllogger::{DlLogger, LogValue, Step};
 pub use error::TrainError;

@@ -3,7 +3,7 @@
 
 use crate::adam::Adam;
 use crate::TrainError;
-use ncf_model::NeuMf;
+use ncf_model::Model;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -25,7 +25,7 @@ pub struct Progress {
     pub elapsed: f64,
 }
 
-pub(crate) fn save(path: &Path, model: &NeuMf, adam: &Adam, progress: &Progress) -> Result<(), TrainError> {
+pub(crate) fn save(path: &Path, model: &dyn Model, adam: &Adam, progress: &Progress) -> Result<(), TrainError> {
     let mut entries: Vec<(String, Tensor)> =
         model.state_dict().into_iter().map(|(k, v)| (format!("model.{k}"), v)).collect();
     entries.extend(adam.state().into_iter().map(|(k, v)| (format!("adam.{k}"), v)));
@@ -42,7 +42,7 @@ pub(crate) fn save(path: &Path, model: &NeuMf, adam: &Adam, progress: &Progress)
     Ok(())
 }
 
-pub(crate) fn load(path: &Path, model: &mut NeuMf, adam: &mut Adam) -> Result<Progress, TrainError> {
+pub(crate) fn load(path: &Path, model: &mut dyn Model, adam: &mut Adam) -> Result<Progress, TrainError> {
     let bad = |message: String| TrainError::Resume { path: path.to_owned(), message };
     let entries = tch_data::load_tch_map(path, Device::Cpu)?;
     let get = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, t)| t.shallow_clone());

@@ -10,7 +10,7 @@ use dllogger::{DlLogger, LogValue, Step};
 use featurespec::ncf::NcfLayout;
 use featurespec::FeatureSpec;
 use metrics::{RankSums, TestSeries};
-use ncf_model::{NeuMf, NeuMfConfig};
+use ncf_model::{AnyModel, Gmf, Mlp, Model, ModelError, ModelKind, NeuMf, NeuMfConfig};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -66,10 +66,11 @@ pub trait Observer {
 pub struct Quiet;
 impl Observer for Quiet {}
 
-/// A training (or evaluation) run over one dataset.
+/// A training (or evaluation) run over one dataset, of any [`Model`]: the crate's own
+/// (`TrainConfig::model`) or one built by the caller ([`Trainer::with_model`]).
 pub struct Trainer {
     config: TrainConfig,
-    model: NeuMf,
+    model: AnyModel,
     adam: Adam,
     params: Vec<Tensor>,
     train: TrainSet,
@@ -90,11 +91,30 @@ impl Trainer {
         Self::in_group(config, None)
     }
 
+    /// [`Trainer::new`] for a model the caller builds: `build(users, items, device)` is called once
+    /// the dataset is read, after the generator is seeded (so a seeded run initialises the same
+    /// way every time). `TrainConfig::model`, `factors`, `layers` and `pretrained` are not used;
+    /// everything else (loading a checkpoint, resuming, evaluation, logs) works as for the crate's
+    /// own models.
+    pub fn with_model<F>(config: TrainConfig, build: F) -> Result<Self, TrainError>
+    where
+        F: FnOnce(i64, i64, tch::Device) -> Result<AnyModel, ModelError>,
+    {
+        Self::build(config, None, |_, users, items, device| Ok(build(users, items, device)?))
+    }
+
     /// A rank of a data-parallel run: the test lists and each epoch's samples are split across the
     /// group as the reference splits them, rank 0's parameters are broadcast at start, gradients are
     /// averaged every step, evaluation results summed; only rank 0 writes checkpoints and the log.
     /// `config.batch_size` is the global batch.
-    pub fn in_group(config: TrainConfig, mut group: Option<Box<dyn Collective>>) -> Result<Self, TrainError> {
+    pub fn in_group(config: TrainConfig, group: Option<Box<dyn Collective>>) -> Result<Self, TrainError> {
+        Self::build(config, group, family_model)
+    }
+
+    fn build<F>(config: TrainConfig, mut group: Option<Box<dyn Collective>>, build: F) -> Result<Self, TrainError>
+    where
+        F: FnOnce(&TrainConfig, i64, i64, tch::Device) -> Result<AnyModel, TrainError>,
+    {
         let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
         let started = Instant::now();
         check_settings(&config)?;
@@ -128,14 +148,14 @@ impl Trainer {
             }
         };
         tch::manual_seed(seed as i64);
-        let model_config = NeuMfConfig {
-            users: users as i64,
-            items: items as i64,
-            mf_dim: config.factors,
-            mlp_layers: config.layers.clone(),
-            dropout: config.dropout,
-        };
-        let mut model = NeuMf::new(model_config, device)?;
+        let mut model = build(&config, users as i64, items as i64, device)?;
+        if model.users() != users as i64 || model.items() != items as i64 {
+            return Err(TrainError::Config(format!(
+                "the model has {} users and {} items, the dataset {users} and {items}",
+                model.users(),
+                model.items()
+            )));
+        }
         if let Some(path) = &config.load_checkpoint_path {
             model.load(path)?;
         }
@@ -143,7 +163,7 @@ impl Trainer {
         let mut adam = Adam::new(&params, config.learning_rate, config.beta1, config.beta2, config.eps);
         let mut progress = Progress { seed, ..Default::default() };
         if let Some(dir) = &config.resume {
-            progress = state::load(&dir.join(TRAINING_STATE), &mut model, &mut adam)?;
+            progress = state::load(&dir.join(TRAINING_STATE), model.as_mut(), &mut adam)?;
             if config.seed.is_some_and(|s| s != progress.seed) {
                 return Err(TrainError::Resume {
                     path: dir.clone(),
@@ -214,8 +234,9 @@ impl Trainer {
         Ok(trainer)
     }
 
-    pub fn model(&self) -> &NeuMf {
-        &self.model
+    /// The model being trained.
+    pub fn model(&self) -> &dyn Model {
+        self.model.as_ref()
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -392,11 +413,11 @@ impl Trainer {
                 self.progress.best_epoch = Some(epoch);
                 self.progress.time_to_best = self.progress.elapsed;
                 if let (Some(dir), true) = (&self.config.checkpoint_dir, self.is_rank0()) {
-                    self.model.save(dir.join("model.pth"))?;
+                    self.model.save(&dir.join("model.pth"))?;
                 }
             }
             if let (Some(dir), true) = (&self.config.checkpoint_dir, self.is_rank0()) {
-                state::save(&dir.join(TRAINING_STATE), &self.model, &self.adam, &self.progress)?;
+                state::save(&dir.join(TRAINING_STATE), self.model.as_ref(), &self.adam, &self.progress)?;
             }
             let report = EpochReport { epoch, train_seconds, train_throughput, train_loss, eval, improved };
             let k = self.config.topk;
@@ -465,6 +486,7 @@ impl Trainer {
         let path = |p: &Option<PathBuf>| LogValue::from(p.as_ref().map(|p| p.display().to_string()).as_deref());
         let data: Vec<(String, LogValue)> = vec![
             ("data".to_string(), c.data.display().to_string().as_str().into()),
+            ("model".to_string(), self.model.name().into()),
             ("feature_spec_file".to_string(), c.feature_spec_file.as_str().into()),
             ("epochs".to_string(), c.epochs.into()),
             ("batch_size".to_string(), c.batch_size.into()),
@@ -520,6 +542,67 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// The model `config` asks for: `--model` (or the kind `--load_checkpoint_path` holds, else
+/// NeuMF), shaped by `--factors`/`--layers`/`--dropout`, or NeuMF from pre-trained halves.
+fn family_model(config: &TrainConfig, users: i64, items: i64, device: tch::Device) -> Result<AnyModel, TrainError> {
+    let shape = NeuMfConfig { users, items, mf_dim: config.factors, mlp_layers: config.layers.clone(), dropout: config.dropout };
+    let kind = match (config.model, &config.load_checkpoint_path, &config.pretrained) {
+        (Some(kind), _, _) => kind,
+        (None, _, Some(_)) => ModelKind::NeuMf,
+        (None, Some(path), None) => checkpoint_kind(path)?,
+        (None, None, None) => ModelKind::NeuMf,
+    };
+    let Some(p) = &config.pretrained else { return Ok(kind.build(&shape, device)?) };
+    if kind != ModelKind::NeuMf {
+        return Err(TrainError::Config(format!(
+            "--pretrained-gmf/--pretrained-mlp initialise NeuMF, not {}: drop --model {} or the pre-trained halves",
+            kind.title(),
+            kind.name()
+        )));
+    }
+    let gmf = Gmf::from_checkpoint(&p.gmf, device)?;
+    let mlp = Mlp::from_checkpoint(&p.mlp, config.dropout, device)?;
+    let (g, m) = (gmf.config(), mlp.config());
+    let mut problems = Vec::new();
+    for (what, path, u, i) in [("GMF", &p.gmf, g.users, g.items), ("MLP", &p.mlp, m.users, m.items)] {
+        if (u, i) != (users, items) {
+            problems.push(format!(
+                "the {what} {} has {u} users and {i} items, the dataset {users} and {items} (trained on another dataset?)",
+                path.display()
+            ));
+        }
+    }
+    if g.factors != config.factors {
+        problems.push(format!(
+            "the GMF {} has factors {} but -f/--factors is {}: pass -f {} (NeuMF's GMF branch is the GMF)",
+            p.gmf.display(),
+            g.factors,
+            config.factors,
+            g.factors
+        ));
+    }
+    if m.layers != config.layers {
+        let layers = m.layers.iter().map(i64::to_string).collect::<Vec<_>>().join(" ");
+        problems.push(format!(
+            "the MLP {} has layers {:?} but --layers is {:?}: pass --layers {layers}",
+            p.mlp.display(),
+            m.layers,
+            config.layers
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(TrainError::Config(format!("cannot pre-train NeuMF:\n  {}", problems.join("\n  "))));
+    }
+    Ok(Box::new(NeuMf::from_pretrained(&gmf, &mlp, p.alpha, config.dropout, device)?))
+}
+
+/// Which model a checkpoint holds, read from its keys (no tensor data is read).
+fn checkpoint_kind(path: &Path) -> Result<ModelKind, TrainError> {
+    let entries = torchfile::TorchFile::open(path)?.tensor_map()?;
+    let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    ModelKind::of_keys(&keys).map_err(|e| TrainError::Model(e.in_file(path)))
 }
 
 /// Settings wrong whatever the dataset.
