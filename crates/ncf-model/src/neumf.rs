@@ -442,7 +442,7 @@ impl NeuMf {
             if let (Some(e), Some(mf_items)) = (&self.gmf, &item_half.mf) {
                 // MF: final_w_mf . (mf_u * mf_i) = (mf_u * final_w_mf) . mf_i
                 let mf_user = e.user.forward(users) * &item_half.final_mf; // [U, f]
-                // Not `+=`: `logits` starts as the final bias itself, which must not change.
+                                                                           // Not `+=`: `logits` starts as the final bias itself, which must not change.
                 logits = mf_user.matmul(&mf_items.tr()) + &logits; // [U, I]
             }
             if let (Some(e), Some(mlp_items)) = (&self.mlp_embeds, &item_half.mlp) {

@@ -547,7 +547,13 @@ impl Trainer {
 /// The model `config` asks for: `--model` (or the kind `--load_checkpoint_path` holds, else
 /// NeuMF), shaped by `--factors`/`--layers`/`--dropout`, or NeuMF from pre-trained halves.
 fn family_model(config: &TrainConfig, users: i64, items: i64, device: tch::Device) -> Result<AnyModel, TrainError> {
-    let shape = NeuMfConfig { users, items, mf_dim: config.factors, mlp_layers: config.layers.clone(), dropout: config.dropout };
+    let shape = NeuMfConfig {
+        users,
+        items,
+        mf_dim: config.factors,
+        mlp_layers: config.layers.clone(),
+        dropout: config.dropout,
+    };
     let kind = match (config.model, &config.load_checkpoint_path, &config.pretrained) {
         (Some(kind), _, _) => kind,
         (None, _, Some(_)) => ModelKind::NeuMf,
