@@ -1,4 +1,5 @@
-//! `ncf-infer`: the NeuMF inference benchmark (replaces inference.py) and top-k recommendations.
+//! `ncf-infer`: the inference benchmark (replaces inference.py) and top-k recommendations, for
+//! NeuMF, GMF, MLP and MF.
 //!
 //! A thin command-line layer over the `inference` crate.
 
@@ -6,18 +7,20 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dllogger::{DlLogger, LogValue, Step};
 use ncf_model::runtime::{DeviceChoice, RuntimeInfo};
-use ncf_model::{NeuMf, NeuMfConfig};
+use ncf_model::{Model, ModelKind, NeuMf, NeuMfConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use tch::Kind;
 
-/// NeuMF inference: a forward-pass benchmark over batch sizes (replaces inference.py), or top-k
-/// recommendations for users in the raw ids of the original ratings file.
+/// Inference for NeuMF (the reference's model), GMF, MLP and MF: a forward-pass benchmark over
+/// batch sizes (replaces inference.py), or top-k recommendations for users in the raw ids of the
+/// original ratings file. A checkpoint's model is read from its keys.
 ///
 /// Examples:
 ///   ncf-infer --batch_sizes 1,1024,16384 --num_batches 200                 # random weights
 ///   ncf-infer --load_checkpoint_path runs/model.pth --n_users 138493 --n_items 26744 --fp16
+///   ncf-infer --model mf --batch_sizes 1024,65536                           # MF, random weights
 ///   ncf-infer recommend --data data/cache/ml-20m --load_checkpoint_path runs/model.pth --users 1,42
 ///   ncf-infer recommend --data data/cache/ml-20m --load_checkpoint_path runs/model.pth --all --output recs.csv
 #[derive(Parser, Debug)]
@@ -51,16 +54,20 @@ struct BenchArgs {
     /// Checkpoint to time (a state dict); random weights without it.
     #[arg(long = "load_checkpoint_path", alias = "load-checkpoint-path")]
     load_checkpoint_path: Option<PathBuf>,
+    /// Model to time: neumf, gmf, mlp or mf. Default: the one --load_checkpoint_path holds, else
+    /// neumf (the reference's).
+    #[arg(long)]
+    model: Option<ModelKind>,
     /// Number of users (ML-20m's by default).
     #[arg(long = "n_users", alias = "n-users", default_value_t = 138_493)]
     n_users: i64,
     /// Number of items (ML-20m's by default).
     #[arg(long = "n_items", alias = "n-items", default_value_t = 26_744)]
     n_items: i64,
-    /// Number of predictive factors.
+    /// Number of predictive factors (embedding width of GMF, MF and NeuMF's GMF branch).
     #[arg(short = 'f', long, default_value_t = 64)]
     factors: i64,
-    /// Sizes of hidden layers for MLP.
+    /// Sizes of hidden layers of MLP and NeuMF's MLP branch.
     #[arg(long, num_args = 1.., default_values_t = [256, 256, 128, 64])]
     layers: Vec<i64>,
     /// Dropout probability (inactive at inference; kept for the reference's flag).
@@ -109,7 +116,7 @@ struct RecommendArgs {
     /// The dataset folder the model was trained on (feature_spec.yaml, train mapping, id maps).
     #[arg(long)]
     data: PathBuf,
-    /// The trained model (model.pth); its shape is read from the file.
+    /// The trained model (model.pth of NeuMF, GMF, MLP or MF); its kind and shape are read from the file.
     #[arg(long = "load_checkpoint_path", alias = "load-checkpoint-path")]
     load_checkpoint_path: PathBuf,
     /// Raw user ids as in the ratings file (integers, or text ids such as u196), comma-separated.
@@ -183,6 +190,18 @@ fn bench(args: BenchArgs) -> Result<()> {
         mlp_layers: args.layers.clone(),
         dropout: args.dropout,
     };
+    let model_kind = match (args.model, &args.load_checkpoint_path) {
+        (Some(kind), _) => kind,
+        (None, Some(path)) => {
+            let entries = torchfile::TorchFile::open(path)?.tensor_map()?;
+            let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+            ModelKind::of_keys(&keys).map_err(|e| e.in_file(path))?
+        }
+        (None, None) => ModelKind::NeuMf,
+    };
+    if model_kind != ModelKind::NeuMf {
+        return bench_any(&args, model_kind, config, device, &batch_sizes);
+    }
     let mut model = NeuMf::new(config, device)?;
     if let Some(path) = &args.load_checkpoint_path {
         model.load(path)?;
@@ -202,10 +221,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         path => Some(DlLogger::create(path).with_context(|| format!("creating the log {path}"))?),
     };
     eprintln!("ncf-infer: timing {} batches per size on {device:?} in {kind:?}{precision}", args.num_batches);
-    println!(
-        "{:>10} {:>16} {:>14} {:>14} {:>14} {:>14} {:>12}",
-        "batch", "samples/s", "mean (ms)", "p90 (ms)", "p95 (ms)", "p99 (ms)", "engine"
-    );
+    print_header();
     let tables = (!args.no_tables).then(|| {
         let start = Instant::now();
         let t = model.first_layer_tables();
@@ -223,21 +239,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     let mut data: Vec<(String, LogValue)> = Vec::new();
     for &b in &batch_sizes {
         let s = inference::bench::time_batches(&model, b, args.num_batches, 10, engines);
-        println!(
-            "{:>10} {:>16.0} {:>14.4} {:>14.4} {:>14.4} {:>14.4} {:>12}",
-            b,
-            s.mean_throughput,
-            s.mean_latency * 1e3,
-            s.p90_latency * 1e3,
-            s.p95_latency * 1e3,
-            s.p99_latency * 1e3,
-            s.engine
-        );
-        data.push((format!("batch_{b}_mean_throughput"), s.mean_throughput.into()));
-        data.push((format!("batch_{b}_mean_latency"), s.mean_latency.into()));
-        data.push((format!("batch_{b}_p90_latency"), s.p90_latency.into()));
-        data.push((format!("batch_{b}_p95_latency"), s.p95_latency.into()));
-        data.push((format!("batch_{b}_p99_latency"), s.p99_latency.into()));
+        print_row(&s, &mut data);
     }
     if let Some(log) = &mut log {
         log.log(Step::End, &data).with_context(|| format!("writing {}", log.path().display()))?;
@@ -245,11 +247,83 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The benchmark for a model other than NeuMF: its own forward pass at every batch size.
+fn bench_any(
+    args: &BenchArgs,
+    model_kind: ModelKind,
+    shape: NeuMfConfig,
+    device: tch::Device,
+    batch_sizes: &[i64],
+) -> Result<()> {
+    let mut model = model_kind.build(&shape, device)?;
+    if let Some(path) = &args.load_checkpoint_path {
+        model.load(path)?;
+    }
+    model.set_train(false);
+    let kind = if args.fp16 {
+        Kind::Half
+    } else if args.bf16 {
+        Kind::BFloat16
+    } else {
+        Kind::Float
+    };
+    model.set_kind(kind);
+    let precision = if kind == Kind::Float { set_tf32(device, args.no_tf32)? } else { "" };
+    let mut log = match args.log_path.as_str() {
+        "" => None,
+        path => Some(DlLogger::create(path).with_context(|| format!("creating the log {path}"))?),
+    };
+    eprintln!(
+        "ncf-infer: timing {} ({} parameters), {} batches per size on {device:?} in {kind:?}{precision}",
+        model_kind.title(),
+        model.parameter_count(),
+        args.num_batches
+    );
+    print_header();
+    let mut data: Vec<(String, LogValue)> = Vec::new();
+    for &b in batch_sizes {
+        let s = inference::bench::time_model_batches(model.as_ref(), b, args.num_batches, 10);
+        print_row(&s, &mut data);
+    }
+    if let Some(log) = &mut log {
+        log.log(Step::End, &data).with_context(|| format!("writing {}", log.path().display()))?;
+    }
+    Ok(())
+}
+
+fn print_header() {
+    println!(
+        "{:>10} {:>16} {:>14} {:>14} {:>14} {:>14} {:>12}",
+        "batch", "samples/s", "mean (ms)", "p90 (ms)", "p95 (ms)", "p99 (ms)", "engine"
+    );
+}
+
+/// Prints a batch size's line and adds its figures to the log's end line (the reference's keys).
+fn print_row(s: &inference::bench::LatencyStats, data: &mut Vec<(String, LogValue)>) {
+    let b = s.batch_size;
+    println!(
+        "{:>10} {:>16.0} {:>14.4} {:>14.4} {:>14.4} {:>14.4} {:>12}",
+        b,
+        s.mean_throughput,
+        s.mean_latency * 1e3,
+        s.p90_latency * 1e3,
+        s.p95_latency * 1e3,
+        s.p99_latency * 1e3,
+        s.engine
+    );
+    data.push((format!("batch_{b}_mean_throughput"), s.mean_throughput.into()));
+    data.push((format!("batch_{b}_mean_latency"), s.mean_latency.into()));
+    data.push((format!("batch_{b}_p90_latency"), s.p90_latency.into()));
+    data.push((format!("batch_{b}_p95_latency"), s.p95_latency.into()));
+    data.push((format!("batch_{b}_p99_latency"), s.p99_latency.into()));
+}
+
 fn recommend(args: RecommendArgs) -> Result<()> {
     let device = args.device.resolve()?;
     set_tf32(device, args.no_tf32)?;
     let rec = inference::Recommender::open(&args.data, &args.load_checkpoint_path, device)
         .with_context(|| format!("loading {} for {}", args.load_checkpoint_path.display(), args.data.display()))?;
+    eprintln!("ncf-infer: {} from {}", rec.model_kind().title(), args.load_checkpoint_path.display());
     if !rec.has_raw_ids() {
         eprintln!("ncf-infer: {} has no id maps; users and items are the dataset's 0-based ids", args.data.display());
     }

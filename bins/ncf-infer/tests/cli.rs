@@ -212,3 +212,79 @@ fn text_ids_go_in_and_come_out_as_the_ratings_file_had_them() {
     let o = recommend(&keyed, &ckpt, &["--users", &picked[0].to_string()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("user {} is not in the dataset", picked[0])));
 }
+
+#[test]
+fn every_model_recommends_what_pair_by_pair_scoring_ranks_first() {
+    use ncf_model::{Model, ModelKind};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _, _) = dataset_and_model(dir.path());
+    let (users, items) = featurespec_cards(&data);
+    let (user_raw, item_raw) = (ids(&data.join("user_ids.pt")), ids(&data.join("item_ids.pt")));
+    let train =
+        Vec::<i64>::try_from(&tch_data::load_tch_tensor(data.join("train_data_0.pt"), Device::Cpu).unwrap().view([-1]))
+            .unwrap();
+    for kind in [ModelKind::Gmf, ModelKind::Mlp, ModelKind::Mf] {
+        tch::manual_seed(7);
+        let shape = NeuMfConfig { mlp_layers: vec![32, 16, 8], mf_dim: 8, ..NeuMfConfig::new(users, items) };
+        let mut model = kind.build(&shape, Device::Cpu).unwrap();
+        // Spread the weights (a fresh model's N(0, 0.01) embeddings rank items by their biases).
+        tch::no_grad(|| {
+            for (_, t) in model.state_dict() {
+                let _ = t.shallow_clone().g_add_(&(t.randn_like() * 0.3));
+            }
+        });
+        model.set_train(false);
+        let ckpt = dir.path().join(format!("{kind}.pth"));
+        model.save(&ckpt).unwrap();
+        let picked = [3usize, 30];
+        let raw_users: Vec<String> = picked.iter().map(|&u| user_raw[u].to_string()).collect();
+        let o = recommend(&data, &ckpt, &["--users", &raw_users.join(","), "-k", "4"]);
+        let text = ok(&o);
+        assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{} from", kind.title())));
+        let mut got: HashMap<i64, Vec<i64>> = HashMap::new();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            got.entry(f[0].parse().unwrap()).or_default().push(f[2].parse().unwrap());
+        }
+        for &u in &picked {
+            let seen: HashSet<i64> = train.chunks(2).filter(|p| p[0] == u as i64).map(|p| p[1]).collect();
+            let mut scored: Vec<(f32, i64)> = (0..items)
+                .filter(|i| !seen.contains(i))
+                .map(|i| {
+                    let s = tch::no_grad(|| {
+                        model.forward_sigmoid(&Tensor::from_slice(&[u as i64]), &Tensor::from_slice(&[i]))
+                    });
+                    (s.double_value(&[0, 0]) as f32, i)
+                })
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let want: Vec<i64> = scored[..4].iter().map(|&(_, i)| item_raw[i as usize]).collect();
+            assert_eq!(got[&user_raw[u]], want, "{kind}: user {u}");
+        }
+        // The benchmark reads the model from the checkpoint's keys.
+        let bench = ncf_infer([
+            "--load_checkpoint_path",
+            ckpt.to_str().unwrap(),
+            "--n_users",
+            &users.to_string(),
+            "--n_items",
+            &items.to_string(),
+            "-f",
+            "8",
+            "--layers",
+            "32",
+            "16",
+            "8",
+            "--batch_sizes",
+            "1,256",
+            "--num_batches",
+            "3",
+            "--log_path",
+            "",
+            "--device",
+            "cpu",
+        ]);
+        assert!(ok(&bench).lines().count() == 3);
+        assert!(String::from_utf8_lossy(&bench.stderr).contains(&format!("timing {}", kind.title())));
+    }
+}

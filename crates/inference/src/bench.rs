@@ -1,7 +1,7 @@
 //! The inference benchmark: timed forward passes (with sigmoid) on random ids, as `inference.py`.
 
 use crate::{SmallBatchScorer, SMALL_BATCH_BELOW};
-use ncf_model::{FirstLayerTables, NeuMf};
+use ncf_model::{FirstLayerTables, Model, NeuMf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -95,19 +95,48 @@ fn time_batches_as_is(
     warmup: usize,
     tables: Option<&FirstLayerTables>,
 ) -> LatencyStats {
-    let device = model.device();
     let c = model.config();
-    let users = Tensor::randint(c.users, [batch_size], (Kind::Int64, device));
-    let items = Tensor::randint(c.items, [batch_size], (Kind::Int64, device));
+    let engine = if tables.is_some() { Engine::Tables } else { Engine::Libtorch };
+    let score = |users: &Tensor, items: &Tensor| match tables {
+        Some(t) => model.forward_with_tables(users, items, t).sigmoid(),
+        None => model.forward_sigmoid(users, items),
+    };
+    time_scoring((c.users, c.items), model.device(), batch_size, num_batches, warmup, engine, score)
+}
+
+/// [`time_batches`] for any model: its own forward pass (with sigmoid), on one thread below
+/// [`SINGLE_THREAD_BELOW`] pairs on the CPU.
+pub fn time_model_batches(model: &dyn Model, batch_size: i64, num_batches: usize, warmup: usize) -> LatencyStats {
+    let device = model.device();
+    let threads = tch::get_num_threads();
+    if device == Device::Cpu && batch_size < SINGLE_THREAD_BELOW {
+        tch::set_num_threads(1);
+    }
+    let score = |users: &Tensor, items: &Tensor| model.forward_sigmoid(users, items);
+    let stats =
+        time_scoring((model.users(), model.items()), device, batch_size, num_batches, warmup, Engine::Libtorch, score);
+    tch::set_num_threads(threads);
+    stats
+}
+
+/// Times `score` on `batch_size` random pairs drawn once within `(users, items)`.
+fn time_scoring(
+    (n_users, n_items): (i64, i64),
+    device: Device,
+    batch_size: i64,
+    num_batches: usize,
+    warmup: usize,
+    engine: Engine,
+    score: impl Fn(&Tensor, &Tensor) -> Tensor,
+) -> LatencyStats {
+    let users = Tensor::randint(n_users, [batch_size], (Kind::Int64, device));
+    let items = Tensor::randint(n_items, [batch_size], (Kind::Int64, device));
     let mut latencies = Vec::with_capacity(num_batches);
     tch::no_grad(|| {
         for i in 0..warmup + num_batches {
             synchronize(device);
             let start = Instant::now();
-            let out = match tables {
-                Some(t) => model.forward_with_tables(&users, &items, t).sigmoid(),
-                None => model.forward_sigmoid(&users, &items),
-            };
+            let out = score(&users, &items);
             synchronize(device);
             let elapsed = start.elapsed().as_secs_f64();
             drop(out);
@@ -116,7 +145,7 @@ fn time_batches_as_is(
             }
         }
     });
-    summarize(batch_size, if tables.is_some() { Engine::Tables } else { Engine::Libtorch }, &latencies)
+    summarize(batch_size, engine, &latencies)
 }
 
 fn time_small_batches(

@@ -3,7 +3,7 @@
 use crate::InferenceError;
 use featurespec::ncf::NcfLayout;
 use featurespec::FeatureSpec;
-use ncf_model::{ItemHalf, NeuMf};
+use ncf_model::{AnyModel, ItemSide, Model, ModelKind};
 use spec_dataset::{IdIndex, IdMap, IdSide};
 use std::fmt;
 use std::io::Write;
@@ -55,8 +55,9 @@ pub struct Recommendation {
 
 /// A trained model with the dataset it was trained on.
 pub struct Recommender {
-    model: NeuMf,
-    item_half: ItemHalf,
+    model: AnyModel,
+    kind: ModelKind,
+    item_side: ItemSide,
     /// Train items of user `u`: `seen_items[seen_start[u]..seen_start[u + 1]]`.
     seen_start: Vec<usize>,
     seen_items: Vec<i64>,
@@ -67,21 +68,21 @@ pub struct Recommender {
 }
 
 impl Recommender {
-    /// Loads `checkpoint` (its shape read from the file) for the dataset in `data` onto `device`.
+    /// Loads `checkpoint` (any model of `ncf-model`: its kind and shape read from the file) for the
+    /// dataset in `data` onto `device`.
     pub fn open(data: &Path, checkpoint: &Path, device: Device) -> Result<Self, InferenceError> {
         let spec = FeatureSpec::from_yaml_file(data.join("feature_spec.yaml"))?;
         let layout = NcfLayout::from_spec(&spec)?;
         let (users, items) = layout.cardinalities(&spec)?;
-        let mut model = NeuMf::from_checkpoint(checkpoint, 0.0, device)?;
-        let config = model.config();
-        if config.users as u64 != users {
-            return Err(InferenceError::Shape { what: "users", model: config.users, data: users });
+        let (kind, mut model) = ncf_model::load_any(checkpoint, 0.0, device)?;
+        if model.users() as u64 != users {
+            return Err(InferenceError::Shape { what: "users", model: model.users(), data: users });
         }
-        if config.items as u64 != items {
-            return Err(InferenceError::Shape { what: "items", model: config.items, data: items });
+        if model.items() as u64 != items {
+            return Err(InferenceError::Shape { what: "items", model: model.items(), data: items });
         }
         model.set_train(false);
-        let item_half = model.item_half();
+        let item_side = model.item_side();
 
         // The items each user already has: train rows with a positive label.
         let train = tch_data::load_mapping(&spec, "train", Device::Cpu)?;
@@ -111,7 +112,8 @@ impl Recommender {
         let raw_to_user = user_raw.as_ref().map(IdMap::index);
         Ok(Recommender {
             model,
-            item_half,
+            kind,
+            item_side,
             seen_start,
             seen_items,
             user_raw,
@@ -119,6 +121,11 @@ impl Recommender {
             raw_to_user,
             dir: data.to_owned(),
         })
+    }
+
+    /// Which model the checkpoint holds.
+    pub fn model_kind(&self) -> ModelKind {
+        self.kind
     }
 
     /// Whether ids in and out are the ratings file's (the dataset has id maps).
@@ -129,7 +136,7 @@ impl Recommender {
     /// The dataset's users for raw user ids as typed (`42`, `u196`); an unknown id is an error
     /// naming it. Without id maps the ids are taken as the dataset's own 0-based ids.
     pub fn users_by_raw_id<S: AsRef<str>>(&self, raw: &[S]) -> Result<Vec<i64>, InferenceError> {
-        let users = self.model.config().users;
+        let users = self.model.users();
         raw.iter()
             .map(|id| {
                 let id = id.as_ref();
@@ -144,7 +151,7 @@ impl Recommender {
 
     /// Every user of the dataset.
     pub fn all_users(&self) -> Vec<i64> {
-        (0..self.model.config().users).collect()
+        (0..self.model.users()).collect()
     }
 
     /// The folder of the dataset.
@@ -152,11 +159,14 @@ impl Recommender {
         &self.dir
     }
 
-    /// Users scored per forward pass: about 2^18 (user, item) pairs on the CPU (cache-sized), 2^22
-    /// on CUDA (a few GB of activations; far fewer, larger passes keep the GPU busy).
+    /// Users scored per pass: as many as keep the pass's intermediate results near 2^26 floats on
+    /// the CPU (NeuMF: 2^18 pairs of 256 activations, cache-friendly) and 2^30 on CUDA (a few GB;
+    /// far fewer, larger passes keep the GPU busy). MF, a score per pair, takes thousands of
+    /// users per pass.
     pub fn users_per_batch(&self) -> usize {
-        let pairs: usize = if self.model.device().is_cuda() { 1 << 22 } else { 1 << 18 };
-        (pairs / self.model.config().items.max(1) as usize).max(1)
+        let floats: i64 = if self.model.device().is_cuda() { 1 << 30 } else { 1 << 26 };
+        let per_user = self.model.items().max(1) * self.model.floats_per_scored_pair().max(1);
+        (floats / per_user).max(1) as usize
     }
 
     /// The top `k` items for each of `users` (dataset ids), best first, leaving out each user's
@@ -171,8 +181,8 @@ impl Recommender {
 
     fn recommend_batch(&self, users: &[i64], k: usize, include_seen: bool) -> Vec<Recommendation> {
         let device = self.model.device();
-        let n_items = self.model.config().items;
-        let scores = self.model.score_all_items(&Tensor::from_slice(users).to_device(device), &self.item_half);
+        let n_items = self.model.items();
+        let scores = self.model.score_all_items(&Tensor::from_slice(users).to_device(device), &self.item_side);
         if !include_seen {
             let mut flat = Vec::new();
             for (row, &u) in users.iter().enumerate() {

@@ -196,6 +196,13 @@ macro_rules! delegate_to_neumf {
             fn set_matmul_kind(&mut self, kind: Option<Kind>) {
                 self.core_mut().set_matmul_kind(kind)
             }
+            fn set_kind(&mut self, kind: Kind) {
+                self.core_mut().set_kind(kind)
+            }
+            fn floats_per_scored_pair(&self) -> i64 {
+                // The MLP's widest activation per pair (its first layer's output).
+                self.core().config().mlp_layers.iter().skip(1).copied().max().unwrap_or(1)
+            }
             fn item_side(&self) -> ItemSide {
                 ItemSide::new(self.core().item_half())
             }

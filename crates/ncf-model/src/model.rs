@@ -85,6 +85,23 @@ pub trait Model: Send {
     /// products ignore it.
     fn set_matmul_kind(&mut self, _kind: Option<Kind>) {}
 
+    /// Casts every parameter to `kind` (e.g. `Kind::Half` or `Kind::BFloat16` for inference), in
+    /// place, as `VarStore::set_kind` does.
+    fn set_kind(&mut self, kind: Kind) {
+        tch::no_grad(|| {
+            for (_, mut t) in self.state_dict() {
+                let cast = t.to_kind(kind);
+                t.set_data(&cast);
+            }
+        });
+    }
+
+    /// Floats of intermediate results per (user, item) pair in [`Model::score_all_items`], which
+    /// sizes the blocks of users a recommender scores at once; by default 1 (a score per pair).
+    fn floats_per_scored_pair(&self) -> i64 {
+        1
+    }
+
     /// The item-side work of [`Model::score_all_items`], done once per model and reused for every
     /// block of users (stale once the parameters change). By default it holds nothing.
     fn item_side(&self) -> ItemSide {
@@ -224,6 +241,12 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn set_matmul_kind(&mut self, kind: Option<Kind>) {
         (**self).set_matmul_kind(kind)
+    }
+    fn set_kind(&mut self, kind: Kind) {
+        (**self).set_kind(kind)
+    }
+    fn floats_per_scored_pair(&self) -> i64 {
+        (**self).floats_per_scored_pair()
     }
     fn item_side(&self) -> ItemSide {
         (**self).item_side()
