@@ -22,13 +22,17 @@ release: setup
 	$(CARGO) build --workspace --release --bins --examples
 
 # The README's test command: unit, integration and doc tests, the two main examples (run, small),
+# the crate outside the workspace that trains its own model through the libraries (examples/downstream),
 # then lints, then the CUDA-linking check.
 EXAMPLE_DIR := $(TARGET_DIR)/example-run
+SHARED_DIR := $(or $(NCF_SHARED_DIR),$(CURDIR)/../shared)
 test: setup
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	$(CARGO) run --quiet --example train_synthetic -- $(EXAMPLE_DIR) 1
 	$(CARGO) run --quiet --example recommend -- $(EXAMPLE_DIR)/data $(EXAMPLE_DIR)/checkpoints/model.pth 1
+	cd examples/downstream && CARGO_TARGET_DIR="$(TARGET_DIR)" $(CARGO) run --quiet -- "$(SHARED_DIR)/data/reference-prepared/ml-latest-small" 2
+	$(CARGO) fmt --manifest-path examples/downstream/Cargo.toml --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all --check
 	bash scripts/check-cuda-linking.sh "$(TARGET_DIR)/debug"
