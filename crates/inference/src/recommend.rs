@@ -182,7 +182,8 @@ impl Recommender {
     fn recommend_batch(&self, users: &[i64], k: usize, include_seen: bool) -> Vec<Recommendation> {
         let device = self.model.device();
         let n_items = self.model.items();
-        let scores = self.model.score_all_items(&Tensor::from_slice(users).to_device(device), &self.item_side);
+        let scores =
+            self.model.all_item_logits(&Tensor::from_slice(users).to_device(device), &self.item_side).sigmoid();
         if !include_seen {
             let mut flat = Vec::new();
             for (row, &u) in users.iter().enumerate() {

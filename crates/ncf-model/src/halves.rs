@@ -206,10 +206,10 @@ macro_rules! delegate_to_neumf {
             fn item_side(&self) -> ItemSide {
                 ItemSide::new(self.core().item_half())
             }
-            fn score_all_items(&self, users: &Tensor, side: &ItemSide) -> Tensor {
+            fn all_item_logits(&self, users: &Tensor, side: &ItemSide) -> Tensor {
                 match side.get::<ItemHalf>() {
-                    Some(half) => self.core().score_all_items(users, half),
-                    None => self.core().score_all_items(users, &self.core().item_half()),
+                    Some(half) => self.core().all_item_logits(users, half),
+                    None => self.core().all_item_logits(users, &self.core().item_half()),
                 }
             }
         }

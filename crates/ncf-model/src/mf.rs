@@ -18,7 +18,7 @@ pub struct MfConfig {
 
 /// `logit = <p_u, q_i> + b_u + b_i + b`: user and item embeddings, a dot product, a bias per user,
 /// per item, and a global one. Every item of a user is one row of a matrix product
-/// ([`Mf::score_all_items`]), which is why it recommends orders of magnitude faster than NeuMF.
+/// ([`Model::all_item_logits`]), which is why it recommends orders of magnitude faster than NeuMF.
 ///
 /// Parameters, as a PyTorch module of `nn.Embedding`s and an `nn.Parameter` names them:
 /// `user_embed.weight [U, f]`, `item_embed.weight [I, f]`, `user_bias.weight [U, 1]`,
@@ -130,11 +130,11 @@ impl Model for Mf {
     }
 
     /// `P_users Q^T + b_users + b_items^T + b`, one matrix product for the block.
-    fn score_all_items(&self, users: &Tensor, _side: &ItemSide) -> Tensor {
+    fn all_item_logits(&self, users: &Tensor, _side: &ItemSide) -> Tensor {
         tch::no_grad(|| {
             let scores = self.user_embed.forward(users).matmul(&self.item_embed.ws.tr());
             let items = self.item_bias.ws.view([1, -1]);
-            (scores + self.user_bias.forward(users) + items + &self.global_bias).sigmoid()
+            scores + self.user_bias.forward(users) + items + &self.global_bias
         })
     }
 }

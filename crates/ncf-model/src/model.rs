@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 /// Three verbs make a model, as in RecBole: [`Model::forward`] (pair logits, what training and the
 /// sampled evaluation use), [`Model::state_dict`] (the parameters, named and ordered as PyTorch's
 /// state dict, what the optimizer, checkpoints and data-parallel training use) and
-/// [`Model::score_all_items`] (every item for a block of users, what recommending and full-ranking
+/// [`Model::all_item_logits`] (every item for a block of users, what recommending and full-ranking
 /// evaluation use; by default it calls `forward` on every pair). Loading, saving and counting
 /// parameters come with the trait.
 ///
@@ -44,7 +44,7 @@ use tch::{Device, Kind, Tensor};
 /// let (user, item) = (root.var("user", &[10, 4], init), root.var("item", &[20, 4], init));
 /// let bias = root.var("bias", &[20, 1], nn::Init::Const(0.0));
 /// let model = ItemBiasDot { vs, user, item, bias, train: true };
-/// let scores = model.score_all_items(&Tensor::from_slice(&[0i64, 3]), &model.item_side());
+/// let scores = model.all_item_logits(&Tensor::from_slice(&[0i64, 3]), &model.item_side());
 /// assert_eq!(scores.size(), [2, 20]);
 /// assert_eq!(model.parameter_count(), 10 * 4 + 20 * 4 + 20);
 /// ```
@@ -96,29 +96,30 @@ pub trait Model: Send {
         });
     }
 
-    /// Floats of intermediate results per (user, item) pair in [`Model::score_all_items`], which
+    /// Floats of intermediate results per (user, item) pair in [`Model::all_item_logits`], which
     /// sizes the blocks of users a recommender scores at once; by default 1 (a score per pair).
     fn floats_per_scored_pair(&self) -> i64 {
         1
     }
 
-    /// The item-side work of [`Model::score_all_items`], done once per model and reused for every
+    /// The item-side work of [`Model::all_item_logits`], done once per model and reused for every
     /// block of users (stale once the parameters change). By default it holds nothing.
     fn item_side(&self) -> ItemSide {
         ItemSide::new(())
     }
 
-    /// Every item's probability for each of `users` (`[U]` int64): `[U, items]`, evaluation mode,
-    /// no gradients; equal to `sigmoid(forward)` on every pair up to float rounding. The default
-    /// scores the `U x items` pairs through `forward`; models override it with their own algebra
-    /// (a dot-product model: one matrix product).
-    fn score_all_items(&self, users: &Tensor, _side: &ItemSide) -> Tensor {
+    /// Every item's logit for each of `users` (`[U]` int64): `[U, items]`, evaluation mode, no
+    /// gradients; equal to `forward` on every pair up to float rounding. Logits, not
+    /// probabilities: ranking needs them (float32's sigmoid rounds large logits to 1.0, making
+    /// ties). The default scores the `U x items` pairs through `forward`; models override it with
+    /// their own algebra (a dot-product model: one matrix product).
+    fn all_item_logits(&self, users: &Tensor, _side: &ItemSide) -> Tensor {
         tch::no_grad(|| {
             let (u, i) = (users.size()[0], self.items());
             let items = Tensor::arange(i, (Kind::Int64, self.device()));
             let pair_users = users.repeat_interleave_self_int(i, 0, None);
             let pair_items = items.repeat([u]);
-            self.forward(&pair_users, &pair_items).sigmoid().view([u, i])
+            self.forward(&pair_users, &pair_items).view([u, i])
         })
     }
 
@@ -251,8 +252,8 @@ impl<M: Model + ?Sized> Model for Box<M> {
     fn item_side(&self) -> ItemSide {
         (**self).item_side()
     }
-    fn score_all_items(&self, users: &Tensor, side: &ItemSide) -> Tensor {
-        (**self).score_all_items(users, side)
+    fn all_item_logits(&self, users: &Tensor, side: &ItemSide) -> Tensor {
+        (**self).all_item_logits(users, side)
     }
     fn forward_sigmoid(&self, users: &Tensor, items: &Tensor) -> Tensor {
         (**self).forward_sigmoid(users, items)

@@ -436,6 +436,11 @@ impl NeuMf {
     /// for all items, and the MF branch is one matrix product, so a pair costs the deeper MLP
     /// layers only. `item_half` caches the item-side work across calls ([`NeuMf::item_half`]).
     pub fn score_all_items(&self, users: &Tensor, item_half: &ItemHalf) -> Tensor {
+        self.all_item_logits(users, item_half).sigmoid()
+    }
+
+    /// [`NeuMf::score_all_items`] before the sigmoid: every item's logit for each of `users`.
+    pub fn all_item_logits(&self, users: &Tensor, item_half: &ItemHalf) -> Tensor {
         tch::no_grad(|| {
             let u = users.size()[0];
             let mut logits = item_half.final_bias.shallow_clone();
@@ -473,7 +478,7 @@ impl NeuMf {
                 }
                 logits = x.matmul(&item_half.final_mlp.view([-1, 1])).view([u, i]) + &logits;
             }
-            logits.sigmoid()
+            logits
         })
     }
 

@@ -66,7 +66,7 @@ fn check_against_pytorch(mut model: Box<dyn Model>, config: serde_json::Value) {
     assert!(d < 1e-5, "{}: logits differ from PyTorch's by {d}", model.name());
 
     let block = Tensor::from_slice(&[3i64, 0, 17, 39]);
-    let ours = model.score_all_items(&block, &model.item_side());
+    let ours = model.all_item_logits(&block, &model.item_side()).sigmoid();
     let theirs = pytorch("all-items", config, &state, &block, &block);
     let d = max_abs_diff(&ours, &theirs);
     assert!(d < 1e-5, "{}: all-item probabilities differ from PyTorch's by {d}", model.name());
@@ -156,9 +156,9 @@ fn the_default_all_items_scoring_equals_the_models_own() {
     let mf = Mf::new(MfConfig { users: USERS, items: ITEMS, factors: 6 }, Device::Cpu).unwrap();
     perturb(&mf);
     let block = Tensor::from_slice(&[1i64, 5, 9]);
-    let own = mf.score_all_items(&block, &mf.item_side());
+    let own = mf.all_item_logits(&block, &mf.item_side());
     let pairs = PairsOnly(mf);
-    let default = pairs.score_all_items(&block, &pairs.item_side());
+    let default = pairs.all_item_logits(&block, &pairs.item_side());
     assert!(max_abs_diff(&own, &default) < 1e-6);
 }
 
