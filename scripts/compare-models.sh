@@ -26,7 +26,7 @@ if [ -n "${COMPARE_OUT:-}" ]; then out="$COMPARE_OUT"; mkdir -p "$out"; else out
 GMF_FLAGS="--model gmf -l 0.02"
 MLP_FLAGS="--model mlp -l 0.0045"
 NEUMF_FLAGS="--model neumf -l 0.0045"
-PRE_FLAGS="-l ${PRE_LR:-0.001}"
+PRE_FLAGS="-l ${PRE_LR:-0.0045}"
 MF_FLAGS="--model mf -l 0.01"
 
 finished() { [ -f "$1" ] && grep -q '"step": \[\]' "$1"; }
