@@ -11,6 +11,10 @@
 //! [`rank_metrics`] does all of it in one call. Everything runs on the tensors' own device with the
 //! same libtorch operations as the reference, so the numbers are PyTorch's to the last bit.
 //!
+//! **Full ranking** ([`positive_ranks`], [`FullRankSums`], [`SeenItems`]): each user's held-out
+//! positive ranked against every item but the user's known ones, and HR@k (= recall@k), NDCG@k,
+//! MRR@k, precision@k and MAP@k from those ranks; ties count against the positive.
+//!
 //! **What it is not:** a trainer or a data loader; it scores what it is given.
 //!
 //! ```
@@ -30,6 +34,9 @@
 
 use tch::{Kind, Tensor};
 
+mod full;
+pub use full::{positive_ranks, FullRankSums, SeenItems};
+
 /// What can go wrong scoring test lists.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MetricsError {
@@ -43,6 +50,10 @@ pub enum MetricsError {
     Length { what: &'static str, got: i64, expected: i64 },
     #[error("k must be at least 1, got {0}")]
     K(i64),
+    #[error("{what} has shape {shape:?}, expected {expected}")]
+    Shape { what: &'static str, shape: Vec<i64>, expected: String },
+    #[error("ids out of range: users {users:?} of {user_count}, items {items:?} of {item_count}")]
+    OutOfRange { users: (i64, i64), items: (i64, i64), user_count: i64, item_count: i64 },
 }
 
 /// Test lists, each sorted by `item - 0.5 * label`, with the duplicate mask.
