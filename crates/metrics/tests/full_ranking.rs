@@ -20,7 +20,7 @@ fn ranks_and_metrics_equal_numpys_with_ties_and_seen_items() {
     tch::manual_seed(3);
     let (users, items, block) = (40i64, 60i64, 25i64);
     // Scores from a handful of values, so ties are everywhere; a few NaNs.
-    let mut scores = Tensor::randint(6, [block, items], (Kind::Int64, Device::Cpu)).to_kind(Kind::Float);
+    let scores = Tensor::randint(6, [block, items], (Kind::Int64, Device::Cpu)).to_kind(Kind::Float);
     let _ = scores.get(3).get(7).fill_(f64::NAN);
     let _ = scores.get(5).fill_(1.0); // a user whose items all tie
     let block_users = Tensor::randperm(users, (Kind::Int64, Device::Cpu)).narrow(0, 0, block);
