@@ -66,6 +66,11 @@ struct CommonArgs {
     /// Rebuild the output folder even if it already holds a prepared dataset.
     #[arg(long)]
     force: bool,
+    /// Also hold out each user's second-latest item as a `validation` mapping (positive first, then
+    /// --valid-negative negatives of its own, like `test`), for model selection without the test
+    /// set; users with fewer than 3 items keep theirs in train and get no validation list.
+    #[arg(long)]
+    validation: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,7 +204,13 @@ fn sibling(path: &Path, name: &str) -> PathBuf {
 }
 
 fn convert(raw: &Path, output: &Path, format: Option<RawFormat>, common: &CommonArgs) -> Result<()> {
-    let options = PrepareOptions { format, negatives: common.valid_negative, seed: common.seed, replace: true };
+    let options = PrepareOptions {
+        format,
+        negatives: common.valid_negative,
+        seed: common.seed,
+        replace: true,
+        validation: common.validation,
+    };
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")

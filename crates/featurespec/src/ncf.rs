@@ -12,6 +12,9 @@ pub const ITEM_CHANNEL: &str = "item_ch";
 pub const LABEL_CHANNEL: &str = "label_ch";
 pub const TRAIN_MAPPING: &str = "train";
 pub const TEST_MAPPING: &str = "test";
+/// An optional mapping laid out as `test` (lists of `test_samples_per_series` rows, the positive
+/// first), for model selection: `ncf-prepare --validation` writes it.
+pub const VALIDATION_MAPPING: &str = "validation";
 pub const TEST_SAMPLES_PER_SERIES: &str = "test_samples_per_series";
 
 const RULE: &str = "the NCF dataset rules";
@@ -24,8 +27,10 @@ pub struct NcfLayout {
     pub label: String,
     pub user_cardinality: Cardinality,
     pub item_cardinality: Cardinality,
-    /// Rows per test list (positive + negatives), >= 1.
+    /// Rows per test list (positive + negatives), >= 1; validation lists have as many.
     pub test_samples_per_series: u64,
+    /// Whether the spec has a `validation` mapping.
+    pub has_validation: bool,
 }
 
 impl NcfLayout {
@@ -49,7 +54,8 @@ impl NcfLayout {
         let user_cardinality = cardinality(&user)?;
         let item_cardinality = cardinality(&item)?;
         let test_samples_per_series = test_samples_per_series(spec)?;
-        Ok(NcfLayout { user, item, label, user_cardinality, item_cardinality, test_samples_per_series })
+        let has_validation = spec.source_spec.contains_key(VALIDATION_MAPPING);
+        Ok(NcfLayout { user, item, label, user_cardinality, item_cardinality, test_samples_per_series, has_validation })
     }
 
     /// The user and item cardinalities as numbers; `auto` is an error (training needs the embedding

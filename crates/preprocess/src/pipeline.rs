@@ -23,6 +23,23 @@ pub struct LeaveLastOut {
     pub stats: Stats,
 }
 
+/// Each user's second-latest interaction, held out for model selection
+/// ([`LeaveLastOut::hold_out_validation`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ValidationSplit {
+    /// Users with a validation positive, in user order.
+    pub users: Vec<u32>,
+    /// Their validation positives.
+    pub items: Vec<u32>,
+}
+
+impl ValidationSplit {
+    /// User `u`'s validation positive, if it has one (`users` is sorted).
+    pub fn item_of(&self, u: usize) -> Option<u32> {
+        self.users.binary_search(&(u as u32)).ok().map(|k| self.items[k])
+    }
+}
+
 /// Counts for the summary line and the docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
@@ -48,6 +65,33 @@ impl LeaveLastOut {
     /// User `u`'s train items, in time order.
     pub fn train_of(&self, u: usize) -> &[u32] {
         &self.train_items[self.train_offsets[u]..self.train_offsets[u + 1]]
+    }
+
+    /// Holds out each user's second-latest interaction (the latest train item: the same time order
+    /// and tie rule as the test positive) as its validation positive, removing it from train.
+    /// **Rule for short histories:** a user with fewer than three distinct items (at most one
+    /// train item) keeps it in train and gets no validation positive, so every user that had train
+    /// rows still has one; such users are simply absent from the validation lists.
+    pub fn hold_out_validation(&mut self) -> ValidationSplit {
+        let mut split = ValidationSplit::default();
+        let mut offsets = Vec::with_capacity(self.train_offsets.len());
+        let mut items = Vec::with_capacity(self.train_items.len());
+        offsets.push(0);
+        for u in 0..self.n_users() {
+            let train = self.train_of(u);
+            match train.split_last() {
+                Some((&last, rest)) if !rest.is_empty() => {
+                    items.extend_from_slice(rest);
+                    split.users.push(u as u32);
+                    split.items.push(last);
+                }
+                _ => items.extend_from_slice(train),
+            }
+            offsets.push(items.len());
+        }
+        self.train_offsets = offsets;
+        self.train_items = items;
+        split
     }
 
     /// Runs steps 1-4 on raw ratings (consumed to free their memory early).

@@ -18,11 +18,14 @@ pub struct PrepareOptions {
     pub seed: u64,
     /// Replace an existing output folder.
     pub replace: bool,
+    /// Also hold out each user's second-latest interaction as a `validation` mapping
+    /// ([`crate::LeaveLastOut::hold_out_validation`]), with its own negatives.
+    pub validation: bool,
 }
 
 impl Default for PrepareOptions {
     fn default() -> Self {
-        PrepareOptions { format: None, negatives: 100, seed: 1, replace: false }
+        PrepareOptions { format: None, negatives: 100, seed: 1, replace: false, validation: false }
     }
 }
 
@@ -54,6 +57,10 @@ pub struct PrepareSummary {
     pub items: usize,
     pub train_rows: usize,
     pub test_rows: usize,
+    /// Rows of the validation mapping (0 without `--validation`).
+    pub validation_rows: usize,
+    /// Users without a validation list (fewer than three distinct items), with `--validation`.
+    pub users_without_validation: usize,
     pub stats: Stats,
     /// Whether the user / item ids were read as text (a column with any non-integer id).
     pub text_ids: (bool, bool),
@@ -81,6 +88,13 @@ impl fmt::Display for PrepareSummary {
             self.stats.duplicates,
             self.stats.single_rating_users
         )?;
+        if self.validation_rows > 0 || self.users_without_validation > 0 {
+            write!(
+                f,
+                "\n{} validation rows (each user's second-latest item and its negatives); {} users with fewer than 3 items have no validation list",
+                self.validation_rows, self.users_without_validation
+            )?;
+        }
         let text: Vec<&str> = [("user", self.text_ids.0), ("item", self.text_ids.1)]
             .into_iter()
             .filter_map(|(name, text)| text.then_some(name))
@@ -107,13 +121,25 @@ pub fn prepare(
     let text_ids = (ratings.user_names.is_some(), ratings.item_names.is_some());
     tracing::info!(rows = ratings.len(), elapsed = ?start.elapsed(), "read");
     progress(Stage::Splitting);
-    let data = LeaveLastOut::from_raw(ratings);
+    let mut data = LeaveLastOut::from_raw(ratings);
+    let split = options.validation.then(|| data.hold_out_validation());
     tracing::info!(users = data.n_users(), items = data.n_items(), elapsed = ?start.elapsed(), "split");
     progress(Stage::Sampling);
-    let negatives = NegativeSampler { count: options.negatives, seed: options.seed }.sample(&data)?;
+    let sampler = NegativeSampler { count: options.negatives, seed: options.seed };
+    let (negatives, validation_negatives) = match &split {
+        Some(split) => {
+            let (test, validation) = sampler.sample_with_validation(&data, split)?;
+            (test, Some(validation))
+        }
+        None => (sampler.sample(&data)?, None),
+    };
     tracing::info!(elapsed = ?start.elapsed(), "negatives drawn");
     progress(Stage::Writing);
-    write::write_atomically(out, options.replace, |dir| write::write_files(dir, &data, &negatives, options.negatives))?;
+    let validation = split.as_ref().zip(validation_negatives.as_deref());
+    write::write_atomically(out, options.replace, |dir| {
+        write::write_files(dir, &data, &negatives, options.negatives, validation)
+    })?;
+    let validation_users = split.as_ref().map_or(0, |s| s.users.len());
     tracing::info!(elapsed = ?start.elapsed(), out = %out.display(), "written");
     Ok(PrepareSummary {
         format,
@@ -121,6 +147,8 @@ pub fn prepare(
         items: data.n_items(),
         train_rows: data.train_items.len(),
         test_rows: data.n_users() * (options.negatives + 1),
+        validation_rows: validation_users * (options.negatives + 1),
+        users_without_validation: if options.validation { data.n_users() - validation_users } else { 0 },
         stats: data.stats,
         text_ids,
         elapsed: start.elapsed(),

@@ -30,12 +30,15 @@ pub fn verify(dir: &Path, template: Option<&Path>) -> Result<VerifyReport, Prepa
         rows.push((mapping.clone(), spec_dataset::verify_mapping(&spec, mapping, LoadOptions::default())?));
     }
     let series = layout.test_samples_per_series;
-    let test_rows = rows.iter().find(|(m, _)| m == "test").map_or(0, |(_, n)| *n);
-    if test_rows as u64 % series != 0 {
-        return Err(PrepareError::Data(format!(
-            "{}: the test mapping has {test_rows} rows, not a multiple of test_samples_per_series = {series}",
-            dir.display()
-        )));
+    // A validation mapping (ncf-prepare --validation) is laid out as test: lists of the same length.
+    for mapping in ["test", featurespec::ncf::VALIDATION_MAPPING] {
+        let Some(&(_, n)) = rows.iter().find(|(m, _)| m == mapping) else { continue };
+        if n as u64 % series != 0 {
+            return Err(PrepareError::Data(format!(
+                "{}: the {mapping} mapping has {n} rows, not a multiple of test_samples_per_series = {series}",
+                dir.display()
+            )));
+        }
     }
     if let Some(template) = template {
         let differences = featurespec::template_differences(&dir.join("feature_spec.yaml"), template)?;

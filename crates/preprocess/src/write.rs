@@ -1,7 +1,7 @@
 //! Writing a prepared dataset folder: the reference's four tensor files, `feature_spec.yaml`, and
 //! the id maps, all into a temporary folder renamed into place when complete.
 
-use crate::pipeline::LeaveLastOut;
+use crate::pipeline::{LeaveLastOut, ValidationSplit};
 use crate::PrepareError;
 use featurespec::{Cardinality, Chunk, ChunkType, Dtype, FeatureMeta, FeatureSpec};
 use spec_dataset::IdSide;
@@ -12,6 +12,13 @@ use torchfile::{save_tensor, TensorView};
 /// compares it with the reference's own for the same ratings and finds them equal. The id maps sit
 /// beside it under fixed names ([`spec_dataset::IdMap`]), not in it.
 pub fn ncf_spec(n_users: usize, n_items: usize, series_len: usize) -> FeatureSpec {
+    ncf_spec_with(n_users, n_items, series_len, false)
+}
+
+/// [`ncf_spec`], plus a `validation` mapping laid out as `test` (`validation_data_0.pt`: user, item;
+/// `validation_data_1.pt`: label) when `validation` is set; its lists have `test_samples_per_series`
+/// rows too.
+pub fn ncf_spec_with(n_users: usize, n_items: usize, series_len: usize, validation: bool) -> FeatureSpec {
     let mut spec = FeatureSpec::new("");
     let id = |n: usize| FeatureMeta {
         dtype: Some(Dtype::Int64),
@@ -21,7 +28,8 @@ pub fn ncf_spec(n_users: usize, n_items: usize, series_len: usize) -> FeatureSpe
     spec.feature_spec.insert("user".into(), id(n_users));
     spec.feature_spec.insert("item".into(), id(n_items));
     spec.feature_spec.insert("label".into(), FeatureMeta { dtype: Some(Dtype::Float32), ..Default::default() });
-    for mapping in ["train", "test"] {
+    let mappings: &[&str] = if validation { &["train", "test", "validation"] } else { &["train", "test"] };
+    for &mapping in mappings {
         let chunk = |features: &[&str], file: String| Chunk {
             chunk_type: ChunkType::TorchTensor,
             features: features.iter().map(|f| f.to_string()).collect(),
@@ -49,6 +57,7 @@ pub(crate) fn write_files(
     data: &LeaveLastOut,
     negatives: &[u32],
     per_user: usize,
+    validation: Option<(&ValidationSplit, &[u32])>,
 ) -> Result<(), PrepareError> {
     let n_users = data.n_users();
     let (train, test) = rayon::join(
@@ -88,7 +97,22 @@ pub(crate) fn write_files(
     );
     train?;
     test?;
-    let mut spec = ncf_spec(n_users, data.n_items(), per_user + 1);
+    if let Some((split, negatives)) = validation {
+        let rows = split.users.len() * (per_user + 1);
+        let mut pairs = Vec::with_capacity(rows * 2);
+        let mut labels = Vec::with_capacity(rows);
+        for (k, (&u, &item)) in split.users.iter().zip(&split.items).enumerate() {
+            pairs.extend_from_slice(&[u as i64, item as i64]);
+            labels.push(1f32);
+            for &neg in &negatives[k * per_user..(k + 1) * per_user] {
+                pairs.extend_from_slice(&[u as i64, neg as i64]);
+                labels.push(0f32);
+            }
+        }
+        save_tensor(dir.join("validation_data_0.pt"), &TensorView::from_i64(&pairs, &[rows, 2]))?;
+        save_tensor(dir.join("validation_data_1.pt"), &TensorView::from_f32(&labels, &[rows, 1]))?;
+    }
+    let mut spec = ncf_spec_with(n_users, data.n_items(), per_user + 1, validation.is_some());
     spec.save(dir.join("feature_spec.yaml"))?;
     Ok(())
 }
