@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ncf_model::runtime::{DeviceChoice, RuntimeInfo};
 use ncf_model::ModelKind;
 use ncf_train::dist::{NcclGroup, RankEnv};
-use ncf_train::{EpochReport, Mode, Observer, Pretrained, TrainConfig, Trainer};
+use ncf_train::{EpochReport, EvalProtocol, Mode, Observer, Pretrained, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -124,6 +124,20 @@ struct Cli {
     /// reference on Ampere and later GPUs).
     #[arg(long = "no-tf32", alias = "no_tf32")]
     no_tf32: bool,
+    /// Evaluation: sampled (each test user's positive among its 100 sampled negatives: the
+    /// reference's HR@k and NDCG@k) or full (also among all items the user has not rated in train:
+    /// full_hr@k = recall@k, full_ndcg@k, full_mrr@k, full_precision@k, full_map@k, which then
+    /// select the best epoch). Ties count against the positive.
+    #[arg(long, value_enum, default_value_t = EvalArg::Sampled)]
+    eval: EvalArg,
+    /// With --eval full: rank only this many lists, a fixed random subset (from --seed), for
+    /// datasets too large to rank in full every epoch.
+    #[arg(long = "eval-users", alias = "eval_users", value_name = "N")]
+    eval_users: Option<usize>,
+    /// Stop after N epochs without a better selection metric (validation HR@k when the dataset
+    /// has a validation split, else test HR@k). Default: never.
+    #[arg(long, value_name = "N")]
+    patience: Option<usize>,
     /// Path for the JSON training log (DLLogger format); an empty value writes none.
     #[arg(long = "log_path", alias = "log-path", default_value = "log.json")]
     log_path: String,
@@ -184,6 +198,12 @@ impl From<ModelArg> for ModelKind {
             ModelArg::Mf => ModelKind::Mf,
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum EvalArg {
+    Sampled,
+    Full,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -271,6 +291,12 @@ fn run(cli: Cli) -> Result<()> {
         grads_accumulated: cli.grads_accumulated,
         amp: cli.amp,
         tf32: !cli.no_tf32,
+        eval: match cli.eval {
+            EvalArg::Sampled => EvalProtocol::Sampled,
+            EvalArg::Full => EvalProtocol::Full,
+        },
+        eval_users: cli.eval_users,
+        patience: cli.patience,
         log_path: optional(&cli.log_path),
         device,
         resume: cli.resume.clone(),
@@ -328,16 +354,41 @@ fn run(cli: Cli) -> Result<()> {
                 "HR@{k} {:.6}  NDCG@{k} {:.6}  validation loss {:.6}  ({:.0} test rows/s)",
                 e.hr, e.ndcg, e.validation_loss, e.throughput
             );
+            if let Some(f) = e.full {
+                println!(
+                    "full ranking of {} users: HR@{k} (= recall) {:.6}  NDCG@{k} {:.6}  MRR@{k} {:.6}  precision@{k} {:.6}  MAP@{k} {:.6}",
+                    f.users,
+                    f.hit_rate(),
+                    f.ndcg(),
+                    f.mrr(),
+                    f.precision(),
+                    f.map()
+                );
+            }
+            if let Some(v) = summary.epochs[0].validation {
+                println!("validation lists: HR@{k} {:.6}  NDCG@{k} {:.6}", v.hr, v.ndcg);
+            }
         }
         ModeArg::Train => {
             // Humans count epochs from 1 (as the per-epoch lines do); the log, like the reference's, from 0.
             let best = summary
                 .best_epoch
                 .map_or("no epoch".to_owned(), |e| format!("epoch {} (best_epoch {e} in the log)", e + 1));
+            let chosen = if summary.selected_by == format!("hr@{k}") {
+                String::new()
+            } else {
+                format!(", the epoch {} chose ({:.6})", summary.selected_by, summary.best_selection)
+            };
             println!(
-                "best HR@{k} {:.6} after {best}{}",
+                "best HR@{k} {:.6} after {best}{chosen}{}",
                 summary.best_hr,
-                if summary.reached_threshold { " (threshold reached)" } else { "" }
+                if summary.reached_threshold {
+                    " (threshold reached)"
+                } else if summary.stopped_early {
+                    " (stopped by --patience)"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -448,8 +499,18 @@ impl Observer for Bars {
             bar.finish_and_clear();
         }
         let k = self.k;
+        let mut more = String::new();
+        if let Some(f) = r.eval.full {
+            more += &format!(" | full HR@{k} {:.4} NDCG@{k} {:.4}", f.hit_rate(), f.ndcg());
+        }
+        if let Some(v) = r.validation {
+            more += &format!(" | validation HR@{k} {:.4}", v.hr);
+            if let Some(f) = v.full {
+                more += &format!(" full {:.4}", f.hit_rate());
+            }
+        }
         eprintln!(
-            "epoch {:>3}/{}: train {:.2} s ({:.0} samples/s) loss {:.4} | HR@{k} {:.4} NDCG@{k} {:.4} val loss {:.4} | eval {:.2} s{}",
+            "epoch {:>3}/{}: train {:.2} s ({:.0} samples/s) loss {:.4} | HR@{k} {:.4} NDCG@{k} {:.4} val loss {:.4}{more} | eval {:.2} s{}",
             r.epoch + 1,
             self.epochs,
             r.train_seconds,

@@ -12,6 +12,18 @@ pub enum Mode {
     Test,
 }
 
+/// How evaluation ranks each list's positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvalProtocol {
+    /// Against the list's sampled negatives (the reference's HR@k / NDCG@k).
+    #[default]
+    Sampled,
+    /// Also against every item the user does not already have (full-ranking HR@k = recall@k,
+    /// NDCG@k, MRR@k, precision@k, MAP@k; logged as `full_hr@K`, ...), which then selects the
+    /// best epoch.
+    Full,
+}
+
 /// NeuMF's pre-training (He et al. 2017, 3.4.1): start from a trained GMF and MLP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pretrained {
@@ -69,6 +81,12 @@ pub struct TrainConfig {
     pub amp: bool,
     /// Allow TF32 for float32 matrix products on CUDA (the reference's default on Ampere and later).
     pub tf32: bool,
+    /// Sampled (the reference's) or also full-ranking evaluation.
+    pub eval: EvalProtocol,
+    /// Full ranking of a fixed random subset of this many lists (seeded) instead of all.
+    pub eval_users: Option<usize>,
+    /// Stop after this many epochs without a better selection metric; `None`: never.
+    pub patience: Option<usize>,
     /// DLLogger JSON log; `None`: no log file.
     pub log_path: Option<PathBuf>,
     pub device: Device,
@@ -103,6 +121,9 @@ impl Default for TrainConfig {
             grads_accumulated: 1,
             amp: false,
             tf32: true,
+            eval: EvalProtocol::Sampled,
+            eval_users: None,
+            patience: None,
             log_path: Some("log.json".into()),
             device: Device::Cpu,
             resume: None,

@@ -29,11 +29,12 @@ mod config;
 mod data;
 pub mod dist;
 mod error;
+mod full_eval;
 mod state;
 mod trainer;
 
 pub use adam::{Adam, GradScaler};
-pub use config::{Mode, Pretrained, TrainConfig};
+pub use config::{EvalProtocol, Mode, Pretrained, TrainConfig};
 pub use data::{Epoch, TrainSet};
 pub use dllogger::{DlLogger, LogValue, Step};
 pub use error::TrainError;

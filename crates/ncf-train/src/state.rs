@@ -16,7 +16,11 @@ pub struct Progress {
     /// The next epoch to train.
     pub next_epoch: usize,
     pub seed: u64,
+    /// The best selection metric so far (HR@k of validation when the dataset has it, else of
+    /// test; full-ranking HR@k with `--eval full`).
     pub best_hr: f64,
+    /// The test set's sampled HR@k at the best epoch (`best_accuracy` in the log).
+    pub best_test_hr: f64,
     pub best_epoch: Option<usize>,
     pub train_throughputs: Vec<f64>,
     pub eval_throughputs: Vec<f64>,
@@ -33,6 +37,7 @@ pub(crate) fn save(path: &Path, model: &dyn Model, adam: &Adam, progress: &Progr
     entries.push(("progress.next_epoch".into(), Tensor::from(progress.next_epoch as i64)));
     entries.push(("progress.seed".into(), Tensor::from(progress.seed as i64)));
     entries.push(("progress.best_hr".into(), scalar_f(progress.best_hr)));
+    entries.push(("progress.best_test_hr".into(), scalar_f(progress.best_test_hr)));
     entries.push(("progress.best_epoch".into(), Tensor::from(progress.best_epoch.map_or(-1, |e| e as i64))));
     entries.push(("progress.train_throughputs".into(), Tensor::from_slice(&progress.train_throughputs)));
     entries.push(("progress.eval_throughputs".into(), Tensor::from_slice(&progress.eval_throughputs)));
@@ -61,6 +66,10 @@ pub(crate) fn load(path: &Path, model: &mut dyn Model, adam: &mut Adam) -> Resul
         next_epoch: need("progress.next_epoch")?.int64_value(&[]) as usize,
         seed: need("progress.seed")?.int64_value(&[]) as u64,
         best_hr: need("progress.best_hr")?.double_value(&[]),
+        // States written before validation selection existed: the selection metric was test HR.
+        best_test_hr: get("progress.best_test_hr")
+            .or_else(|| get("progress.best_hr"))
+            .map_or(0.0, |t| t.double_value(&[])),
         best_epoch: (best_epoch >= 0).then_some(best_epoch as usize),
         train_throughputs: list(need("progress.train_throughputs")?),
         eval_throughputs: list(need("progress.eval_throughputs")?),

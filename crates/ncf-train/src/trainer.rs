@@ -1,15 +1,16 @@
 //! The run: load the dataset, build the model, then train and evaluate epoch by epoch.
 
 use crate::adam::{Adam, GradScaler};
-use crate::config::{Mode, TrainConfig};
+use crate::config::{EvalProtocol, Mode, TrainConfig};
 use crate::data::TrainSet;
 use crate::dist::{self, Collective};
+use crate::full_eval::{self, FullRanking};
 use crate::state::{self, Progress, TRAINING_STATE};
 use crate::TrainError;
 use dllogger::{DlLogger, LogValue, Step};
 use featurespec::ncf::NcfLayout;
 use featurespec::FeatureSpec;
-use metrics::{RankSums, TestSeries};
+use metrics::{FullRankSums, RankSums, SeenItems, TestSeries};
 use ncf_model::{AnyModel, Gmf, Mlp, Model, ModelError, ModelKind, NeuMf, NeuMfConfig};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,6 +27,8 @@ pub struct Evaluation {
     /// Test rows scored per second.
     pub throughput: f64,
     pub sums: RankSums,
+    /// Full-ranking sums (`--eval full`).
+    pub full: Option<FullRankSums>,
 }
 
 /// One epoch's figures, as logged.
@@ -37,8 +40,11 @@ pub struct EpochReport {
     pub train_throughput: f64,
     /// The last batch's loss (NaN when no batch ran).
     pub train_loss: f64,
+    /// The test lists' evaluation.
     pub eval: Evaluation,
-    /// Whether this epoch's HR beat every earlier one (and `model.pth` was written).
+    /// The validation lists' evaluation, when the dataset has them.
+    pub validation: Option<Evaluation>,
+    /// Whether this epoch's selection metric beat every earlier one (and `model.pth` was written).
     pub improved: bool,
 }
 
@@ -46,10 +52,17 @@ pub struct EpochReport {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub epochs: Vec<EpochReport>,
+    /// The test lists' HR@k at the best epoch (the log's `best_accuracy`).
     pub best_hr: f64,
     pub best_epoch: Option<usize>,
+    /// The metric that chose the best epoch (`hr@10`, `validation_hr@10`, `full_hr@10`, ...) and
+    /// its best value.
+    pub selected_by: String,
+    pub best_selection: f64,
     /// Whether `--threshold` stopped the run.
     pub reached_threshold: bool,
+    /// Whether `--patience` stopped the run.
+    pub stopped_early: bool,
 }
 
 /// Hooks for a front end (progress bars, summaries); every method has a no-op default.
@@ -75,6 +88,11 @@ pub struct Trainer {
     params: Vec<Tensor>,
     train: TrainSet,
     test: TestSeries,
+    /// The validation lists (`ncf-prepare --validation`), which then select the best epoch.
+    validation: Option<TestSeries>,
+    /// Full ranking of the test and validation lists (`--eval full`).
+    full_test: Option<FullRanking>,
+    full_validation: Option<FullRanking>,
     progress: Progress,
     log: Option<DlLogger>,
     started: Instant,
@@ -82,6 +100,21 @@ pub struct Trainer {
     scaler: Option<GradScaler>,
     /// The data-parallel group; `None` for a single process.
     group: Option<Box<dyn Collective>>,
+}
+
+impl Evaluation {
+    /// An evaluation of no lists (names the selection metric before any epoch ran).
+    fn empty() -> Evaluation {
+        Evaluation {
+            hr: 0.0,
+            ndcg: 0.0,
+            validation_loss: f64::NAN,
+            seconds: 0.0,
+            throughput: 0.0,
+            sums: RankSums::default(),
+            full: Some(FullRankSums::default()),
+        }
+    }
 }
 
 impl Trainer {
@@ -134,7 +167,51 @@ impl Trainer {
             layout.test_samples_per_series as i64,
         )?;
 
+        let validation = match layout.has_validation {
+            true => {
+                let v = tch_data::load_mapping(&spec, featurespec::ncf::VALIDATION_MAPPING, device)?;
+                Some(TestSeries::new(
+                    &v.features[&layout.user],
+                    &v.features[&layout.item],
+                    &v.features[&layout.label],
+                    layout.test_samples_per_series as i64,
+                )?)
+            }
+            false => None,
+        };
+        // Full ranking leaves each user's train positives (and, for test, validation positive) out.
+        let (full_test, full_validation) = match config.eval {
+            EvalProtocol::Sampled => (None, None),
+            EvalProtocol::Full => {
+                let t = tch_data::load_mapping(&spec, "train", device)?;
+                let positive = t.features[&layout.label].reshape([-1]).to_kind(Kind::Float).gt(0.5);
+                let (u, i) = (
+                    t.features[&layout.user].reshape([-1]).masked_select(&positive),
+                    t.features[&layout.item].reshape([-1]).masked_select(&positive),
+                );
+                let (nu, ni) = (users as i64, items as i64);
+                let subset = |series: &TestSeries| {
+                    config.eval_users.map(|n| full_eval::fixed_subset(series.lists(), n, config.seed.unwrap_or(0)))
+                };
+                let full_validation = match &validation {
+                    Some(v) => Some(FullRanking::new(v, subset(v).as_ref(), SeenItems::new(&u, &i, nu, ni, device)?)),
+                    None => None,
+                };
+                let seen_test = match &validation {
+                    Some(v) => {
+                        let ranking = FullRanking::new(v, None, SeenItems::new(&u, &i, nu, ni, device)?);
+                        let (vu, vi) = ranking.users_and_positives();
+                        SeenItems::new(&Tensor::cat(&[&u, &vu], 0), &Tensor::cat(&[&i, &vi], 0), nu, ni, device)?
+                    }
+                    None => SeenItems::new(&u, &i, nu, ni, device)?,
+                };
+                (Some(FullRanking::new(&test, subset(&test).as_ref(), seen_test)), full_validation)
+            }
+        };
+        let shard = |f: Option<FullRanking>| f.map(|f| if world > 1 { f.shard(rank as i64, world as i64) } else { f });
+        let (full_test, full_validation) = (shard(full_test), shard(full_validation));
         let test = if world > 1 { test.shard(rank as i64, world as i64) } else { test };
+        let validation = validation.map(|v| if world > 1 { v.shard(rank as i64, world as i64) } else { v });
         // A resumed run takes its seed from its training state (loaded below).
         let seed = match (config.seed, group.as_deref_mut()) {
             (Some(seed), _) => seed,
@@ -228,8 +305,23 @@ impl Trainer {
         // CUDA: fp16 autocast with loss scaling, as the reference. CPU: bfloat16 matrix products
         // (no scaling needed: bfloat16 has float32's range).
         let scaler = (config.amp && device.is_cuda()).then(|| GradScaler::new(device));
-        let mut trainer =
-            Trainer { config, model, adam, params, train, test, progress, log, started, layout, scaler, group };
+        let mut trainer = Trainer {
+            config,
+            model,
+            adam,
+            params,
+            train,
+            test,
+            validation,
+            full_test,
+            full_validation,
+            progress,
+            log,
+            started,
+            layout,
+            scaler,
+            group,
+        };
         trainer.log_parameters()?;
         Ok(trainer)
     }
@@ -258,13 +350,30 @@ impl Trainer {
         self.train.batches_per_epoch(self.config.negative_samples, self.config.batch_size)
     }
 
-    /// Scores the test lists (eval mode, no gradients) in batches of `valid_batch_size`.
+    /// Scores the test lists (eval mode, no gradients) in batches of `valid_batch_size`; with
+    /// `--eval full` also ranks each list's positive against all items.
     pub fn evaluate(&mut self) -> Result<Evaluation, TrainError> {
+        self.evaluate_lists(false)
+    }
+
+    /// [`Trainer::evaluate`] on the validation lists; `None` when the dataset has none.
+    pub fn evaluate_validation(&mut self) -> Result<Option<Evaluation>, TrainError> {
+        match self.validation.is_some() {
+            true => self.evaluate_lists(true).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    fn evaluate_lists(&mut self, validation: bool) -> Result<Evaluation, TrainError> {
         let start = Instant::now();
         self.model.set_train(false);
         // Evaluation in the parameters' own kind, as the reference evaluates outside autocast.
         self.model.set_matmul_kind(None);
-        let (users, items, labels) = (self.test.users(), self.test.items(), self.test.labels());
+        let (series, full) = match (validation, &self.validation) {
+            (true, Some(v)) => (v, &self.full_validation),
+            _ => (&self.test, &self.full_test),
+        };
+        let (users, items, labels) = (series.users(), series.items(), series.labels());
         let rows = users.size()[0];
         let batch = self.config.valid_batch_size.max(1);
         let mut scores = Vec::new();
@@ -282,23 +391,52 @@ impl Trainer {
                 at += len;
             }
         });
+        let mut full = match full {
+            Some(f) => {
+                Some(f.rank(self.model.as_ref(), self.config.topk, full_eval::block_users(self.model.as_ref()))?)
+            }
+            None => None,
+        };
         self.model.set_train(true);
         let scores = if scores.is_empty() {
             Tensor::zeros([0], (Kind::Float, self.config.device))
         } else {
             Tensor::cat(&scores, 0)
         };
-        let mut sums = self.test.rank_sums(&scores, self.config.topk)?;
+        let mut sums = series.rank_sums(&scores, self.config.topk)?;
         let mut validation_loss = metrics::validation_loss(&losses).unwrap_or(f64::NAN);
         let mut rows = rows;
         if let Some(g) = self.group.as_deref_mut() {
             // The reference all-reduces hits, NDCG and loss; the loss is then averaged over ranks.
             let world = g.world_size() as f64;
-            let local = [sums.hits as f64, sums.ndcg, sums.lists as f64, validation_loss, rows as f64];
+            let f = full.unwrap_or_default();
+            let local = [
+                sums.hits as f64,
+                sums.ndcg,
+                sums.lists as f64,
+                validation_loss,
+                rows as f64,
+                f.users as f64,
+                f.hits,
+                f.ndcg,
+                f.mrr,
+                f.precision,
+                f.map,
+            ];
             let total = dist::sum_values(&local, g, self.config.device)?;
             sums = RankSums { hits: total[0].round() as i64, ndcg: total[1], lists: total[2].round() as i64 };
             validation_loss = total[3] / world;
             rows = total[4].round() as i64;
+            if full.is_some() {
+                full = Some(FullRankSums {
+                    users: total[5].round() as i64,
+                    hits: total[6],
+                    ndcg: total[7],
+                    mrr: total[8],
+                    precision: total[9],
+                    map: total[10],
+                });
+            }
         }
         let seconds = start.elapsed().as_secs_f64();
         Ok(Evaluation {
@@ -308,7 +446,22 @@ impl Trainer {
             seconds,
             throughput: rows as f64 / seconds.max(1e-9),
             sums,
+            full,
         })
+    }
+
+    /// The metric that selects the best epoch: HR@k of the validation lists when the dataset has
+    /// them, else of the test lists (the reference's); the full-ranking HR@k with `--eval full`.
+    fn selection(&self, test: &Evaluation, validation: Option<&Evaluation>) -> (String, f64) {
+        let k = self.config.topk;
+        let (prefix, eval) = match validation {
+            Some(v) => ("validation_", v),
+            None => ("", test),
+        };
+        match (self.config.eval, eval.full) {
+            (EvalProtocol::Full, Some(f)) => (format!("{prefix}full_hr@{k}"), f.hit_rate()),
+            _ => (format!("{prefix}hr@{k}"), eval.hr),
+        }
     }
 
     /// Trains one epoch; returns (seconds, last batch loss).
@@ -369,47 +522,61 @@ impl Trainer {
     /// evaluating after each, saving `model.pth` when HR improves and the training state every
     /// epoch, and stops early at `--threshold`.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
+        let k = self.config.topk;
         if self.config.mode == Mode::Test {
             let eval = self.evaluate()?;
-            let k = self.config.topk;
-            let data = vec![
+            let validation = self.evaluate_validation()?;
+            let mut data = vec![
                 ("best_eval_throughput".to_string(), eval.throughput.into()),
                 (format!("hr@{k}"), eval.hr.into()),
                 (format!("ndcg@{k}"), eval.ndcg.into()),
                 ("validation_loss".to_string(), eval.validation_loss.into()),
             ];
+            data.extend(extra_metrics(k, &eval, validation.as_ref()));
             self.write_log(Step::End, &data)?;
+            let (selected_by, best_selection) = self.selection(&eval, validation.as_ref());
             let report = EpochReport {
                 epoch: 0,
                 train_seconds: 0.0,
                 train_throughput: 0.0,
                 train_loss: f64::NAN,
                 eval,
+                validation,
                 improved: false,
             };
             return Ok(Summary {
                 epochs: vec![report],
                 best_hr: eval.hr,
                 best_epoch: None,
-                reached_threshold: eval.hr >= self.config.threshold,
+                reached_threshold: best_selection >= self.config.threshold,
+                selected_by,
+                best_selection,
+                stopped_early: false,
             });
         }
         let already = self.progress.elapsed;
-        let mut reports = Vec::new();
+        let mut reports: Vec<EpochReport> = Vec::new();
         let mut reached = false;
+        let mut stopped_early = false;
         let mut last = None;
+        let empty = Evaluation::empty();
+        let mut selected_by = self.selection(&empty, self.validation.as_ref().map(|_| &empty)).0;
         for epoch in self.progress.next_epoch..self.config.epochs {
             let (train_seconds, train_loss) = self.train_epoch(epoch, observer)?;
             let eval = self.evaluate()?;
+            let validation = self.evaluate_validation()?;
+            let (by, selected) = self.selection(&eval, validation.as_ref());
+            selected_by = by;
             let samples = self.train.epoch_samples(self.config.negative_samples);
             let train_throughput = samples as f64 / train_seconds.max(1e-9);
-            let improved = eval.hr > self.progress.best_hr || self.progress.best_epoch.is_none();
+            let improved = selected > self.progress.best_hr || self.progress.best_epoch.is_none();
             self.progress.train_throughputs.push(train_throughput);
             self.progress.eval_throughputs.push(eval.throughput);
             self.progress.next_epoch = epoch + 1;
             self.progress.elapsed = already + self.started.elapsed().as_secs_f64();
             if improved {
-                self.progress.best_hr = eval.hr;
+                self.progress.best_hr = selected;
+                self.progress.best_test_hr = eval.hr;
                 self.progress.best_epoch = Some(epoch);
                 self.progress.time_to_best = self.progress.elapsed;
                 if let (Some(dir), true) = (&self.config.checkpoint_dir, self.is_rank0()) {
@@ -419,51 +586,69 @@ impl Trainer {
             if let (Some(dir), true) = (&self.config.checkpoint_dir, self.is_rank0()) {
                 state::save(&dir.join(TRAINING_STATE), self.model.as_ref(), &self.adam, &self.progress)?;
             }
-            let report = EpochReport { epoch, train_seconds, train_throughput, train_loss, eval, improved };
-            let k = self.config.topk;
-            self.write_log(
-                Step::Epoch(epoch),
-                &[
-                    ("train_throughput".to_string(), train_throughput.into()),
-                    (format!("hr@{k}"), eval.hr.into()),
-                    (format!("ndcg@{k}"), eval.ndcg.into()),
-                    ("train_epoch_time".to_string(), train_seconds.into()),
-                    ("validation_epoch_time".to_string(), eval.seconds.into()),
-                    ("eval_throughput".to_string(), eval.throughput.into()),
-                    ("validation_loss".to_string(), eval.validation_loss.into()),
-                    ("train_loss".to_string(), train_loss.into()),
-                ],
-            )?;
+            let report = EpochReport { epoch, train_seconds, train_throughput, train_loss, eval, validation, improved };
+            let mut data = vec![
+                ("train_throughput".to_string(), train_throughput.into()),
+                (format!("hr@{k}"), eval.hr.into()),
+                (format!("ndcg@{k}"), eval.ndcg.into()),
+                ("train_epoch_time".to_string(), train_seconds.into()),
+                ("validation_epoch_time".to_string(), eval.seconds.into()),
+                ("eval_throughput".to_string(), eval.throughput.into()),
+                ("validation_loss".to_string(), eval.validation_loss.into()),
+                ("train_loss".to_string(), train_loss.into()),
+            ];
+            data.extend(extra_metrics(k, &eval, validation.as_ref()));
+            self.write_log(Step::Epoch(epoch), &data)?;
             observer.epoch_finished(&report);
             reports.push(report);
             last = Some(report);
-            if eval.hr >= self.config.threshold {
-                tracing::info!(hr = eval.hr, threshold = self.config.threshold, "hit the threshold");
+            if selected >= self.config.threshold {
+                tracing::info!(metric = %selected_by, value = selected, threshold = self.config.threshold, "hit the threshold");
                 reached = true;
                 break;
+            }
+            if let (Some(patience), Some(best)) = (self.config.patience, self.progress.best_epoch) {
+                if epoch - best >= patience {
+                    tracing::info!(patience, best_epoch = best, metric = %selected_by, "no improvement: stopping early");
+                    stopped_early = true;
+                    break;
+                }
             }
         }
         let p = &self.progress;
         let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
         let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
-        let end = vec![
+        let mut end = vec![
             ("best_train_throughput".to_string(), max(&p.train_throughputs).into()),
             ("best_eval_throughput".to_string(), max(&p.eval_throughputs).into()),
             ("mean_train_throughput".to_string(), mean(&p.train_throughputs).into()),
             ("mean_eval_throughput".to_string(), mean(&p.eval_throughputs).into()),
-            ("best_accuracy".to_string(), p.best_hr.into()),
+            ("best_accuracy".to_string(), p.best_test_hr.into()),
             ("best_epoch".to_string(), p.best_epoch.map(|e| e as i64).into()),
             ("time_to_target".to_string(), (already + self.started.elapsed().as_secs_f64()).into()),
             ("time_to_best_model".to_string(), p.time_to_best.into()),
             ("validation_loss".to_string(), last.map(|r| r.eval.validation_loss).into()),
             ("train_loss".to_string(), last.map(|r| r.train_loss).into()),
         ];
+        if self.validation.is_some() || self.config.eval == EvalProtocol::Full {
+            // What chose the epoch, and the chosen epoch's other figures (when it ran in this process).
+            end.push(("selected_by".to_string(), selected_by.as_str().into()));
+            if let Some(best) = reports.iter().find(|r| Some(r.epoch) == p.best_epoch) {
+                end.push((format!("best_ndcg@{k}"), best.eval.ndcg.into()));
+                for (key, value) in extra_metrics(k, &best.eval, best.validation.as_ref()) {
+                    end.push((format!("best_{key}"), value));
+                }
+            }
+        }
         self.write_log(Step::End, &end)?;
         Ok(Summary {
             epochs: reports,
-            best_hr: self.progress.best_hr,
+            best_hr: self.progress.best_test_hr,
             best_epoch: self.progress.best_epoch,
+            selected_by,
+            best_selection: self.progress.best_hr,
             reached_threshold: reached,
+            stopped_early,
         })
     }
 
@@ -544,6 +729,30 @@ impl Trainer {
     }
 }
 
+/// The log keys beyond the reference's: the validation lists' sampled metrics, and the
+/// full-ranking metrics of the test (`full_*`) and validation (`validation_full_*`) lists.
+fn extra_metrics(k: i64, test: &Evaluation, validation: Option<&Evaluation>) -> Vec<(String, LogValue)> {
+    let mut data = Vec::new();
+    let full = |prefix: &str, f: &FullRankSums, data: &mut Vec<(String, LogValue)>| {
+        for (name, value) in
+            [("hr", f.hit_rate()), ("ndcg", f.ndcg()), ("mrr", f.mrr()), ("precision", f.precision()), ("map", f.map())]
+        {
+            data.push((format!("{prefix}full_{name}@{k}"), value.into()));
+        }
+    };
+    if let Some(f) = &test.full {
+        full("", f, &mut data);
+    }
+    if let Some(v) = validation {
+        data.push((format!("validation_hr@{k}"), v.hr.into()));
+        data.push((format!("validation_ndcg@{k}"), v.ndcg.into()));
+        if let Some(f) = &v.full {
+            full("validation_", f, &mut data);
+        }
+    }
+    data
+}
+
 /// The model `config` asks for: `--model` (or the kind `--load_checkpoint_path` holds, else
 /// NeuMF), shaped by `--factors`/`--layers`/`--dropout`, or NeuMF from pre-trained halves.
 fn family_model(config: &TrainConfig, users: i64, items: i64, device: tch::Device) -> Result<AnyModel, TrainError> {
@@ -614,6 +823,16 @@ fn checkpoint_kind(path: &Path) -> Result<ModelKind, TrainError> {
 /// Settings wrong whatever the dataset.
 fn check_settings(c: &TrainConfig) -> Result<(), TrainError> {
     let bad = |m: String| Err(TrainError::Config(m));
+    match (c.eval, c.eval_users) {
+        (_, Some(0)) => return bad("--eval-users must be at least 1".into()),
+        (EvalProtocol::Sampled, Some(_)) => {
+            return bad("--eval-users chooses the users of a full ranking: add --eval full".into())
+        }
+        _ => {}
+    }
+    if c.patience == Some(0) {
+        return bad("--patience must be at least 1 (epochs without improvement before stopping)".into());
+    }
     if c.batch_size < 1 || c.valid_batch_size < 1 {
         return bad(format!(
             "--batch_size ({}) and --valid_batch_size ({}) must be at least 1",
