@@ -3,13 +3,16 @@
 //!   ml-latest-small-shaped NeuMF (610 users, 9,724 items, the reference's default layers);
 //! - evaluation: scoring and ranking 610 test lists of 101 (HR@10, NDCG@10, the duplicate mask);
 //! - an inference batch of 16,384 on an ML-20m-shaped NeuMF (138,493 users, 26,744 items);
-//! - a single pair on that model, through libtorch and through `inference::SmallBatchScorer`.
+//! - a single pair on that model, through libtorch and through `inference::SmallBatchScorer`;
+//! - full-ranking evaluation of 610 users x 9,724 items (ml-latest-small shape), NeuMF and MF: the
+//!   all-item logits alone (the matrix work), then with the seen-item masks, ranks and metrics
+//!   (what `ncf-train --eval full` adds per list set).
 //!
 //! `cargo bench -p ncf-rs --bench model`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use metrics::TestSeries;
-use ncf_model::{NeuMf, NeuMfConfig};
+use metrics::{positive_ranks, FullRankSums, SeenItems, TestSeries};
+use ncf_model::{Mf, MfConfig, Model, NeuMf, NeuMfConfig};
 use ncf_train::Adam;
 use tch::{Device, Kind, Tensor};
 
@@ -82,9 +85,54 @@ fn single_pair(c: &mut Criterion) {
     });
 }
 
+fn full_ranking(c: &mut Criterion) {
+    tch::manual_seed(5);
+    let (users, items) = (610i64, 9_724i64);
+    // ~100k train pairs, as ml-latest-small has, and one held-out positive per user.
+    let seen_users = Tensor::randint(users, [100_000], (Kind::Int64, Device::Cpu));
+    let seen_items = Tensor::randint(items, [100_000], (Kind::Int64, Device::Cpu));
+    let seen = SeenItems::new(&seen_users, &seen_items, users, items, Device::Cpu).expect("seen");
+    let all = Tensor::arange(users, (Kind::Int64, Device::Cpu));
+    let positives = Tensor::randint(items, [users], (Kind::Int64, Device::Cpu));
+    let mut neumf = NeuMf::new(NeuMfConfig::new(users, items), Device::Cpu).expect("model");
+    let mut mf = Mf::new(MfConfig { users, items, factors: 64 }, Device::Cpu).expect("model");
+    Model::set_train(&mut neumf, false);
+    mf.set_train(false);
+    // The trainer's block: about 2^26 floats of intermediate results per pass.
+    for (name, model) in [("NeuMF", &neumf as &dyn Model), ("MF", &mf as &dyn Model)] {
+        let block = ((1i64 << 26) / (items * model.floats_per_scored_pair())).max(1);
+        let side = model.item_side();
+        c.bench_function(&format!("full ranking 610 x 9724, {name}: all-item logits only"), |b| {
+            b.iter(|| {
+                let mut at = 0;
+                while at < users {
+                    let len = block.min(users - at);
+                    std::hint::black_box(model.all_item_logits(&all.narrow(0, at, len), &side));
+                    at += len;
+                }
+            })
+        });
+        c.bench_function(&format!("full ranking 610 x 9724, {name}: logits + masks + ranks + metrics"), |b| {
+            b.iter(|| {
+                let mut sums = FullRankSums::default();
+                let mut at = 0;
+                while at < users {
+                    let len = block.min(users - at);
+                    let u = all.narrow(0, at, len);
+                    let logits = model.all_item_logits(&u, &side);
+                    let ranks = positive_ranks(&logits, &positives.narrow(0, at, len), Some(&seen.mask(&u))).expect("ranks");
+                    sums = sums.combine(&FullRankSums::from_ranks(&ranks, 10).expect("sums"));
+                    at += len;
+                }
+                sums
+            })
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = training_step, evaluation, inference_batch, single_pair
+    targets = training_step, evaluation, inference_batch, single_pair, full_ranking
 }
 criterion_main!(benches);

@@ -7,7 +7,13 @@
 #   scripts/compare-models.sh ../shared/data/reference-prepared/ml-latest-small "2 3 4"
 #
 # Environment: COMPARE_OUT (run folders and logs; default a temporary one; a finished run is not
-# run again), EPOCHS (default 20), NCF_TRAIN (default this checkout's release build).
+# run again), EPOCHS (default 20), NCF_TRAIN (default this checkout's release build), EXTRA_FLAGS
+# (added to every run, e.g. "--eval full").
+#
+# On a dataset prepared with `ncf-prepare --validation` and EXTRA_FLAGS="--eval full", a second
+# table compares the two protocols, each choosing its epoch on the validation lists: the sampled
+# test HR@k at the epoch validation HR@k chose, against the full-ranking test HR@k and NDCG@k at
+# the epoch validation full-ranking HR@k chose, and the order of the models under each.
 #
 # The flags: every model keeps the reference's defaults (Adam 0.25/0.5, -n 4, -f 64, --layers 256
 # 256 128 64, dropout 0.5) except the learning rate, chosen per model from a sweep on seed 1 (best
@@ -35,8 +41,9 @@ run() { # name seed flags...
   local dir="$out/$name-$seed"
   finished "$dir/log.json" && return
   mkdir -p "$dir"
+  # shellcheck disable=SC2086
   "$train" --data "$data" -b 16384 --valid_batch_size 65536 -e "$epochs" --seed "$seed" \
-    --checkpoint_dir "$dir" --log_path "$dir/log.json.tmp" "$@" > "$dir/out.txt" 2>&1 \
+    --checkpoint_dir "$dir" --log_path "$dir/log.json.tmp" ${EXTRA_FLAGS:-} "$@" > "$dir/out.txt" 2>&1 \
     || { echo "compare-models: $name seed $seed failed:" >&2; tail -20 "$dir/out.txt" >&2; exit 1; }
   mv "$dir/log.json.tmp" "$dir/log.json"
   echo "compare-models: $name seed $seed: $(tail -1 "$dir/out.txt")"
@@ -81,4 +88,35 @@ for m in models:
     hr, ndcg, thr, ep = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] + 1 for r in rows]
     print(f"{title:<19} {ms(hr):>16} {ms(ndcg):>18} {statistics.mean(thr):>10.0f} {','.join(map(str, ep)):>12}  {flags}")
 print("per seed HR@k:", {t.split(':')[0]: [round(read(names[t.split(':')[0]], s)[0], 4) for s in seeds] for t in models})
+
+def epochs(name, seed):
+    lines = [json.loads(l[5:]) for l in open(f"{out}/{name}-{seed}/log.json") if l.startswith("DLLL ")]
+    return [l["data"] for l in lines if l.get("type") == "LOG" and isinstance(l.get("step"), list) and len(l["step"]) == 1]
+
+def chosen(es, key):
+    best = max(range(len(es)), key=lambda i: (es[i][key], -i))  # the first maximum
+    return es[best]
+
+first = epochs("gmf", seeds[0])
+k = next(key for key in first[0] if key.startswith("hr@"))[3:]
+if f"validation_full_hr@{k}" in first[0]:
+    print()
+    print(f"protocols, each choosing its epoch on the validation lists (mean over seeds {' '.join(seeds)}):")
+    print(f"{'model':<19} {'sampled HR@' + k:>15} {'full HR@' + k:>12} {'full NDCG@' + k:>14} {'full MRR@' + k:>13}")
+    rows = []
+    for m in models:
+        title = m.split(":", 1)[0]
+        sampled, full_hr, full_ndcg, full_mrr = [], [], [], []
+        for s in seeds:
+            es = epochs(names[title], s)
+            a = chosen(es, f"validation_hr@{k}")
+            b = chosen(es, f"validation_full_hr@{k}")
+            sampled.append(a[f"hr@{k}"]); full_hr.append(b[f"full_hr@{k}"])
+            full_ndcg.append(b[f"full_ndcg@{k}"]); full_mrr.append(b[f"full_mrr@{k}"])
+        mean = statistics.mean
+        rows.append((title, mean(sampled), mean(full_hr), mean(full_ndcg), mean(full_mrr)))
+        print(f"{title:<19} {ms(sampled):>15} {ms(full_hr):>12} {ms(full_ndcg):>14} {ms(full_mrr):>13}")
+    for col, label in [(1, f"sampled HR@{k}"), (2, f"full HR@{k}"), (3, f"full NDCG@{k}")]:
+        order = sorted(rows, key=lambda r: -r[col])
+        print(f"order by {label}: " + " > ".join(r[0] for r in order))
 PY
