@@ -107,7 +107,7 @@ fn full_ranking(c: &mut Criterion) {
                 let mut at = 0;
                 while at < users {
                     let len = block.min(users - at);
-                    std::hint::black_box(model.all_item_logits(&all.narrow(0, at, len), &side));
+                    let _ = std::hint::black_box(model.all_item_logits(&all.narrow(0, at, len), &side));
                     at += len;
                 }
             })
@@ -120,7 +120,8 @@ fn full_ranking(c: &mut Criterion) {
                     let len = block.min(users - at);
                     let u = all.narrow(0, at, len);
                     let logits = model.all_item_logits(&u, &side);
-                    let ranks = positive_ranks(&logits, &positives.narrow(0, at, len), Some(&seen.mask(&u))).expect("ranks");
+                    let ranks =
+                        positive_ranks(&logits, &positives.narrow(0, at, len), Some(&seen.mask(&u))).expect("ranks");
                     sums = sums.combine(&FullRankSums::from_ranks(&ranks, 10).expect("sums"));
                     at += len;
                 }
