@@ -125,6 +125,8 @@ fn a_validation_split_chooses_the_epoch_the_checkpoint_and_the_stop() {
         &s(&test_log),
     ]));
     assert_eq!(end_line(&test_log)["hr@10"], epochs[best]["hr@10"]);
+    // --eval-users 120: a fixed subset of the 300 users' lists, for test and validation alike.
+    assert_eq!((epochs[0]["full_users"].as_i64(), epochs[0]["validation_full_users"].as_i64()), (Some(120), Some(120)));
     // The sampled protocol on the same data: the reference's keys, plus the validation's.
     assert!(epochs[0]["full_hr@10"].as_f64().is_some() && epochs[0]["validation_ndcg@10"].as_f64().is_some());
 }

@@ -734,6 +734,7 @@ impl Trainer {
 fn extra_metrics(k: i64, test: &Evaluation, validation: Option<&Evaluation>) -> Vec<(String, LogValue)> {
     let mut data = Vec::new();
     let full = |prefix: &str, f: &FullRankSums, data: &mut Vec<(String, LogValue)>| {
+        data.push((format!("{prefix}full_users"), f.users.into()));
         for (name, value) in
             [("hr", f.hit_rate()), ("ndcg", f.ndcg()), ("mrr", f.mrr()), ("precision", f.precision()), ("map", f.map())]
         {
