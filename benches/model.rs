@@ -74,6 +74,7 @@ fn single_pair(c: &mut Criterion) {
     let mut model = NeuMf::new(NeuMfConfig::new(138_493, 26_744), Device::Cpu).expect("model");
     model.set_train(false);
     let (user, item) = (Tensor::from_slice(&[4_242i64]), Tensor::from_slice(&[777i64]));
+    let threads = tch::get_num_threads();
     tch::set_num_threads(1); // as the benchmark does below 512 pairs
     c.bench_function("one pair, ML-20m shape, libtorch forward", |b| {
         b.iter(|| tch::no_grad(|| model.forward_sigmoid(&user, &item)))
@@ -83,9 +84,12 @@ fn single_pair(c: &mut Criterion) {
     c.bench_function("one pair, ML-20m shape, SmallBatchScorer", |b| {
         b.iter(|| scorer.score(&[4_242], &[777], &mut out).expect("ids in range"))
     });
+    // Runs even when a filter skips these benches: the ones after it need every thread back.
+    tch::set_num_threads(threads);
 }
 
 fn full_ranking(c: &mut Criterion) {
+    cli_support::keep_freed_memory();
     tch::manual_seed(5);
     let (users, items) = (610i64, 9_724i64);
     // ~100k train pairs, as ml-latest-small has, and one held-out positive per user.
