@@ -192,11 +192,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     };
     let model_kind = match (args.model, &args.load_checkpoint_path) {
         (Some(kind), _) => kind,
-        (None, Some(path)) => {
-            let entries = torchfile::TorchFile::open(path)?.tensor_map()?;
-            let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-            ModelKind::of_keys(&keys).map_err(|e| e.in_file(path))?
-        }
+        (None, Some(path)) => ModelKind::of_file(path)?,
         (None, None) => ModelKind::NeuMf,
     };
     if model_kind != ModelKind::NeuMf {
@@ -206,20 +202,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     if let Some(path) = &args.load_checkpoint_path {
         model.load(path)?;
     }
-    model.set_train(false);
-    let kind = if args.fp16 {
-        Kind::Half
-    } else if args.bf16 {
-        Kind::BFloat16
-    } else {
-        Kind::Float
-    };
-    model.set_kind(kind);
-    let precision = if kind == Kind::Float { set_tf32(device, args.no_tf32)? } else { "" };
-    let mut log = match args.log_path.as_str() {
-        "" => None,
-        path => Some(DlLogger::create(path).with_context(|| format!("creating the log {path}"))?),
-    };
+    let (kind, precision, mut log) = ready_to_time(&args, &mut model, device)?;
     eprintln!("ncf-infer: timing {} batches per size on {device:?} in {kind:?}{precision}", args.num_batches);
     print_header();
     let tables = (!args.no_tables).then(|| {
@@ -247,6 +230,30 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Evaluation mode, the kind --fp16/--bf16 ask for, TF32 as asked, and the log: what every
+/// benchmark run sets up before timing.
+fn ready_to_time(
+    args: &BenchArgs,
+    model: &mut dyn Model,
+    device: tch::Device,
+) -> Result<(Kind, &'static str, Option<DlLogger>)> {
+    model.set_train(false);
+    let kind = if args.fp16 {
+        Kind::Half
+    } else if args.bf16 {
+        Kind::BFloat16
+    } else {
+        Kind::Float
+    };
+    model.set_kind(kind);
+    let precision = if kind == Kind::Float { set_tf32(device, args.no_tf32)? } else { "" };
+    let log = match args.log_path.as_str() {
+        "" => None,
+        path => Some(DlLogger::create(path).with_context(|| format!("creating the log {path}"))?),
+    };
+    Ok((kind, precision, log))
+}
+
 /// The benchmark for a model other than NeuMF: its own forward pass at every batch size.
 fn bench_any(
     args: &BenchArgs,
@@ -259,20 +266,7 @@ fn bench_any(
     if let Some(path) = &args.load_checkpoint_path {
         model.load(path)?;
     }
-    model.set_train(false);
-    let kind = if args.fp16 {
-        Kind::Half
-    } else if args.bf16 {
-        Kind::BFloat16
-    } else {
-        Kind::Float
-    };
-    model.set_kind(kind);
-    let precision = if kind == Kind::Float { set_tf32(device, args.no_tf32)? } else { "" };
-    let mut log = match args.log_path.as_str() {
-        "" => None,
-        path => Some(DlLogger::create(path).with_context(|| format!("creating the log {path}"))?),
-    };
+    let (kind, precision, mut log) = ready_to_time(args, model.as_mut(), device)?;
     eprintln!(
         "ncf-infer: timing {} ({} parameters), {} batches per size on {device:?} in {kind:?}{precision}",
         model_kind.title(),

@@ -71,6 +71,13 @@ impl ModelKind {
         }
     }
 
+    /// Which model the checkpoint at `path` holds, read from its keys (no tensor data is read).
+    pub fn of_file(path: &Path) -> Result<ModelKind, ModelError> {
+        let entries = torchfile::TorchFile::open(path)?.tensor_map()?;
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        ModelKind::of_keys(&keys).map_err(|e| e.in_file(path))
+    }
+
     /// A freshly initialised model of this kind. `shape` holds every knob of the family; each model
     /// reads its own: NeuMF all, GMF and MF `mf_dim` (their embedding width), MLP `mlp_layers` and
     /// `dropout`.

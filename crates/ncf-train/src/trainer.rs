@@ -767,7 +767,7 @@ fn family_model(config: &TrainConfig, users: i64, items: i64, device: tch::Devic
     let kind = match (config.model, &config.load_checkpoint_path, &config.pretrained) {
         (Some(kind), _, _) => kind,
         (None, _, Some(_)) => ModelKind::NeuMf,
-        (None, Some(path), None) => checkpoint_kind(path)?,
+        (None, Some(path), None) => ModelKind::of_file(path)?,
         (None, None, None) => ModelKind::NeuMf,
     };
     let Some(p) = &config.pretrained else { return Ok(kind.build(&shape, device)?) };
@@ -812,13 +812,6 @@ fn family_model(config: &TrainConfig, users: i64, items: i64, device: tch::Devic
         return Err(TrainError::Config(format!("cannot pre-train NeuMF:\n  {}", problems.join("\n  "))));
     }
     Ok(Box::new(NeuMf::from_pretrained(&gmf, &mlp, p.alpha, config.dropout, device)?))
-}
-
-/// Which model a checkpoint holds, read from its keys (no tensor data is read).
-fn checkpoint_kind(path: &Path) -> Result<ModelKind, TrainError> {
-    let entries = torchfile::TorchFile::open(path)?.tensor_map()?;
-    let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-    ModelKind::of_keys(&keys).map_err(|e| TrainError::Model(e.in_file(path)))
 }
 
 /// Settings wrong whatever the dataset.
