@@ -1,6 +1,7 @@
 //! Criterion benches of the model-side hot paths, on the CPU:
 //! - a training step (forward, BCE loss, backward, fused Adam) at batch 16,384 on an
-//!   ml-latest-small-shaped NeuMF (610 users, 9,724 items, the reference's default layers);
+//!   ml-latest-small-shaped NeuMF (610 users, 9,724 items, the reference's default layers), with
+//!   the MLP's products in the default library (oneDNN on AVX-512 CPUs) and in MKL;
 //! - evaluation: scoring and ranking 610 test lists of 101 (HR@10, NDCG@10, the duplicate mask);
 //! - an inference batch of 16,384 on an ML-20m-shaped NeuMF (138,493 users, 26,744 items);
 //! - a single pair on that model, through libtorch and through `inference::SmallBatchScorer`;
@@ -12,6 +13,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use metrics::{positive_ranks, FullRankSums, SeenItems, TestSeries};
+use ncf_model::runtime::CpuMatmul;
 use ncf_model::{Mf, MfConfig, Model, NeuMf, NeuMfConfig};
 use ncf_train::Adam;
 use tch::{Device, Kind, Tensor};
@@ -20,25 +22,30 @@ fn training_step(c: &mut Criterion) {
     // As ncf-train does: freed batch-sized tensors stay in the heap (no page faults every step).
     cli_support::keep_freed_memory();
     tch::manual_seed(1);
-    let model = NeuMf::new(NeuMfConfig::new(610, 9_724), Device::Cpu).expect("model");
+    let mut model = NeuMf::new(NeuMfConfig::new(610, 9_724), Device::Cpu).expect("model");
     let params: Vec<Tensor> = model.state_dict().into_iter().map(|(_, t)| t).collect();
     let mut adam = Adam::new(&params, 0.0045, 0.25, 0.5, 1e-8);
     let users = Tensor::randint(610, [16_384], (Kind::Int64, Device::Cpu));
     let items = Tensor::randint(9_724, [16_384], (Kind::Int64, Device::Cpu));
     let labels = Tensor::randint(2, [16_384, 1], (Kind::Float, Device::Cpu));
-    c.bench_function("training step, batch 16384, ml-latest-small shape", |b| {
-        b.iter(|| {
-            let loss = model.forward(&users, &items).binary_cross_entropy_with_logits::<Tensor>(
-                &labels,
-                None,
-                None,
-                tch::Reduction::Mean,
-            );
-            loss.backward();
-            adam.step(&params, None);
-            adam.zero_grad(&params);
-        })
-    });
+    // The default library for the MLP's float32 products (oneDNN on AVX-512 CPUs), then MKL's.
+    for choice in [CpuMatmul::Auto, CpuMatmul::Mkl] {
+        model.set_cpu_matmul(choice).expect("a choice every CPU runs");
+        let name = format!("training step, batch 16384, ml-latest-small shape, {}", choice.engine());
+        c.bench_function(&name, |b| {
+            b.iter(|| {
+                let loss = model.forward(&users, &items).binary_cross_entropy_with_logits::<Tensor>(
+                    &labels,
+                    None,
+                    None,
+                    tch::Reduction::Mean,
+                );
+                loss.backward();
+                adam.step(&params, None);
+                adam.zero_grad(&params);
+            })
+        });
+    }
 }
 
 fn evaluation(c: &mut Criterion) {

@@ -6,7 +6,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dllogger::{DlLogger, LogValue, Step};
-use ncf_model::runtime::{DeviceChoice, RuntimeInfo};
+use ncf_model::runtime::{CpuMatmul, DeviceChoice, RuntimeInfo};
 use ncf_model::{Model, ModelKind, NeuMf, NeuMfConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +109,10 @@ struct BenchArgs {
     /// as the reference's TF32 figures were taken); this keeps them in full float32.
     #[arg(long = "no-tf32", alias = "no_tf32")]
     no_tf32: bool,
+    /// Library for float32 matrix products on the CPU: auto (oneDNN on CPUs with AVX-512, else
+    /// MKL), onednn or mkl (libtorch's default).
+    #[arg(long = "cpu-matmul", alias = "cpu_matmul", default_value = "auto", value_name = "LIB")]
+    cpu_matmul: CpuMatmul,
 }
 
 #[derive(Args, Debug)]
@@ -140,6 +144,10 @@ struct RecommendArgs {
     /// On CUDA, keep float32 matrix products in full float32 instead of TF32.
     #[arg(long = "no-tf32", alias = "no_tf32")]
     no_tf32: bool,
+    /// Library for float32 matrix products on the CPU: auto (oneDNN on CPUs with AVX-512, else
+    /// MKL), onednn or mkl (libtorch's default).
+    #[arg(long = "cpu-matmul", alias = "cpu_matmul", default_value = "auto", value_name = "LIB")]
+    cpu_matmul: CpuMatmul,
 }
 
 /// TF32 for float32 matrix products on CUDA unless `--no-tf32`; nothing on the CPU.
@@ -246,7 +254,15 @@ fn ready_to_time(
         Kind::Float
     };
     model.set_kind(kind);
-    let precision = if kind == Kind::Float { set_tf32(device, args.no_tf32)? } else { "" };
+    if !device.is_cuda() {
+        model.set_cpu_matmul(args.cpu_matmul)?;
+    }
+    let precision = match (kind, device.is_cuda()) {
+        (Kind::Float, true) => set_tf32(device, args.no_tf32)?,
+        (Kind::Float, false) if args.cpu_matmul.engine() == "onednn" => " (oneDNN matmuls)",
+        (Kind::Float, false) => " (MKL matmuls)",
+        _ => "",
+    };
     let log = match args.log_path.as_str() {
         "" => None,
         path => Some(DlLogger::create(path).with_context(|| format!("creating the log {path}"))?),
@@ -315,8 +331,11 @@ fn print_row(s: &inference::bench::LatencyStats, data: &mut Vec<(String, LogValu
 fn recommend(args: RecommendArgs) -> Result<()> {
     let device = args.device.resolve()?;
     set_tf32(device, args.no_tf32)?;
-    let rec = inference::Recommender::open(&args.data, &args.load_checkpoint_path, device)
+    let mut rec = inference::Recommender::open(&args.data, &args.load_checkpoint_path, device)
         .with_context(|| format!("loading {} for {}", args.load_checkpoint_path.display(), args.data.display()))?;
+    if !device.is_cuda() {
+        rec.set_cpu_matmul(args.cpu_matmul)?;
+    }
     eprintln!("ncf-infer: {} from {}", rec.model_kind().title(), args.load_checkpoint_path.display());
     if !rec.has_raw_ids() {
         eprintln!("ncf-infer: {} has no id maps; users and items are the dataset's 0-based ids", args.data.display());

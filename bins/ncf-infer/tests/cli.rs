@@ -288,3 +288,60 @@ fn every_model_recommends_what_pair_by_pair_scoring_ranks_first() {
         assert!(String::from_utf8_lossy(&bench.stderr).contains(&format!("timing {}", kind.title())));
     }
 }
+
+#[test]
+fn cpu_matmul_changes_the_library_not_the_recommendations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ckpt, _) = dataset_and_model(dir.path());
+    let rows = |lib: &str| -> Vec<(String, String, String, f64)> {
+        let out = dir.path().join(format!("recs-{lib}.csv"));
+        ok(&recommend(&data, &ckpt, &["--all", "-k", "5", "--cpu-matmul", lib, "--output", out.to_str().unwrap()]));
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[0].to_owned(), f[1].to_owned(), f[2].to_owned(), f[3].parse().unwrap())
+            })
+            .collect()
+    };
+    let mkl = rows("mkl");
+    let auto = rows("auto");
+    assert_eq!(mkl.len(), 60 * 5);
+    for (a, b) in mkl.iter().zip(&auto) {
+        assert_eq!((&a.0, &a.1), (&b.0, &b.1), "the same user and rank");
+        assert!((a.3 - b.3).abs() < 1e-5, "scores {a:?} vs {b:?}");
+        // The same item, unless two of the user's items tie to rounding (then either order is right).
+        let near_tie = mkl.iter().any(|c| c.0 == a.0 && c.2 != a.2 && (c.3 - a.3).abs() < 1e-5);
+        assert!(a.2 == b.2 || near_tie, "user {} rank {}: item {} vs {}", a.0, a.1, a.2, b.2);
+    }
+    // The benchmark names the library it timed.
+    let bench = |lib: &str| {
+        let o = ncf_infer([
+            "--n_users",
+            "100",
+            "--n_items",
+            "50",
+            "--batch_sizes",
+            "64",
+            "--num_batches",
+            "2",
+            "--log_path",
+            "",
+            "--device",
+            "cpu",
+            "--cpu-matmul",
+            lib,
+        ]);
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (success, err) = bench("mkl");
+    assert!(success && err.contains("(MKL matmuls)"), "{err}");
+    let (success, err) = bench("onednn");
+    if ncf_model::runtime::CpuMatmul::OneDnn.resolve().is_ok() {
+        assert!(success && err.contains("(oneDNN matmuls)"), "{err}");
+    } else {
+        assert!(!success && err.contains("AVX-512"), "{err}");
+    }
+}

@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use ncf_model::runtime::{DeviceChoice, RuntimeInfo};
+use ncf_model::runtime::{CpuMatmul, DeviceChoice, RuntimeInfo};
 use ncf_model::ModelKind;
 use ncf_train::dist::{NcclGroup, RankEnv};
 use ncf_train::{EpochReport, EvalProtocol, Mode, Observer, Pretrained, TrainConfig, Trainer};
@@ -84,8 +84,9 @@ struct Cli {
     #[arg(short = 'k', long, default_value_t = 10)]
     topk: i64,
     /// Seed of everything random; -1 draws one (and logs it). A seed gives the same CPU numbers
-    /// run after run, and on any Intel CPU with AVX2 (MKL pinned with MKL_CBWR=AVX2 unless
-    /// MKL_CBWR is set; MKL_CBWR=COMPATIBLE makes Intel and AMD agree, at half the speed).
+    /// run after run on one machine with the same thread count. Across machines: with
+    /// --cpu-matmul mkl, on any Intel CPU with AVX2 (MKL pinned with MKL_CBWR=AVX2 unless MKL_CBWR
+    /// is set; MKL_CBWR=COMPATIBLE makes Intel and AMD agree, at half the speed).
     #[arg(short = 's', long, default_value_t = -1, allow_negative_numbers = true)]
     seed: i64,
     /// Stop training early at this HR@k.
@@ -124,6 +125,12 @@ struct Cli {
     /// reference on Ampere and later GPUs).
     #[arg(long = "no-tf32", alias = "no_tf32")]
     no_tf32: bool,
+    /// Library for float32 matrix products on the CPU: auto (oneDNN on CPUs with AVX-512, else
+    /// MKL), onednn (1.35x faster training than mkl on an AMD EPYC, where MKL runs its AVX2 code),
+    /// or mkl (libtorch's default, pinned by MKL_CBWR: a seed gives the same numbers on every
+    /// Intel CPU with AVX2).
+    #[arg(long = "cpu-matmul", alias = "cpu_matmul", default_value = "auto", value_name = "LIB")]
+    cpu_matmul: CpuMatmul,
     /// Evaluation: sampled (each test user's positive among its 100 sampled negatives: the
     /// reference's HR@k and NDCG@k) or full (also among all items the user has not rated in train:
     /// full_hr@k = recall@k, full_ndcg@k, full_mrr@k, full_precision@k, full_map@k, which then
@@ -171,8 +178,10 @@ struct Cli {
 /// the same seed trained to HR@10 0.7541 on one Xeon and 0.7492 on an AMD EPYC. MKL's conditional
 /// numerical reproducibility mode (`MKL_CBWR`) pins the code path: its AVX2 branch gives the same
 /// numbers on every Intel CPU with AVX2, and on other CPUs (AMD) falls back to MKL's reproducible
-/// AUTO branch (run to run, any thread count); `MKL_CBWR=COMPATIBLE`, set by the user, makes Intel
-/// and AMD agree at half the speed. It cost nothing measurable here. Set before libtorch's first
+/// AUTO branch (run to run; on the AMD EPYC measured also across 1 and 2 threads, which on a Xeon
+/// differ); `MKL_CBWR=COMPATIBLE`, set by the user, makes Intel and AMD agree at half the speed. It
+/// governs the products MKL still runs: all of them with `--cpu-matmul mkl`, the final layer's
+/// where oneDNN runs the MLP's (the default on AVX-512 CPUs). Set before libtorch's first
 /// matrix product (MKL reads it then), for every run (a drawn seed is logged, and `--resume` takes
 /// the seed from its state); a value the user set is left alone, and the launcher's ranks inherit it.
 fn pin_cpu_math() {
@@ -291,6 +300,7 @@ fn run(cli: Cli) -> Result<()> {
         grads_accumulated: cli.grads_accumulated,
         amp: cli.amp,
         tf32: !cli.no_tf32,
+        cpu_matmul: cli.cpu_matmul,
         eval: match cli.eval {
             EvalArg::Sampled => EvalProtocol::Sampled,
             EvalArg::Full => EvalProtocol::Full,

@@ -96,13 +96,15 @@ fn a_full_disk_while_saving_a_checkpoint_is_one_clear_error_and_no_file() {
 fn a_run_pins_mkl_to_its_avx2_branch_unless_told_otherwise() {
     // MKL picks kernels by CPU unless MKL_CBWR is set; ncf-train sets MKL_CBWR=AVX2 itself, so
     // it must equal a run given MKL_CBWR=AVX2 explicitly (on the AMD EPYC this was written on, a
-    // run without the setting trains to other losses).
+    // run without the setting trains to other losses). With `--cpu-matmul mkl`, so that MKL runs
+    // every product on CPUs where oneDNN would be the default.
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_dataset(dir.path());
     let run = |name: &str, mkl: Option<&str>| {
         let log = dir.path().join(format!("{name}.json"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ncf-train"));
         cmd.args(["--device", "cpu", "--data", data.to_str().unwrap(), "-e", "2", "-b", "512", "--seed", "3"]);
+        cmd.args(["--cpu-matmul", "mkl"]);
         cmd.args(["--checkpoint_dir", "", "--log_path", log.to_str().unwrap()]).env_remove("MKL_CBWR");
         if let Some(value) = mkl {
             cmd.env("MKL_CBWR", value);
@@ -147,4 +149,57 @@ fn amp_on_the_cpu_trains_in_bfloat16_where_the_cpu_has_it_and_is_refused_elsewhe
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("no bfloat16 instructions"), "{err}");
     }
+}
+
+/// Per-epoch (train loss, HR@10) and the logged parameters of a 2-epoch seeded run.
+fn seeded_run(dir: &Path, name: &str, extra: &[&str], threads: &str) -> (Vec<(f64, f64)>, serde_json::Value) {
+    let data = dir.join("data");
+    if !data.exists() {
+        tiny_dataset(dir);
+    }
+    let log = dir.join(format!("{name}.json"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ncf-train"));
+    cmd.args(["--device", "cpu", "--data", data.to_str().unwrap(), "-e", "2", "-b", "512", "--seed", "5"]);
+    cmd.args(["--checkpoint_dir", "", "--log_path", log.to_str().unwrap()]).args(extra);
+    cmd.env("OMP_NUM_THREADS", threads);
+    ok(&cmd.output().unwrap());
+    let lines = log_lines(&log);
+    let params = lines.iter().find(|(step, _)| step == "PARAMETER").expect("parameters logged").1.clone();
+    let epochs = lines
+        .into_iter()
+        .filter(|(step, _)| step.as_array().is_some_and(|s| s.len() == 1))
+        .map(|(_, d)| (d["train_loss"].as_f64().unwrap(), d["hr@10"].as_f64().unwrap()))
+        .collect();
+    (epochs, params)
+}
+
+#[test]
+fn cpu_matmul_chooses_the_library_logs_it_and_refuses_what_the_cpu_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let avx512 = ncf_model::runtime::CpuMatmul::Auto.resolve() == Ok(true);
+    let (mkl, params) = seeded_run(dir.path(), "mkl", &["--cpu-matmul", "mkl"], "2");
+    assert_eq!(params["cpu_matmul"], "mkl");
+    let (auto, params) = seeded_run(dir.path(), "auto", &[], "2");
+    assert_eq!(params["cpu_matmul"], if avx512 { "onednn" } else { "mkl" });
+    if avx512 {
+        // Another library, so other rounding: the same run to within what float32 summation order
+        // moves over two epochs, not bit for bit.
+        for ((l1, h1), (l2, h2)) in mkl.iter().zip(&auto) {
+            assert!((l1 - l2).abs() < 1e-3 && (h1 - h2).abs() < 0.05, "mkl {mkl:?} vs onednn {auto:?}");
+        }
+        // A seeded oneDNN run gives the same numbers run after run (same machine and thread count;
+        // not across thread counts: on a 2-core Xeon 1 and 2 threads differ, as MKL's do).
+        let (again, _) = seeded_run(dir.path(), "again", &["--cpu-matmul", "onednn"], "2");
+        assert_eq!(again, auto, "oneDNN run to run");
+    } else {
+        assert_eq!(mkl, auto, "without AVX-512, auto is MKL");
+        let out = ncf_train(["--data", "unused", "--cpu-matmul", "onednn"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--cpu-matmul") && err.contains("AVX-512"), "{err}");
+    }
+    let out = ncf_train(["--data", "unused", "--cpu-matmul", "blas"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("blas") && err.contains("auto, onednn or mkl"), "{err}");
 }

@@ -3,6 +3,7 @@
 use crate::InferenceError;
 use featurespec::ncf::NcfLayout;
 use featurespec::FeatureSpec;
+use ncf_model::runtime::CpuMatmul;
 use ncf_model::{AnyModel, ItemSide, Model, ModelKind};
 use spec_dataset::{IdIndex, IdMap, IdSide};
 use std::fmt;
@@ -121,6 +122,12 @@ impl Recommender {
             raw_to_user,
             dir: data.to_owned(),
         })
+    }
+
+    /// Which library scores in float32 on the CPU (oneDNN where the CPU has AVX-512, by default;
+    /// [`CpuMatmul`]); a choice this CPU cannot run is refused, changing nothing.
+    pub fn set_cpu_matmul(&mut self, choice: CpuMatmul) -> Result<(), InferenceError> {
+        Ok(self.model.set_cpu_matmul(choice)?)
     }
 
     /// Which model the checkpoint holds.

@@ -5,6 +5,7 @@
 
 use crate::model::{ItemSide, Model};
 use crate::neumf::{Branches, ItemHalf};
+use crate::runtime::CpuMatmul;
 use crate::{ModelError, ModelKind, NeuMf, NeuMfConfig};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -195,6 +196,9 @@ macro_rules! delegate_to_neumf {
             }
             fn set_matmul_kind(&mut self, kind: Option<Kind>) {
                 self.core_mut().set_matmul_kind(kind)
+            }
+            fn set_cpu_matmul(&mut self, choice: CpuMatmul) -> Result<(), ModelError> {
+                self.core_mut().set_cpu_matmul(choice)
             }
             fn set_kind(&mut self, kind: Kind) {
                 self.core_mut().set_kind(kind)

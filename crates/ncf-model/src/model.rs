@@ -1,6 +1,7 @@
 //! The interface every model of the crate implements, and what a model written elsewhere implements
 //! to be trained by `ncf-train` and served by `ncf-infer`'s library.
 
+use crate::runtime::CpuMatmul;
 use crate::ModelError;
 use std::any::Any;
 use std::path::Path;
@@ -84,6 +85,12 @@ pub trait Model: Send {
     /// parameters and gradients kept in their own kind; `None` turns it off. Models without large
     /// products ignore it.
     fn set_matmul_kind(&mut self, _kind: Option<Kind>) {}
+
+    /// Which library runs the model's float32 CPU matrix products ([`CpuMatmul`]); an error for a
+    /// choice this CPU cannot run (nothing changed). Models without large products ignore it.
+    fn set_cpu_matmul(&mut self, _choice: CpuMatmul) -> Result<(), ModelError> {
+        Ok(())
+    }
 
     /// Casts every parameter to `kind` (e.g. `Kind::Half` or `Kind::BFloat16` for inference), in
     /// place, as `VarStore::set_kind` does.
@@ -242,6 +249,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn set_matmul_kind(&mut self, kind: Option<Kind>) {
         (**self).set_matmul_kind(kind)
+    }
+    fn set_cpu_matmul(&mut self, choice: CpuMatmul) -> Result<(), ModelError> {
+        (**self).set_cpu_matmul(choice)
     }
     fn set_kind(&mut self, kind: Kind) {
         (**self).set_kind(kind)

@@ -63,6 +63,77 @@ impl DeviceChoice {
     }
 }
 
+/// Which library runs a model's float32 matrix products on the CPU (NeuMF's MLP, in training,
+/// evaluation and inference alike). Either way the products are float32 (IEEE) and equal up to
+/// float rounding; they differ in speed and in which bits a seed reproduces where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuMatmul {
+    /// oneDNN where the CPU has AVX-512 ([`torch_ops::onednn_f32_available`]), libtorch's MKL
+    /// elsewhere.
+    #[default]
+    Auto,
+    /// oneDNN's matmul (512-bit kernels): 2-2.5x MKL's speed on an AMD EPYC, where MKL runs
+    /// its 256-bit AVX2 code. Needs AVX-512.
+    OneDnn,
+    /// libtorch's own products (MKL's sgemm, which `ncf-train` pins to its AVX2 branch with
+    /// `MKL_CBWR`, so a seed gives the same numbers on every Intel CPU with AVX2).
+    Mkl,
+}
+
+/// Why a [`CpuMatmul`] choice cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CpuMatmulError {
+    #[error("unknown CPU matmul `{0}` (expected auto, onednn or mkl)")]
+    Unknown(String),
+    #[error("onednn asked for, but this CPU lacks AVX-512 (F, BW, VL, DQ); use auto or mkl")]
+    OneDnnUnavailable,
+}
+
+impl CpuMatmul {
+    /// Whether products run in oneDNN on this CPU; [`CpuMatmul::OneDnn`] where the CPU cannot is
+    /// an error.
+    pub fn resolve(self) -> Result<bool, CpuMatmulError> {
+        let available = torch_ops::onednn_f32_available();
+        match self {
+            CpuMatmul::Auto => Ok(available),
+            CpuMatmul::OneDnn if available => Ok(true),
+            CpuMatmul::OneDnn => Err(CpuMatmulError::OneDnnUnavailable),
+            CpuMatmul::Mkl => Ok(false),
+        }
+    }
+
+    /// The library the products run in on this CPU: `onednn` or `mkl` (for logs).
+    pub fn engine(self) -> &'static str {
+        match self.resolve() {
+            Ok(true) => "onednn",
+            _ => "mkl",
+        }
+    }
+}
+
+impl FromStr for CpuMatmul {
+    type Err = CpuMatmulError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(CpuMatmul::Auto),
+            "onednn" => Ok(CpuMatmul::OneDnn),
+            "mkl" => Ok(CpuMatmul::Mkl),
+            other => Err(CpuMatmulError::Unknown(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for CpuMatmul {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CpuMatmul::Auto => "auto",
+            CpuMatmul::OneDnn => "onednn",
+            CpuMatmul::Mkl => "mkl",
+        })
+    }
+}
+
 /// Facts about the libtorch loaded in this process, for `--version` output and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeInfo {
@@ -139,6 +210,19 @@ mod tests {
         assert_eq!("cuda:3".parse(), Ok(DeviceChoice::Cuda(3)));
         assert_eq!("gpu".parse::<DeviceChoice>(), Err(DeviceError::Unknown("gpu".into())));
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
+    }
+
+    #[test]
+    fn cpu_matmul_choices_parse_and_resolve_by_the_cpu() {
+        assert_eq!("auto".parse(), Ok(CpuMatmul::Auto));
+        assert_eq!("onednn".parse(), Ok(CpuMatmul::OneDnn));
+        assert_eq!("mkl".parse(), Ok(CpuMatmul::Mkl));
+        assert_eq!("blas".parse::<CpuMatmul>(), Err(CpuMatmulError::Unknown("blas".into())));
+        assert_eq!(CpuMatmul::Mkl.resolve(), Ok(false));
+        let avx512 = torch_ops::onednn_f32_available();
+        assert_eq!(CpuMatmul::Auto.resolve(), Ok(avx512));
+        let expected = if avx512 { Ok(true) } else { Err(CpuMatmulError::OneDnnUnavailable) };
+        assert_eq!(CpuMatmul::OneDnn.resolve(), expected);
     }
 
     #[test]

@@ -333,3 +333,50 @@ fn bfloat16_matrix_products_keep_float32_parameters_and_gradients() {
     model.set_matmul_kind(None);
     assert_eq!(max_abs_diff(&full, &model.forward(&users, &items)), 0.0, "off again: float32 exactly");
 }
+
+#[test]
+fn onednn_and_mkl_products_give_the_same_logits_gradients_and_all_item_scores() {
+    // The CPU matmul choice changes the library and the summation order, not the math: a batch's
+    // logits, every parameter's gradient (first layer per distinct id and plain) and the all-item
+    // scores agree up to float32 rounding. On a CPU without AVX-512, `onednn` is refused instead.
+    use ncf_model::runtime::{CpuMatmul, CpuMatmulError};
+    let c = NeuMfConfig { users: 30, items: 500, mf_dim: 8, mlp_layers: vec![64, 32, 16], dropout: 0.0 };
+    tch::manual_seed(21);
+    let mut model = NeuMf::new(c.clone(), Device::Cpu).unwrap();
+    if CpuMatmul::Auto.resolve() != Ok(true) {
+        let err = model.set_cpu_matmul(CpuMatmul::OneDnn).unwrap_err().to_string();
+        assert!(err.contains(&CpuMatmulError::OneDnnUnavailable.to_string()), "{err}");
+        assert!(!model.uses_onednn(), "a refused choice changes nothing");
+        return;
+    }
+    let (users, items) = random_ids(&c, 4096);
+    let weights = Tensor::randn([4096, 1], (Kind::Float, Device::Cpu));
+    let run = |model: &mut NeuMf, choice: CpuMatmul| {
+        model.set_cpu_matmul(choice).unwrap();
+        for (_, t) in model.state_dict() {
+            let mut g = t.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let logits = model.forward(&users, &items);
+        (&logits * &weights).sum(Kind::Float).backward();
+        let grads: Vec<(String, Tensor)> = model.state_dict().into_iter().map(|(n, t)| (n, t.grad().copy())).collect();
+        let all = model.all_item_logits(&Tensor::arange(c.users, (Kind::Int64, Device::Cpu)), &model.item_half());
+        (logits.detach(), grads, all)
+    };
+    let (l_mkl, g_mkl, a_mkl) = run(&mut model, CpuMatmul::Mkl);
+    assert!(!model.uses_onednn());
+    let (l_dnn, g_dnn, a_dnn) = run(&mut model, CpuMatmul::OneDnn);
+    assert!(model.uses_onednn());
+    assert!(max_abs_diff(&l_mkl, &l_dnn) < 1e-5, "logits differ by {}", max_abs_diff(&l_mkl, &l_dnn));
+    assert!(max_abs_diff(&a_mkl, &a_dnn) < 1e-5, "all-item scores differ by {}", max_abs_diff(&a_mkl, &a_dnn));
+    for ((name, a), (_, b)) in g_mkl.iter().zip(&g_dnn) {
+        let scale = a.abs().max().double_value(&[]).max(1e-6);
+        assert!(max_abs_diff(a, b) / scale < 1e-4, "{name}: gradients differ by {}", max_abs_diff(a, b));
+    }
+    // Not the same bits: the two really are different libraries (else this test proves nothing).
+    assert!(
+        max_abs_diff(&l_mkl, &l_dnn) > 0.0 || g_mkl.iter().zip(&g_dnn).any(|((_, a), (_, b))| max_abs_diff(a, b) > 0.0)
+    );
+}

@@ -1,5 +1,6 @@
 //! What a training run is asked to do: the reference's flags, as a plain struct.
 
+use ncf_model::runtime::CpuMatmul;
 use ncf_model::ModelKind;
 use std::path::PathBuf;
 use tch::Device;
@@ -81,6 +82,9 @@ pub struct TrainConfig {
     pub amp: bool,
     /// Allow TF32 for float32 matrix products on CUDA (the reference's default on Ampere and later).
     pub tf32: bool,
+    /// Which library runs float32 matrix products on the CPU (oneDNN where the CPU has AVX-512,
+    /// by default; see [`CpuMatmul`]).
+    pub cpu_matmul: CpuMatmul,
     /// Sampled (the reference's) or also full-ranking evaluation.
     pub eval: EvalProtocol,
     /// Full ranking of a fixed random subset of this many lists (seeded) instead of all.
@@ -121,6 +125,7 @@ impl Default for TrainConfig {
             grads_accumulated: 1,
             amp: false,
             tf32: true,
+            cpu_matmul: CpuMatmul::Auto,
             eval: EvalProtocol::Sampled,
             eval_users: None,
             patience: None,

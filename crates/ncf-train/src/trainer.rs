@@ -226,6 +226,9 @@ impl Trainer {
         };
         tch::manual_seed(seed as i64);
         let mut model = build(&config, users as i64, items as i64, device)?;
+        if !device.is_cuda() {
+            model.set_cpu_matmul(config.cpu_matmul)?;
+        }
         if model.users() != users as i64 || model.items() != items as i64 {
             return Err(TrainError::Config(format!(
                 "the model has {} users and {} items, the dataset {users} and {items}",
@@ -692,6 +695,7 @@ impl Trainer {
             ("mode".to_string(), if c.mode == Mode::Test { "test" } else { "train" }.into()),
             ("grads_accumulated".to_string(), c.grads_accumulated.into()),
             ("amp".to_string(), c.amp.into()),
+            ("cpu_matmul".to_string(), if c.device.is_cuda() { "cublas" } else { c.cpu_matmul.engine() }.into()),
             ("log_path".to_string(), path(&c.log_path)),
             ("device".to_string(), format!("{:?}", c.device).as_str().into()),
             ("resume".to_string(), path(&c.resume)),
@@ -855,6 +859,9 @@ fn check_settings(c: &TrainConfig) -> Result<(), TrainError> {
     }
     if c.amp && !c.device.is_cuda() && !ncf_model::runtime::cpu_has_bf16() {
         return bad("--amp on the CPU runs the MLP's matrix products in bfloat16, and this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so it would only be slower; run without --amp".into());
+    }
+    if let (false, Err(e)) = (c.device.is_cuda(), c.cpu_matmul.resolve()) {
+        return bad(format!("--cpu-matmul: {e}"));
     }
     if c.resume.is_some() && c.load_checkpoint_path.is_some() {
         return bad(

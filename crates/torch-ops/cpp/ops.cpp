@@ -6,8 +6,18 @@
 #include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
 #include <ATen/ops/_fused_adam.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <cstring>
 #include <vector>
+
+// Exported by libtorch_cpu (ATen/native/mkldnn/Matmul.h, a header the wheels do not ship):
+// result = beta * result + alpha * mat1 @ mat2 through oneDNN's matmul primitive. Takes float32
+// on CPUs with AVX-512 (BW, VL, DQ), and contiguous or transposed (column-major) operands as they are.
+namespace at {
+namespace native {
+TORCH_API void mkldnn_matmul(const Tensor& mat1, const Tensor& mat2, const Tensor& result, float beta, float alpha);
+}  // namespace native
+}  // namespace at
 
 namespace {
 std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
@@ -16,6 +26,65 @@ std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
   for (size_t i = 0; i < n; ++i) out.push_back(*ts[i]);
   return out;
 }
+
+// The products of y = x w^T (+ b) in oneDNN: forward, and both of the backward pass (dx = dy w,
+// dw = dy^T x); db sums dy's rows. Two functions, as autograd takes no undefined (absent) input.
+at::Tensor onednn_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor* b) {
+  at::Tensor y;
+  if (b) {
+    // The bias is the product's starting value (beta = 1), as addmm adds it. A copy, never
+    // `contiguous()`: for one row that would be the bias itself, which the product would overwrite.
+    y = at::empty({x.size(0), w.size(0)}, x.options());
+    y.copy_(b->expand({x.size(0), w.size(0)}));
+    at::native::mkldnn_matmul(x, w.t(), y, 1.0f, 1.0f);
+  } else {
+    y = at::empty({x.size(0), w.size(0)}, x.options());
+    at::native::mkldnn_matmul(x, w.t(), y, 0.0f, 1.0f);
+  }
+  return y;
+}
+
+torch::autograd::variable_list onednn_backward(torch::autograd::AutogradContext* ctx,
+                                               const torch::autograd::variable_list& grads, bool bias) {
+  auto saved = ctx->get_saved_variables();
+  const at::Tensor& x = saved[0];
+  const at::Tensor& w = saved[1];
+  at::Tensor dy = grads[0].contiguous();
+  torch::autograd::variable_list out(bias ? 3 : 2);
+  if (ctx->needs_input_grad(0)) {
+    out[0] = at::empty({dy.size(0), w.size(1)}, dy.options());
+    at::native::mkldnn_matmul(dy, w, out[0], 0.0f, 1.0f);
+  }
+  if (ctx->needs_input_grad(1)) {
+    out[1] = at::empty({w.size(0), w.size(1)}, dy.options());
+    at::native::mkldnn_matmul(dy.t(), x.contiguous(), out[1], 0.0f, 1.0f);
+  }
+  if (bias && ctx->needs_input_grad(2)) out[2] = dy.sum(0);
+  return out;
+}
+
+struct OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const at::Tensor& b) {
+    ctx->save_for_backward({x, w});
+    return onednn_forward(x, w, &b);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return onednn_backward(ctx, grads, true);
+  }
+};
+
+struct OneDnnLinearNoBias : public torch::autograd::Function<OneDnnLinearNoBias> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w) {
+    ctx->save_for_backward({x, w});
+    return onednn_forward(x, w, nullptr);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return onednn_backward(ctx, grads, false);
+  }
+};
 
 int fail(const std::exception& e, char* err, size_t err_len) {
   if (err_len > 0) {
@@ -85,6 +154,17 @@ int ncf_set_float32_matmul_precision(const char* precision, char* err, size_t er
 int ncf_set_cuda_device(int index, char* err, size_t err_len) {
   try {
     c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->setDevice(c10::Device(c10::DeviceType::CUDA, index));
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// y = x w^T + b (b may be null) for float32 CPU tensors, products in oneDNN, differentiable; the
+// result is a new tensor handle for tch (which frees it).
+int ncf_onednn_linear(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** out, char* err, size_t err_len) {
+  try {
+    *out = new at::Tensor(b ? OneDnnLinear::apply(*x, *w, *b) : OneDnnLinearNoBias::apply(*x, *w));
     return 0;
   } catch (const std::exception& e) {
     return fail(e, err, err_len);

@@ -65,6 +65,7 @@ extern "C" {
     fn ncf_set_float32_matmul_precision(precision: *const c_char, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_set_cuda_device(index: i32, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_clear_grads(tensors: *const Handle, n: usize, err: *mut c_char, err_len: usize) -> i32;
+    fn ncf_onednn_linear(x: Handle, w: Handle, b: Handle, out: *mut Handle, err: *mut c_char, err_len: usize) -> i32;
 }
 
 fn handle(t: &Tensor) -> Handle {
@@ -193,4 +194,52 @@ pub fn set_cuda_device(index: usize) -> Result<(), TorchOpError> {
     // SAFETY: err has err.len() bytes.
     let code = unsafe { ncf_set_cuda_device(index as i32, err.as_mut_ptr() as *mut c_char, err.len()) };
     check(code, &err)
+}
+
+/// Whether [`onednn_linear`] can run here: an x86-64 CPU with AVX-512 (F, BW, VL, DQ), where
+/// oneDNN's float32 kernels use 512-bit registers. (libtorch's own float32 products go to MKL,
+/// which takes its 256-bit AVX2 branch on AMD CPUs and when pinned by `MKL_CBWR=AVX2`.)
+pub fn onednn_f32_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `x w^T + b` (PyTorch's `F.linear`) for float32 CPU tensors, `x` `[N, in]`, `w` `[out, in]`,
+/// `b` `[out]`, with the forward product and both backward products (`dx = dy w`,
+/// `dw = dy^T x`) run by oneDNN's matmul instead of MKL's sgemm: the same float32 arithmetic in
+/// another summation order, 2-2.5x faster on AVX-512 CPUs where MKL runs its AVX2 code (AMD EPYC).
+/// Differentiable in all three. Refused (an error, nothing computed) off the CPU, for other kinds
+/// or shapes, and where [`onednn_f32_available`] is false.
+pub fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, TorchOpError> {
+    if !onednn_f32_available() {
+        return Err(TorchOpError("onednn_linear: this CPU lacks AVX-512 (F, BW, VL, DQ)".into()));
+    }
+    let float_cpu = |t: &Tensor| t.kind() == tch::Kind::Float && t.device() == tch::Device::Cpu;
+    let (xs, ws) = (x.size(), w.size());
+    let shapes_fit = xs.len() == 2 && ws.len() == 2 && xs[1] == ws[1] && b.is_none_or(|b| b.size() == [ws[0]]);
+    if !shapes_fit || !float_cpu(x) || !float_cpu(w) || !b.is_none_or(float_cpu) {
+        return Err(TorchOpError(format!(
+            "onednn_linear: needs float32 CPU tensors x [N, in], w [out, in], b [out]; got x {xs:?}, w {ws:?}, b {:?}",
+            b.map(|b| b.size())
+        )));
+    }
+    let mut out: Handle = std::ptr::null_mut();
+    let mut err = vec![0u8; 1024];
+    let bias = b.map_or(std::ptr::null_mut(), handle);
+    // SAFETY: x, w and b (or null) are live tensor handles borrowed for the call; `out` receives a
+    // fresh `at::Tensor*` on success, owned from here by the tch Tensor made from it.
+    let code =
+        unsafe { ncf_onednn_linear(handle(x), handle(w), bias, &mut out, err.as_mut_ptr() as *mut c_char, err.len()) };
+    check(code, &err)?;
+    // SAFETY: on success `out` is a new at::Tensor allocated with `new`, as tch's own tensors are.
+    Ok(unsafe { Tensor::from_ptr(out as *mut _) })
 }
