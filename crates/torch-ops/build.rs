@@ -19,8 +19,13 @@ fn main() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // at::parallel_for is inline (ATen/ParallelOpenMP.h): without OpenMP it would run serially.
+        .flag("-fopenmp")
         .flag_if_supported("-Wno-unused-parameter")
         .warnings(false)
         .compile("ncf_torch_ops");
+    // The OpenMP runtime libtorch itself loads (the wheel's libgomp.so.1, one pool for both).
+    println!("cargo:rustc-link-search=native={}", libtorch.join("lib").display());
+    println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
     torch_link::configure();
 }

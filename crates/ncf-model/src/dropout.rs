@@ -3,9 +3,10 @@
 //! Why: libtorch draws dropout masks on the CPU one element at a time from a single generator
 //! (`bernoulli_` runs serially); profiling a CPU training step on ml-latest-small put 28% of the
 //! time there. Here each mask element is a counter-based hash of (key, call, index), so elements
-//! are independent of each other and the loop runs in 32-bit SIMD lanes on the calling thread (a
-//! mask of 4M elements takes about a millisecond; a thread pool here would only fight libtorch's
-//! OpenMP threads for the cores). The sequence depends only on the key (seeded per epoch by the
+//! are independent of each other and the loop runs in 32-bit SIMD lanes, in pieces on libtorch's
+//! own OpenMP pool (`torch_ops::parallel_for`; a pool of our own would fight libtorch's threads for
+//! the cores). One pass writes both the output and the mask its backward pass needs, and the
+//! output is handed to autograd as `x * mask` (`torch_ops::masked_by`). The sequence depends only on the key (seeded per epoch by the
 //! trainer) and the call count, which keeps runs reproducible and resumable. On CUDA, libtorch's
 //! fused dropout is used as is.
 
@@ -55,17 +56,19 @@ impl MaskStream {
         let scale = (1.0 / (1.0 - p)) as f32;
         // Keep an element when its 32-bit draw is at least p * 2^32.
         let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+        let rule = Rule { threshold, scale, relu };
         let n = x.numel();
-        let mask = Tensor::empty([n as i64], (Kind::Float, tch::Device::Cpu));
-        if n > 0 {
-            // SAFETY: `mask` is a fresh contiguous float CPU tensor of n elements, owned here.
-            let out = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, n) };
-            // SAFETY: `relu` is only asked for on a contiguous float32 CPU tensor of n elements,
-            // alive for this call and not written while the slice lives.
-            let input = relu.then(|| unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, n) });
-            fill_mask(out, input, key, Rule { threshold, scale });
+        let opts = (Kind::Float, tch::Device::Cpu);
+        if !(x.kind() == Kind::Float && x.is_contiguous() && x.device() == tch::Device::Cpu) {
+            // The mask alone, then libtorch's product (any kind or layout; never with ReLU folded).
+            let mask = Tensor::empty([n as i64], opts);
+            fill_parallel(&mask, None, key, Rule { relu: false, ..rule });
+            return x * mask.view(x.size().as_slice()).to_kind(x.kind());
         }
-        x * mask.view(x.size().as_slice()).to_kind(x.kind())
+        // One pass writes both the output (x * mask) and the mask the backward pass multiplies by.
+        let (mask, out) = (Tensor::empty(x.size(), opts), Tensor::empty(x.size(), opts));
+        fill_parallel(&mask, Some((&out, x)), key, rule);
+        torch_ops::masked_by(x, &out, &mask).unwrap_or_else(|_| x * &mask)
     }
 }
 
@@ -74,57 +77,108 @@ impl MaskStream {
 struct Rule {
     threshold: u32,
     scale: f32,
+    /// Also drop where the input is not positive (ReLU folded into the mask).
+    relu: bool,
 }
 
-/// Element `i` of block `b` (2^20 elements) keeps when `draw(key_b, i) >= threshold` (and, with
-/// `input`, when `input[i] > 0`), where `key_b = splitmix64(key + b)` and `draw` is two rounds of
-/// murmur3's 32-bit finaliser keyed by both halves of `key_b`: a bijection of `i` per block, so no
-/// two elements of a block share a draw input. 32-bit lanes let the loop run 8 (AVX2) or 16
-/// (AVX-512) elements per instruction.
-fn fill_mask(out: &mut [f32], input: Option<&[f32]>, key: u64, rule: Rule) {
-    const BLOCK: usize = 1 << 20;
-    for (b, block) in out.chunks_mut(BLOCK).enumerate() {
-        let kb = splitmix64(key.wrapping_add(b as u64));
-        let input = input.map(|x| &x[b * BLOCK..b * BLOCK + block.len()]);
-        fill_block(block, input, kb as u32, (kb >> 32) as u32, rule);
+/// Elements per block of the counter: element `i` of the tensor is element `i % BLOCK` of block
+/// `i / BLOCK`, whatever piece of the tensor a thread fills.
+const BLOCK: usize = 1 << 20;
+
+/// Fills `mask` (and, with `values = (out, x)`, `out = x * mask`) on libtorch's thread pool, in
+/// pieces of 64k elements: the same numbers as one serial pass, since every element's draw
+/// depends only on its index.
+fn fill_parallel(mask: &Tensor, values: Option<(&Tensor, &Tensor)>, key: u64, rule: Rule) {
+    let n = mask.numel();
+    if n == 0 {
+        return;
+    }
+    // Addresses as integers so that the closure can be shared by the pool's threads.
+    let mask_at = mask.data_ptr() as usize;
+    let values_at = values.map(|(out, x)| (out.data_ptr() as usize, x.data_ptr() as usize));
+    let fill = |begin: i64, end: i64| {
+        let (begin, len) = (begin as usize, (end - begin) as usize);
+        // SAFETY: `mask`, `out` and `x` are contiguous float32 CPU tensors of n elements, alive for
+        // this call; the pool hands each thread a disjoint [begin, end), so no element is written
+        // twice, and `x` is only read.
+        let m = unsafe { std::slice::from_raw_parts_mut((mask_at as *mut f32).add(begin), len) };
+        let v = values_at.map(|(o, x)| unsafe {
+            (
+                std::slice::from_raw_parts_mut((o as *mut f32).add(begin), len),
+                std::slice::from_raw_parts((x as *const f32).add(begin), len),
+            )
+        });
+        fill_range(m, v, begin, key, rule);
+    };
+    if torch_ops::parallel_for(n as i64, 1 << 16, fill).is_err() {
+        fill(0, n as i64);
     }
 }
 
-fn fill_block(out: &mut [f32], input: Option<&[f32]>, k0: u32, k1: u32, rule: Rule) {
+/// Elements `[start, start + mask.len())` of the tensor, block by block. Element `i` of block `b`
+/// keeps when `draw(key_b, i) >= threshold`, where `key_b = splitmix64(key + b)` and `draw` is two
+/// rounds of murmur3's 32-bit finaliser keyed by both halves of `key_b`: a bijection of `i` per
+/// block, so no two elements of a block share a draw input. 32-bit lanes let the loop run 8 (AVX2)
+/// or 16 (AVX-512) elements per instruction.
+fn fill_range(mask: &mut [f32], mut values: Option<(&mut [f32], &[f32])>, start: usize, key: u64, rule: Rule) {
+    let mut done = 0;
+    while done < mask.len() {
+        let at = start + done;
+        let (block, offset) = (at / BLOCK, at % BLOCK);
+        let len = (BLOCK - offset).min(mask.len() - done);
+        let kb = splitmix64(key.wrapping_add(block as u64));
+        let piece = values.as_mut().map(|(out, x)| (&mut out[done..done + len], &x[done..done + len]));
+        fill_block(&mut mask[done..done + len], piece, offset as u32, kb as u32, (kb >> 32) as u32, rule);
+        done += len;
+    }
+}
+
+fn fill_block(mask: &mut [f32], values: Option<(&mut [f32], &[f32])>, offset: u32, k0: u32, k1: u32, rule: Rule) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(out: &mut [f32], input: Option<&[f32]>, k0: u32, k1: u32, rule: Rule) {
-            fill_block_portable(out, input, k0, k1, rule)
+        unsafe fn avx512(m: &mut [f32], v: Option<(&mut [f32], &[f32])>, offset: u32, k0: u32, k1: u32, rule: Rule) {
+            fill_block_portable(m, v, offset, k0, k1, rule)
         }
         #[target_feature(enable = "avx2")]
-        unsafe fn avx2(out: &mut [f32], input: Option<&[f32]>, k0: u32, k1: u32, rule: Rule) {
-            fill_block_portable(out, input, k0, k1, rule)
+        unsafe fn avx2(m: &mut [f32], v: Option<(&mut [f32], &[f32])>, offset: u32, k0: u32, k1: u32, rule: Rule) {
+            fill_block_portable(m, v, offset, k0, k1, rule)
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { avx512(out, input, k0, k1, rule) };
+            return unsafe { avx512(mask, values, offset, k0, k1, rule) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { avx2(out, input, k0, k1, rule) };
+            return unsafe { avx2(mask, values, offset, k0, k1, rule) };
         }
     }
-    fill_block_portable(out, input, k0, k1, rule)
+    fill_block_portable(mask, values, offset, k0, k1, rule)
 }
 
+/// Element `offset + j` of a block keeps when its draw is at least the threshold (and, under
+/// `rule.relu`, its input is positive); the mask holds `scale` or 0, the output `x * scale` or 0.
 #[inline(always)]
-fn fill_block_portable(out: &mut [f32], input: Option<&[f32]>, k0: u32, k1: u32, rule: Rule) {
-    let draw = |i: usize| fmix32(fmix32(i as u32 ^ k0) ^ k1);
-    match input {
+fn fill_block_portable(
+    mask: &mut [f32],
+    values: Option<(&mut [f32], &[f32])>,
+    offset: u32,
+    k0: u32,
+    k1: u32,
+    rule: Rule,
+) {
+    let draw = |j: usize| fmix32(fmix32((offset + j as u32) ^ k0) ^ k1);
+    match values {
         None => {
-            for (i, v) in out.iter_mut().enumerate() {
-                *v = if draw(i) >= rule.threshold { rule.scale } else { 0.0 };
+            for (j, m) in mask.iter_mut().enumerate() {
+                *m = if draw(j) >= rule.threshold { rule.scale } else { 0.0 };
             }
         }
-        Some(x) => {
-            for (i, (v, &x)) in out.iter_mut().zip(x).enumerate() {
-                *v = if draw(i) >= rule.threshold && x > 0.0 { rule.scale } else { 0.0 };
+        Some((out, x)) => {
+            for (j, ((m, o), &x)) in mask.iter_mut().zip(out.iter_mut()).zip(x).enumerate() {
+                let keep = draw(j) >= rule.threshold && (!rule.relu || x > 0.0);
+                *m = if keep { rule.scale } else { 0.0 };
+                *o = if keep { x * rule.scale } else { 0.0 };
             }
         }
     }
@@ -216,6 +270,23 @@ mod tests {
             let kept = part.mean(Kind::Float).double_value(&[]);
             assert!((kept - 0.5).abs() < 0.005, "block {block}: kept {kept}");
         }
+    }
+
+    #[test]
+    fn pieces_filled_in_parallel_equal_one_serial_pass_across_blocks() {
+        // 2.5M elements: the pool's pieces (64k and up) cut across the counter's 1M blocks.
+        let n = 2_500_000usize;
+        let x = (Tensor::arange(n as i64, (Kind::Float, tch::Device::Cpu)) * 0.011).sin();
+        let rule = Rule { threshold: 1 << 31, scale: 2.0, relu: true };
+        let (mask, out) = (x.empty_like(), x.empty_like());
+        fill_parallel(&mask, Some((&out, &x)), 99, rule);
+        let xs = Vec::<f32>::try_from(&x).unwrap();
+        let (mut m, mut o) = (vec![0f32; n], vec![0f32; n]);
+        fill_range(&mut m, Some((&mut o, &xs)), 0, 99, rule);
+        assert_eq!(Vec::<f32>::try_from(&mask).unwrap(), m);
+        assert_eq!(Vec::<f32>::try_from(&out).unwrap(), o);
+        // And the output is the input times the mask.
+        assert!(out.equal(&(&x * &mask)));
     }
 
     #[test]

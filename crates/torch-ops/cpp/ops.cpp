@@ -3,6 +3,7 @@
 // `err` (0 = success), so nothing unwinds into Rust.
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
 #include <ATen/ops/_fused_adam.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
@@ -30,15 +31,15 @@ std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
 // The products of y = x w^T (+ b) in oneDNN: forward, and both of the backward pass (dx = dy w,
 // dw = dy^T x); db sums dy's rows. Two functions, as autograd takes no undefined (absent) input.
 at::Tensor onednn_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor* b) {
-  at::Tensor y;
+  at::Tensor y = at::empty({x.size(0), w.size(0)}, x.options());
   if (b) {
     // The bias is the product's starting value (beta = 1), as addmm adds it. A copy, never
     // `contiguous()`: for one row that would be the bias itself, which the product would overwrite.
-    y = at::empty({x.size(0), w.size(0)}, x.options());
+    // (oneDNN's inner product takes the bias itself, but builds a new kernel for every new row
+    // count, and the first layer's row count changes with every batch: 70x slower here.)
     y.copy_(b->expand({x.size(0), w.size(0)}));
     at::native::mkldnn_matmul(x, w.t(), y, 1.0f, 1.0f);
   } else {
-    y = at::empty({x.size(0), w.size(0)}, x.options());
     at::native::mkldnn_matmul(x, w.t(), y, 0.0f, 1.0f);
   }
   return y;
@@ -83,6 +84,23 @@ struct OneDnnLinearNoBias : public torch::autograd::Function<OneDnnLinearNoBias>
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     return onednn_backward(ctx, grads, false);
+  }
+};
+
+// An output computed outside autograd (`out`, e.g. x * mask written in one fused pass) made
+// differentiable as `x * mask`: its gradient with respect to x is dy * mask. `out` and `mask`
+// come as pointers, so autograd does not take them for inputs; `out` becomes the node's output.
+struct MaskedBy : public torch::autograd::Function<MaskedBy> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, at::Tensor* out,
+                            at::Tensor* mask) {
+    (void)x;
+    ctx->saved_data["mask"] = *mask;
+    return *out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    at::Tensor mask = ctx->saved_data["mask"].toTensor();
+    return {grads[0] * mask, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -165,6 +183,29 @@ int ncf_set_cuda_device(int index, char* err, size_t err_len) {
 int ncf_onednn_linear(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** out, char* err, size_t err_len) {
   try {
     *out = new at::Tensor(b ? OneDnnLinear::apply(*x, *w, *b) : OneDnnLinearNoBias::apply(*x, *w));
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// `out` as the differentiable result of `x * mask` (see MaskedBy); a new tensor handle for tch.
+int ncf_masked_by(at::Tensor* x, at::Tensor* out, at::Tensor* mask, at::Tensor** result, char* err, size_t err_len) {
+  try {
+    *result = new at::Tensor(MaskedBy::apply(*x, out, mask));
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// Runs f(ctx, begin, end) over [0, n) in pieces of at least `grain` on libtorch's own thread pool
+// (OpenMP), so work done in Rust shares the cores with libtorch's instead of fighting it. f must
+// not throw or unwind.
+int ncf_parallel_for(int64_t n, int64_t grain, void (*f)(void*, int64_t, int64_t), void* ctx, char* err,
+                     size_t err_len) {
+  try {
+    at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { f(ctx, begin, end); });
     return 0;
   } catch (const std::exception& e) {
     return fail(e, err, err_len);

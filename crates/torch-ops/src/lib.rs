@@ -1,8 +1,10 @@
 //! libtorch operations that tch 0.24 does not bind, through a small C++ bridge (`cpp/ops.cpp`,
 //! compiled against the same libtorch headers): PyTorch's fused Adam (`torch._fused_adam_`, one
 //! multi-tensor kernel over all parameters on CUDA, a fused loop on CPU), the AMP gradient check
-//! (`torch._amp_foreach_non_finite_check_and_unscale_`) and the float32 matmul precision switch
-//! (TF32 on CUDA).
+//! (`torch._amp_foreach_non_finite_check_and_unscale_`), the float32 matmul precision switch
+//! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`]), an autograd
+//! node for an output computed outside autograd ([`masked_by`]), and libtorch's thread pool for
+//! loops written in Rust ([`parallel_for`]).
 //!
 //! **What it is not:** an optimizer or a scaler; `ncf-train` builds those on these calls.
 //!
@@ -66,6 +68,22 @@ extern "C" {
     fn ncf_set_cuda_device(index: i32, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_clear_grads(tensors: *const Handle, n: usize, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_onednn_linear(x: Handle, w: Handle, b: Handle, out: *mut Handle, err: *mut c_char, err_len: usize) -> i32;
+    fn ncf_masked_by(
+        x: Handle,
+        out: Handle,
+        mask: Handle,
+        result: *mut Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn ncf_parallel_for(
+        n: i64,
+        grain: i64,
+        f: extern "C" fn(*mut std::ffi::c_void, i64, i64),
+        ctx: *mut std::ffi::c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
 }
 
 fn handle(t: &Tensor) -> Handle {
@@ -242,4 +260,59 @@ pub fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tenso
     check(code, &err)?;
     // SAFETY: on success `out` is a new at::Tensor allocated with `new`, as tch's own tensors are.
     Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+}
+
+/// `out`, already computed as `x * mask` (e.g. dropout written in one fused pass), returned as the
+/// differentiable result of that product: the backward pass gives `x` the gradient `dy * mask`.
+/// The caller vouches that `out` holds `x * mask` (same shape, `mask` free of gradients); nothing
+/// is computed here but the autograd node. Without gradients the result is `out` itself.
+pub fn masked_by(x: &Tensor, out: &Tensor, mask: &Tensor) -> Result<Tensor, TorchOpError> {
+    if x.size() != out.size() || x.size() != mask.size() {
+        return Err(TorchOpError(format!(
+            "masked_by: x {:?}, out {:?} and mask {:?} must have one shape",
+            x.size(),
+            out.size(),
+            mask.size()
+        )));
+    }
+    let mut result: Handle = std::ptr::null_mut();
+    let mut err = vec![0u8; 1024];
+    // SAFETY: three live tensor handles borrowed for the call; `result` receives a fresh
+    // `at::Tensor*` on success, owned from here by the tch Tensor made from it.
+    let code = unsafe {
+        ncf_masked_by(handle(x), handle(out), handle(mask), &mut result, err.as_mut_ptr() as *mut c_char, err.len())
+    };
+    check(code, &err)?;
+    // SAFETY: on success `result` is a new at::Tensor allocated with `new`, as tch's own tensors are.
+    Ok(unsafe { Tensor::from_ptr(result as *mut _) })
+}
+
+/// Runs `f(begin, end)` over `[0, n)` in pieces of at least `grain` elements on libtorch's thread
+/// pool (`at::parallel_for`, OpenMP), so that a loop written in Rust uses the cores libtorch's
+/// threads hold instead of competing with them. Pieces run concurrently: `f` must only touch
+/// what its range owns. A panic inside `f` aborts the process (it cannot unwind through C++).
+pub fn parallel_for<F: Fn(i64, i64) + Sync>(n: i64, grain: i64, f: F) -> Result<(), TorchOpError> {
+    extern "C" fn trampoline<F: Fn(i64, i64) + Sync>(ctx: *mut std::ffi::c_void, begin: i64, end: i64) {
+        // SAFETY: ctx is the `&F` passed below, alive for the whole parallel_for call.
+        let f = unsafe { &*(ctx as *const F) };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(begin, end))).is_err() {
+            std::process::abort();
+        }
+    }
+    if n <= 0 {
+        return Ok(());
+    }
+    let mut err = vec![0u8; 1024];
+    // SAFETY: the trampoline matches the C signature and `&f` outlives the (blocking) call.
+    let code = unsafe {
+        ncf_parallel_for(
+            n,
+            grain.max(1),
+            trampoline::<F>,
+            &f as *const F as *mut std::ffi::c_void,
+            err.as_mut_ptr() as *mut c_char,
+            err.len(),
+        )
+    };
+    check(code, &err)
 }
