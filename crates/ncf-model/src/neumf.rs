@@ -357,25 +357,35 @@ impl NeuMf {
         let half = self.config.mlp_layers[0] / 2;
         // One side's product, with the bias folded into the item side's (fewer rows than the batch
         // when taken per distinct item).
+        // A side's product, per distinct id (with where each row of the batch finds its id) or per row.
         let side = |ids: &Tensor, embed: &nn::Embedding, start: i64, distinct_only: bool, bias: Option<&Tensor>| {
             let w = first.ws.narrow(1, start, half);
             let (rows, at) = match distinct_only {
                 true => {
                     let (distinct, at, _) = ids.internal_unique2(false, true, false);
-                    (embed.forward(&distinct), Some(at))
+                    (embed.forward(&distinct), Some(at.view([-1])))
                 }
                 false => (embed.forward(ids), None),
             };
-            let z = self.linear(&rows, &w, bias);
-            match at {
-                Some(at) => z.index_select(0, &at.view([-1])),
-                None => z,
-            }
+            (self.linear(&rows, &w, bias), at)
         };
-        let mut z = side(users, &embeds.user, 0, by_user, None);
+        let (z_user, at_user) = side(users, &embeds.user, 0, by_user, None);
+        let (z_item, at_item) = side(items, &embeds.item, half, by_item, first.bs.as_ref());
+        let gathered = |z: Tensor, at: Option<Tensor>| match at {
+            Some(at) => z.index_select(0, &at),
+            None => z,
+        };
+        if let (Some(au), Some(ai), Device::Cpu, Kind::Float) = (&at_user, &at_item, z_user.device(), z_user.kind()) {
+            // Both gathers and their sum in one pass that writes the [batch, width] result once;
+            // the same values and gradients bit for bit (torch_ops::gather_add).
+            if let Ok(z) = torch_ops::gather_add(&z_user, au, &z_item, ai) {
+                return z;
+            }
+        }
+        let mut z = gathered(z_user, at_user);
         // In place: the sum is written into the user side's rows (index_select and matmul do not
         // need their outputs for the backward pass), not into a fresh [batch, width] buffer.
-        let _ = z.g_add_(&side(items, &embeds.item, half, by_item, first.bs.as_ref()));
+        let _ = z.g_add_(&gathered(z_item, at_item));
         z
     }
 

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
 #include <ATen/ops/_fused_adam.h>
+#include <ATen/ops/index_select_backward.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <cstring>
@@ -101,6 +102,56 @@ struct MaskedBy : public torch::autograd::Function<MaskedBy> {
                                                  torch::autograd::variable_list grads) {
     at::Tensor mask = ctx->saved_data["mask"].toTensor();
     return {grads[0] * mask, at::Tensor(), at::Tensor()};
+  }
+};
+
+// out[r] = a[ia[r]] + b[ib[r]] for float32 CPU matrices a [Na, W], b [Nb, W] and int64 indices
+// [R]: two row gathers and their sum in one pass that writes `out` once (instead of two gathered
+// copies and a third for the sum). The backward pass is index_select's own for each side, so the
+// gradients are bit for bit those of `a.index_select(0, ia) + b.index_select(0, ib)`.
+struct GatherAdd : public torch::autograd::Function<GatherAdd> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& ia,
+                            const at::Tensor& b, const at::Tensor& ib) {
+    TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "gather_add: a and b must be [N, W] of one W");
+    TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.device().is_cpu() &&
+                    b.device().is_cpu(),
+                "gather_add: a and b must be float32 CPU tensors");
+    TORCH_CHECK(ia.scalar_type() == at::kLong && ib.scalar_type() == at::kLong && ia.dim() == 1 &&
+                    ib.dim() == 1 && ia.size(0) == ib.size(0),
+                "gather_add: ia and ib must be int64 [R] of one R");
+    at::Tensor ac = a.contiguous(), bc = b.contiguous(), iac = ia.contiguous(), ibc = ib.contiguous();
+    const int64_t rows = iac.size(0), width = ac.size(1), na = ac.size(0), nb = bc.size(0);
+    const int64_t* pa = iac.data_ptr<int64_t>();
+    const int64_t* pb = ibc.data_ptr<int64_t>();
+    for (int64_t r = 0; r < rows; ++r) {
+      TORCH_CHECK(pa[r] >= 0 && pa[r] < na && pb[r] >= 0 && pb[r] < nb, "gather_add: index out of range at row ", r);
+    }
+    at::Tensor out = at::empty({rows, width}, ac.options());
+    const float* da = ac.data_ptr<float>();
+    const float* db = bc.data_ptr<float>();
+    float* dout = out.data_ptr<float>();
+    at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* x = da + pa[r] * width;
+        const float* y = db + pb[r] * width;
+        float* o = dout + r * width;
+        for (int64_t c = 0; c < width; ++c) o[c] = x[c] + y[c];
+      }
+    });
+    ctx->save_for_backward({iac, ibc});
+    ctx->saved_data["a_rows"] = na;
+    ctx->saved_data["b_rows"] = nb;
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& g = grads[0];
+    const int64_t width = g.size(1);
+    at::Tensor ga, gb;
+    if (ctx->needs_input_grad(0)) ga = at::index_select_backward(g, {ctx->saved_data["a_rows"].toInt(), width}, 0, saved[0]);
+    if (ctx->needs_input_grad(2)) gb = at::index_select_backward(g, {ctx->saved_data["b_rows"].toInt(), width}, 0, saved[1]);
+    return {ga, at::Tensor(), gb, at::Tensor()};
   }
 };
 
@@ -206,6 +257,17 @@ int ncf_parallel_for(int64_t n, int64_t grain, void (*f)(void*, int64_t, int64_t
                      size_t err_len) {
   try {
     at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { f(ctx, begin, end); });
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// a[ia] + b[ib] row by row (see GatherAdd); a new tensor handle for tch.
+int ncf_gather_add(at::Tensor* a, at::Tensor* ia, at::Tensor* b, at::Tensor* ib, at::Tensor** out, char* err,
+                   size_t err_len) {
+  try {
+    *out = new at::Tensor(GatherAdd::apply(*a, *ia, *b, *ib));
     return 0;
   } catch (const std::exception& e) {
     return fail(e, err, err_len);

@@ -68,6 +68,15 @@ extern "C" {
     fn ncf_set_cuda_device(index: i32, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_clear_grads(tensors: *const Handle, n: usize, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_onednn_linear(x: Handle, w: Handle, b: Handle, out: *mut Handle, err: *mut c_char, err_len: usize) -> i32;
+    fn ncf_gather_add(
+        a: Handle,
+        ia: Handle,
+        b: Handle,
+        ib: Handle,
+        out: *mut Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
     fn ncf_masked_by(
         x: Handle,
         out: Handle,
@@ -315,4 +324,31 @@ pub fn parallel_for<F: Fn(i64, i64) + Sync>(n: i64, grain: i64, f: F) -> Result<
         )
     };
     check(code, &err)
+}
+
+/// `a.index_select(0, ia) + b.index_select(0, ib)` in one pass: row `r` of the result is
+/// `a[ia[r]] + b[ib[r]]`, written once (not two gathered copies and their sum), in parallel on
+/// libtorch's pool. `a` `[Na, W]` and `b` `[Nb, W]` float32 CPU, `ia` and `ib` int64 `[R]`.
+/// Differentiable in `a` and `b`, with index_select's own backward, so values and gradients are
+/// bit for bit those of the three-step expression. Refused (an error, nothing computed) for other
+/// kinds or shapes and for an index out of range.
+pub fn gather_add(a: &Tensor, ia: &Tensor, b: &Tensor, ib: &Tensor) -> Result<Tensor, TorchOpError> {
+    let mut out: Handle = std::ptr::null_mut();
+    let mut err = vec![0u8; 1024];
+    // SAFETY: four live tensor handles borrowed for the call; `out` receives a fresh
+    // `at::Tensor*` on success, owned from here by the tch Tensor made from it.
+    let code = unsafe {
+        ncf_gather_add(
+            handle(a),
+            handle(ia),
+            handle(b),
+            handle(ib),
+            &mut out,
+            err.as_mut_ptr() as *mut c_char,
+            err.len(),
+        )
+    };
+    check(code, &err)?;
+    // SAFETY: on success `out` is a new at::Tensor allocated with `new`, as tch's own tensors are.
+    Ok(unsafe { Tensor::from_ptr(out as *mut _) })
 }
