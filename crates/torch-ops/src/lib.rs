@@ -2,9 +2,10 @@
 //! compiled against the same libtorch headers): PyTorch's fused Adam (`torch._fused_adam_`, one
 //! multi-tensor kernel over all parameters on CUDA, a fused loop on CPU), the AMP gradient check
 //! (`torch._amp_foreach_non_finite_check_and_unscale_`), the float32 matmul precision switch
-//! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`]), an autograd
-//! node for an output computed outside autograd ([`masked_by`]), and libtorch's thread pool for
-//! loops written in Rust ([`parallel_for`]).
+//! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`]), two row gathers
+//! and their sum in one pass ([`gather_add`]), an autograd node for an output computed outside
+//! autograd ([`masked_by`]), and libtorch's thread pool for loops written in Rust
+//! ([`parallel_for`]).
 //!
 //! **What it is not:** an optimizer or a scaler; `ncf-train` builds those on these calls.
 //!
