@@ -126,9 +126,9 @@ struct Cli {
     #[arg(long = "no-tf32", alias = "no_tf32")]
     no_tf32: bool,
     /// Library for float32 matrix products on the CPU: auto (oneDNN on CPUs with AVX-512, else
-    /// MKL), onednn (1.35x faster training than mkl on an AMD EPYC, where MKL runs its AVX2 code),
-    /// or mkl (libtorch's default, pinned by MKL_CBWR: a seed gives the same numbers on every
-    /// Intel CPU with AVX2).
+    /// MKL), onednn (1.35x mkl's training speed on an AMD EPYC, where MKL runs its AVX2 code;
+    /// 1.1-1.15x on an Intel Xeon), or mkl (libtorch's default, pinned by MKL_CBWR: a seed gives
+    /// the same numbers on every Intel CPU with AVX2).
     #[arg(long = "cpu-matmul", alias = "cpu_matmul", default_value = "auto", value_name = "LIB")]
     cpu_matmul: CpuMatmul,
     /// Evaluation: sampled (each test user's positive among its 100 sampled negatives: the
