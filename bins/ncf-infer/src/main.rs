@@ -259,7 +259,7 @@ fn ready_to_time(
     }
     let precision = match (kind, device.is_cuda()) {
         (Kind::Float, true) => set_tf32(device, args.no_tf32)?,
-        (Kind::Float, false) if args.cpu_matmul.engine() == "onednn" => " (oneDNN matmuls)",
+        (Kind::Float, false) if args.cpu_matmul.resolve() == Ok(true) => " (oneDNN matmuls)",
         (Kind::Float, false) => " (MKL matmuls)",
         _ => "",
     };

@@ -162,6 +162,17 @@ int fail(const std::exception& e, char* err, size_t err_len) {
   }
   return 1;
 }
+
+// Runs `make` and hands its tensor to Rust as a new handle (tch frees it), or reports its error.
+template <typename Make>
+int new_tensor(at::Tensor** out, char* err, size_t err_len, Make make) {
+  try {
+    *out = new at::Tensor(make());
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
 }  // namespace
 
 extern "C" {
@@ -232,22 +243,13 @@ int ncf_set_cuda_device(int index, char* err, size_t err_len) {
 // y = x w^T + b (b may be null) for float32 CPU tensors, products in oneDNN, differentiable; the
 // result is a new tensor handle for tch (which frees it).
 int ncf_onednn_linear(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** out, char* err, size_t err_len) {
-  try {
-    *out = new at::Tensor(b ? OneDnnLinear::apply(*x, *w, *b) : OneDnnLinearNoBias::apply(*x, *w));
-    return 0;
-  } catch (const std::exception& e) {
-    return fail(e, err, err_len);
-  }
+  return new_tensor(out, err, err_len,
+                    [&] { return b ? OneDnnLinear::apply(*x, *w, *b) : OneDnnLinearNoBias::apply(*x, *w); });
 }
 
 // `out` as the differentiable result of `x * mask` (see MaskedBy); a new tensor handle for tch.
 int ncf_masked_by(at::Tensor* x, at::Tensor* out, at::Tensor* mask, at::Tensor** result, char* err, size_t err_len) {
-  try {
-    *result = new at::Tensor(MaskedBy::apply(*x, out, mask));
-    return 0;
-  } catch (const std::exception& e) {
-    return fail(e, err, err_len);
-  }
+  return new_tensor(result, err, err_len, [&] { return MaskedBy::apply(*x, out, mask); });
 }
 
 // Runs f(ctx, begin, end) over [0, n) in pieces of at least `grain` on libtorch's own thread pool
@@ -266,11 +268,6 @@ int ncf_parallel_for(int64_t n, int64_t grain, void (*f)(void*, int64_t, int64_t
 // a[ia] + b[ib] row by row (see GatherAdd); a new tensor handle for tch.
 int ncf_gather_add(at::Tensor* a, at::Tensor* ia, at::Tensor* b, at::Tensor* ib, at::Tensor** out, char* err,
                    size_t err_len) {
-  try {
-    *out = new at::Tensor(GatherAdd::apply(*a, *ia, *b, *ib));
-    return 0;
-  } catch (const std::exception& e) {
-    return fail(e, err, err_len);
-  }
+  return new_tensor(out, err, err_len, [&] { return GatherAdd::apply(*a, *ia, *b, *ib); });
 }
 }

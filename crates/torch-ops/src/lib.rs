@@ -112,6 +112,18 @@ fn check(code: i32, err: &[u8]) -> Result<(), TorchOpError> {
     Err(TorchOpError(String::from_utf8_lossy(&err[..end]).into_owned()))
 }
 
+/// Runs a bridge function that hands back a new tensor: `call(out, err, err_len)` gets where to
+/// put the `at::Tensor*` and the error buffer, and returns the bridge's status.
+fn new_tensor(call: impl FnOnce(*mut Handle, *mut c_char, usize) -> i32) -> Result<Tensor, TorchOpError> {
+    let mut out: Handle = std::ptr::null_mut();
+    let mut err = vec![0u8; 1024];
+    let code = call(&mut out, err.as_mut_ptr() as *mut c_char, err.len());
+    check(code, &err)?;
+    // SAFETY: on success `out` is a new at::Tensor allocated with `new`, as tch's own tensors are,
+    // owned from here by the tch Tensor made from it.
+    Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+}
+
 /// The hyper-parameters of [`fused_adam`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamHyper {
@@ -260,16 +272,9 @@ pub fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tenso
             b.map(|b| b.size())
         )));
     }
-    let mut out: Handle = std::ptr::null_mut();
-    let mut err = vec![0u8; 1024];
     let bias = b.map_or(std::ptr::null_mut(), handle);
-    // SAFETY: x, w and b (or null) are live tensor handles borrowed for the call; `out` receives a
-    // fresh `at::Tensor*` on success, owned from here by the tch Tensor made from it.
-    let code =
-        unsafe { ncf_onednn_linear(handle(x), handle(w), bias, &mut out, err.as_mut_ptr() as *mut c_char, err.len()) };
-    check(code, &err)?;
-    // SAFETY: on success `out` is a new at::Tensor allocated with `new`, as tch's own tensors are.
-    Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+    // SAFETY: x, w and b (or null) are live tensor handles borrowed for the call.
+    new_tensor(|out, err, len| unsafe { ncf_onednn_linear(handle(x), handle(w), bias, out, err, len) })
 }
 
 /// `out`, already computed as `x * mask` (e.g. dropout written in one fused pass), returned as the
@@ -285,16 +290,8 @@ pub fn masked_by(x: &Tensor, out: &Tensor, mask: &Tensor) -> Result<Tensor, Torc
             mask.size()
         )));
     }
-    let mut result: Handle = std::ptr::null_mut();
-    let mut err = vec![0u8; 1024];
-    // SAFETY: three live tensor handles borrowed for the call; `result` receives a fresh
-    // `at::Tensor*` on success, owned from here by the tch Tensor made from it.
-    let code = unsafe {
-        ncf_masked_by(handle(x), handle(out), handle(mask), &mut result, err.as_mut_ptr() as *mut c_char, err.len())
-    };
-    check(code, &err)?;
-    // SAFETY: on success `result` is a new at::Tensor allocated with `new`, as tch's own tensors are.
-    Ok(unsafe { Tensor::from_ptr(result as *mut _) })
+    // SAFETY: three live tensor handles borrowed for the call.
+    new_tensor(|result, err, len| unsafe { ncf_masked_by(handle(x), handle(out), handle(mask), result, err, len) })
 }
 
 /// Runs `f(begin, end)` over `[0, n)` in pieces of at least `grain` elements on libtorch's thread
@@ -334,22 +331,6 @@ pub fn parallel_for<F: Fn(i64, i64) + Sync>(n: i64, grain: i64, f: F) -> Result<
 /// bit for bit those of the three-step expression. Refused (an error, nothing computed) for other
 /// kinds or shapes and for an index out of range.
 pub fn gather_add(a: &Tensor, ia: &Tensor, b: &Tensor, ib: &Tensor) -> Result<Tensor, TorchOpError> {
-    let mut out: Handle = std::ptr::null_mut();
-    let mut err = vec![0u8; 1024];
-    // SAFETY: four live tensor handles borrowed for the call; `out` receives a fresh
-    // `at::Tensor*` on success, owned from here by the tch Tensor made from it.
-    let code = unsafe {
-        ncf_gather_add(
-            handle(a),
-            handle(ia),
-            handle(b),
-            handle(ib),
-            &mut out,
-            err.as_mut_ptr() as *mut c_char,
-            err.len(),
-        )
-    };
-    check(code, &err)?;
-    // SAFETY: on success `out` is a new at::Tensor allocated with `new`, as tch's own tensors are.
-    Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+    // SAFETY: four live tensor handles borrowed for the call.
+    new_tensor(|out, err, len| unsafe { ncf_gather_add(handle(a), handle(ia), handle(b), handle(ib), out, err, len) })
 }
