@@ -1,6 +1,7 @@
 //! Full-ranking evaluation (`--eval full`): each list's positive ranked against every item the
 //! user does not already have, in blocks of users, with the model's item side computed once per pass.
 
+use crate::seeds::splitmix64;
 use metrics::{positive_ranks, FullRankSums, SeenItems, TestSeries};
 use ncf_model::Model;
 use tch::{Kind, Tensor};
@@ -78,13 +79,7 @@ impl FullRanking {
 /// lists whose SplitMix64 hash of (seed, index) is smallest, in index order. Drawn without
 /// libtorch's generator, so choosing them changes no other random number of the run.
 pub(crate) fn fixed_subset(lists: i64, count: usize, seed: u64) -> Tensor {
-    let mix = |mut z: u64| {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let mut keyed: Vec<(u64, i64)> = (0..lists).map(|i| (mix(seed ^ mix(i as u64)), i)).collect();
+    let mut keyed: Vec<(u64, i64)> = (0..lists).map(|i| (splitmix64(seed ^ splitmix64(i as u64)), i)).collect();
     keyed.sort_unstable();
     let mut chosen: Vec<i64> = keyed.into_iter().take(count).map(|(_, i)| i).collect();
     chosen.sort_unstable();

@@ -30,6 +30,7 @@ mod data;
 pub mod dist;
 mod error;
 mod full_eval;
+mod seeds;
 mod state;
 mod trainer;
 

@@ -5,6 +5,7 @@ use crate::config::{EvalProtocol, Mode, TrainConfig};
 use crate::data::TrainSet;
 use crate::dist::{self, Collective};
 use crate::full_eval::{self, FullRanking};
+use crate::seeds::epoch_seed;
 use crate::state::{self, Progress, TRAINING_STATE};
 use crate::TrainError;
 use dllogger::{DlLogger, LogValue, Step};
@@ -889,10 +890,4 @@ fn ensure_writable(dir: &Path) -> Result<(), TrainError> {
 fn rand_seed() -> u64 {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     (t.as_nanos() as u64 ^ (std::process::id() as u64).rotate_left(32)) & 0x7fff_ffff
-}
-
-/// A distinct, stable seed for each epoch of a run.
-fn epoch_seed(seed: u64, epoch: usize) -> i64 {
-    let mixed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1);
-    (mixed >> 1) as i64
 }
