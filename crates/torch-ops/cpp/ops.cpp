@@ -105,6 +105,44 @@ struct MaskedBy : public torch::autograd::Function<MaskedBy> {
   }
 };
 
+// dx = dy * (keep ? scale : 0), element by element: the product by the float mask MaskedBy
+// multiplies by, to the bit (signs of zero and NaNs included), reading one byte per element.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void scale_kept(const float* dy, const uint8_t* keep,
+                                                                           float scale, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (keep[i] ? scale : 0.0f);
+}
+
+// MaskedBy with the mask as a uint8 0/1 `keep` and one `scale` (x * keep * scale): the mask saved
+// for the backward pass takes a quarter of the float mask's memory.
+struct MaskedByKeep : public torch::autograd::Function<MaskedByKeep> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, at::Tensor* out,
+                            at::Tensor* keep, double scale) {
+    TORCH_CHECK(keep->scalar_type() == at::kByte && keep->device().is_cpu() && keep->is_contiguous(),
+                "masked_by_keep: keep must be a contiguous uint8 CPU tensor");
+    TORCH_CHECK(x.scalar_type() == at::kFloat && out->scalar_type() == at::kFloat,
+                "masked_by_keep: x and out must be float32");
+    TORCH_CHECK(x.sizes() == out->sizes() && x.sizes() == keep->sizes(),
+                "masked_by_keep: x, out and keep must have one shape");
+    ctx->saved_data["keep"] = *keep;
+    ctx->saved_data["scale"] = scale;
+    return *out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    at::Tensor keep = ctx->saved_data["keep"].toTensor();
+    const float scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
+    at::Tensor dy = grads[0].contiguous();
+    at::Tensor dx = at::empty_like(dy, at::MemoryFormat::Contiguous);
+    const float* pdy = dy.data_ptr<float>();
+    const uint8_t* pk = keep.data_ptr<uint8_t>();
+    float* pdx = dx.data_ptr<float>();
+    at::parallel_for(0, dy.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+      scale_kept(pdy + begin, pk + begin, scale, pdx + begin, end - begin);
+    });
+    return {dx, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 // out[r] = a[ia[r]] + b[ib[r]] for float32 CPU matrices a [Na, W], b [Nb, W] and int64 indices
 // [R]: two row gathers and their sum in one pass that writes `out` once (instead of two gathered
 // copies and a third for the sum). The backward pass is index_select's own for each side, so the
@@ -250,6 +288,12 @@ int ncf_onednn_linear(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** 
 // `out` as the differentiable result of `x * mask` (see MaskedBy); a new tensor handle for tch.
 int ncf_masked_by(at::Tensor* x, at::Tensor* out, at::Tensor* mask, at::Tensor** result, char* err, size_t err_len) {
   return new_tensor(result, err, err_len, [&] { return MaskedBy::apply(*x, out, mask); });
+}
+
+// `out` as the differentiable result of `x * keep * scale` (see MaskedByKeep); a new tensor handle.
+int ncf_masked_by_keep(at::Tensor* x, at::Tensor* out, at::Tensor* keep, double scale, at::Tensor** result, char* err,
+                       size_t err_len) {
+  return new_tensor(result, err, err_len, [&] { return MaskedByKeep::apply(*x, out, keep, scale); });
 }
 
 // Runs f(ctx, begin, end) over [0, n) in pieces of at least `grain` on libtorch's own thread pool

@@ -4,7 +4,7 @@
 //! (`torch._amp_foreach_non_finite_check_and_unscale_`), the float32 matmul precision switch
 //! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`]), two row gathers
 //! and their sum in one pass ([`gather_add`]), an autograd node for an output computed outside
-//! autograd ([`masked_by`]), and libtorch's thread pool for loops written in Rust
+//! autograd ([`masked_by`], [`masked_by_keep`]), and libtorch's thread pool for loops written in Rust
 //! ([`parallel_for`]).
 //!
 //! **What it is not:** an optimizer or a scaler; `ncf-train` builds those on these calls.
@@ -82,6 +82,15 @@ extern "C" {
         x: Handle,
         out: Handle,
         mask: Handle,
+        result: *mut Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn ncf_masked_by_keep(
+        x: Handle,
+        out: Handle,
+        keep: Handle,
+        scale: f64,
         result: *mut Handle,
         err: *mut c_char,
         err_len: usize,
@@ -292,6 +301,34 @@ pub fn masked_by(x: &Tensor, out: &Tensor, mask: &Tensor) -> Result<Tensor, Torc
     }
     // SAFETY: three live tensor handles borrowed for the call.
     new_tensor(|result, err, len| unsafe { ncf_masked_by(handle(x), handle(out), handle(mask), result, err, len) })
+}
+
+/// [`masked_by`] with the mask given as a uint8 0/1 tensor `keep` and one `scale`: `out` holds
+/// `x * keep * scale`, and the backward pass gives `x` the gradient `dy * (keep ? scale : 0)`,
+/// bit for bit what `masked_by` with the float mask `keep * scale` gives, while the saved mask takes
+/// a quarter of the memory (dropout: `scale = 1 / (1 - p)`). `x` and `out` float32, `keep`
+/// contiguous on the CPU, all three of one shape; anything else is refused.
+pub fn masked_by_keep(x: &Tensor, out: &Tensor, keep: &Tensor, scale: f64) -> Result<Tensor, TorchOpError> {
+    let cpu_kind = |t: &Tensor, kind| t.kind() == kind && t.device() == tch::Device::Cpu;
+    if x.size() != out.size()
+        || x.size() != keep.size()
+        || !cpu_kind(keep, tch::Kind::Uint8)
+        || !keep.is_contiguous()
+        || x.kind() != tch::Kind::Float
+        || out.kind() != tch::Kind::Float
+    {
+        return Err(TorchOpError(format!(
+            "masked_by_keep: needs float32 x {:?} and out {:?} and a contiguous uint8 CPU keep {:?} ({:?}) of one shape",
+            x.size(),
+            out.size(),
+            keep.size(),
+            keep.kind()
+        )));
+    }
+    // SAFETY: three live tensor handles borrowed for the call.
+    new_tensor(|result, err, len| unsafe {
+        ncf_masked_by_keep(handle(x), handle(out), handle(keep), scale, result, err, len)
+    })
 }
 
 /// Runs `f(begin, end)` over `[0, n)` in pieces of at least `grain` elements on libtorch's thread
