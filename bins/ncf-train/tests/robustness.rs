@@ -183,9 +183,16 @@ fn cpu_matmul_chooses_the_library_logs_it_and_refuses_what_the_cpu_cannot_run() 
     assert_eq!(params["cpu_matmul"], if avx512 { "onednn" } else { "mkl" });
     if avx512 {
         // Another library, so other rounding: the same run to within what float32 summation order
-        // moves over two epochs, not bit for bit.
-        for ((l1, h1), (l2, h2)) in mkl.iter().zip(&auto) {
-            assert!((l1 - l2).abs() < 1e-3 && (h1 - h2).abs() < 0.05, "mkl {mkl:?} vs onednn {auto:?}");
+        // moves, not bit for bit. Rounding differences grow with every step, so the first epoch's
+        // last-batch loss must agree closely (measured: 1.4e-4 apart) and the second's more
+        // loosely (5e-3 apart); a wrong product would be off by far more (an untrained model's loss
+        // is ~0.69, this run's ~0.5).
+        for (epoch, ((l1, h1), (l2, h2))) in mkl.iter().zip(&auto).enumerate() {
+            let loss_tolerance = if epoch == 0 { 1e-3 } else { 2e-2 };
+            assert!(
+                (l1 - l2).abs() < loss_tolerance && (h1 - h2).abs() < 0.05,
+                "epoch {epoch}: mkl {mkl:?} vs onednn {auto:?}"
+            );
         }
         // A seeded oneDNN run gives the same numbers run after run (same machine and thread count;
         // not across thread counts: on a 2-core Xeon 1 and 2 threads differ, as MKL's do).
