@@ -42,7 +42,7 @@ impl MaskStream {
     /// where `x` is -inf (NaN instead of 0). Falls back to the two steps for a non-float32,
     /// non-contiguous or non-CPU `x`.
     pub(crate) fn relu_dropout(&self, x: &Tensor, p: f64) -> Tensor {
-        if x.kind() == Kind::Float && x.is_contiguous() && x.device() == tch::Device::Cpu {
+        if fusable(x) {
             self.masked(x, p, true)
         } else {
             self.dropout(&x.relu(), p)
@@ -59,7 +59,7 @@ impl MaskStream {
         let rule = Rule { threshold, scale, relu };
         let n = x.numel();
         let opts = (Kind::Float, tch::Device::Cpu);
-        if !(x.kind() == Kind::Float && x.is_contiguous() && x.device() == tch::Device::Cpu) {
+        if !fusable(x) {
             // The mask alone, then libtorch's product (any kind or layout; never with ReLU folded).
             let mask = Tensor::empty([n as i64], opts);
             fill_parallel::<f32>(&mask, None, key, Rule { relu: false, ..rule });
@@ -74,6 +74,12 @@ impl MaskStream {
         torch_ops::masked_by_keep(x, &out, &keep, scale as f64)
             .unwrap_or_else(|_| x * keep.to_kind(Kind::Float) * scale as f64)
     }
+}
+
+/// Whether the one-pass fill (output and mask together, ReLU foldable) can read `x` directly: a
+/// contiguous float32 CPU tensor.
+fn fusable(x: &Tensor) -> bool {
+    x.kind() == Kind::Float && x.is_contiguous() && x.device() == tch::Device::Cpu
 }
 
 /// What a kept element of the mask holds, and when it is kept.
