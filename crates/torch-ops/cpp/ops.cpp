@@ -6,9 +6,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
 #include <ATen/ops/_fused_adam.h>
-#include <ATen/ops/index_select_backward.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -143,10 +143,23 @@ struct MaskedByKeep : public torch::autograd::Function<MaskedByKeep> {
   }
 };
 
+// dst[c] += src[c] for c < n.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void add_row(float* __restrict__ dst,
+                                                                        const float* __restrict__ src, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) dst[c] += src[c];
+}
+
+// How many column ranges a row-summing loop splits `width` columns into: one per thread, each at
+// least 16 columns (a 64-byte cache line of floats) so no two threads share a line of a row.
+int64_t column_parts(int64_t width) {
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), width / 16));
+}
+
 // out[r] = a[ia[r]] + b[ib[r]] for float32 CPU matrices a [Na, W], b [Nb, W] and int64 indices
 // [R]: two row gathers and their sum in one pass that writes `out` once (instead of two gathered
-// copies and a third for the sum). The backward pass is index_select's own for each side, so the
-// gradients are bit for bit those of `a.index_select(0, ia) + b.index_select(0, ib)`.
+// copies and a third for the sum). The backward pass sums the gradient's rows into each side in
+// row order, as index_select's backward does, so the gradients are bit for bit those of
+// `a.index_select(0, ia) + b.index_select(0, ib)`.
 struct GatherAdd : public torch::autograd::Function<GatherAdd> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& ia,
                             const at::Tensor& b, const at::Tensor& ib) {
@@ -184,12 +197,161 @@ struct GatherAdd : public torch::autograd::Function<GatherAdd> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor& g = grads[0];
-    const int64_t width = g.size(1);
+    at::Tensor g = grads[0].contiguous();
+    const int64_t width = g.size(1), rows = g.size(0);
     at::Tensor ga, gb;
-    if (ctx->needs_input_grad(0)) ga = at::index_select_backward(g, {ctx->saved_data["a_rows"].toInt(), width}, 0, saved[0]);
-    if (ctx->needs_input_grad(2)) gb = at::index_select_backward(g, {ctx->saved_data["b_rows"].toInt(), width}, 0, saved[1]);
+    if (ctx->needs_input_grad(0)) ga = at::zeros({ctx->saved_data["a_rows"].toInt(), width}, g.options());
+    if (ctx->needs_input_grad(2)) gb = at::zeros({ctx->saved_data["b_rows"].toInt(), width}, g.options());
+    if (!ga.defined() && !gb.defined()) return {ga, at::Tensor(), gb, at::Tensor()};
+    // Both sides' row sums in one pass over g (index_select's backward is one index_add per side,
+    // each sorting its index first). The threads split the columns, not the rows, so no two write
+    // one element and every element sums its rows in row order: the same bits as index_add's
+    // (which also adds each destination's rows in order, starting from zero), whatever the
+    // number of threads.
+    const float* pg = g.data_ptr<float>();
+    const int64_t* pa = saved[0].data_ptr<int64_t>();
+    const int64_t* pb = saved[1].data_ptr<int64_t>();
+    float* da = ga.defined() ? ga.data_ptr<float>() : nullptr;
+    float* db = gb.defined() ? gb.data_ptr<float>() : nullptr;
+    const int64_t parts = column_parts(width);
+    at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t part = begin; part < end; ++part) {
+        const int64_t c0 = width * part / parts, c1 = width * (part + 1) / parts;
+        for (int64_t r = 0; r < rows; ++r) {
+          if (da) add_row(da + pa[r] * width + c0, pg + r * width + c0, c1 - c0);
+          if (db) add_row(db + pb[r] * width + c0, pg + r * width + c0, c1 - c0);
+        }
+      }
+    });
     return {ga, at::Tensor(), gb, at::Tensor()};
+  }
+};
+
+// NeuMF's last layer over its two branches, from the GMF embedding tables themselves:
+//   logit[r] = b + sum_k P[u_r, k] Q[i_r, k] w[k] + sum_k h[r, k] w[f + k]
+// for P [Nu, f], Q [Ni, f] (GMF's user and item tables), h [R, d] (the MLP's output), w [1, f + d]
+// and b [1] (the final Linear), int64 users u and items i [R]. What
+// `final(cat([P[u] * Q[i], h], 1))` computes, without its four [R, f]-to-[R, f + d] intermediates
+// (two gathered tables, their product and the concatenation) or their backward passes.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void head_rows(
+    const float* __restrict__ p, const float* __restrict__ q, const float* __restrict__ h,
+    const float* __restrict__ w, float bias, const int64_t* __restrict__ users, const int64_t* __restrict__ items,
+    int64_t f, int64_t d, float* __restrict__ out, int64_t begin, int64_t end) {
+  constexpr int64_t L = 16;
+  for (int64_t r = begin; r < end; ++r) {
+    const float* pu = p + users[r] * f;
+    const float* qi = q + items[r] * f;
+    const float* hr = h + r * d;
+    const float* wh = w + f;
+    float acc[L] = {0};
+    int64_t k = 0;
+    for (; k + L <= f; k += L)
+      for (int64_t j = 0; j < L; ++j) acc[j] += (pu[k + j] * qi[k + j]) * w[k + j];
+    for (; k < f; ++k) acc[0] += (pu[k] * qi[k]) * w[k];
+    for (k = 0; k + L <= d; k += L)
+      for (int64_t j = 0; j < L; ++j) acc[j] += hr[k + j] * wh[k + j];
+    for (; k < d; ++k) acc[0] += hr[k] * wh[k];
+    float sum = 0.0f;
+    for (int64_t j = 0; j < L; ++j) sum += acc[j];
+    out[r] = bias + sum;
+  }
+}
+
+// The backward pass of head_rows for the columns [c0, c1) of the GMF part and [e0, e1) of the MLP
+// part, rows in order:
+//   dP[u_r, k] += (g_r w[k]) Q[i_r, k],  dQ[i_r, k] += (g_r w[k]) P[u_r, k],
+//   dw[k] = sum_r g_r (P[u_r, k] Q[i_r, k]),  dh[r, k] = g_r w[f + k],  dw[f + k] = sum_r g_r h[r, k].
+// dP and dQ start at zero; dw and the sums are written whole for their columns.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void head_columns(
+    const float* __restrict__ p, const float* __restrict__ q, const float* __restrict__ h,
+    const float* __restrict__ w, const float* __restrict__ g, const int64_t* __restrict__ users,
+    const int64_t* __restrict__ items, int64_t rows, int64_t f, int64_t d, float* __restrict__ dp,
+    float* __restrict__ dq, float* __restrict__ dh, float* __restrict__ dw, int64_t c0, int64_t c1, int64_t e0,
+    int64_t e1) {
+  for (int64_t k = c0; k < c1; ++k) dw[k] = 0.0f;
+  for (int64_t k = e0; k < e1; ++k) dw[f + k] = 0.0f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float gr = g[r];
+    const float* pu = p + users[r] * f;
+    const float* qi = q + items[r] * f;
+    float* dpu = dp + users[r] * f;
+    float* dqi = dq + items[r] * f;
+    for (int64_t k = c0; k < c1; ++k) {
+      const float t = gr * w[k];
+      dpu[k] += t * qi[k];
+      dqi[k] += t * pu[k];
+      dw[k] += gr * (pu[k] * qi[k]);
+    }
+    const float* hr = h + r * d;
+    float* dhr = dh + r * d;
+    for (int64_t k = e0; k < e1; ++k) {
+      dhr[k] = gr * w[f + k];
+      dw[f + k] += gr * hr[k];
+    }
+  }
+}
+
+struct NeuMfHead : public torch::autograd::Function<NeuMfHead> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& p, const at::Tensor& q,
+                            const at::Tensor& h, const at::Tensor& w, const at::Tensor& b, const at::Tensor& users,
+                            const at::Tensor& items) {
+    auto float_cpu = [](const at::Tensor& t) {
+      return t.scalar_type() == at::kFloat && t.device().is_cpu() && t.is_contiguous();
+    };
+    TORCH_CHECK(float_cpu(p) && float_cpu(q) && float_cpu(h) && float_cpu(w) && float_cpu(b),
+                "neumf_head: P, Q, h, w and b must be contiguous float32 CPU tensors");
+    TORCH_CHECK(p.dim() == 2 && q.dim() == 2 && h.dim() == 2 && p.size(1) == q.size(1),
+                "neumf_head: P [Nu, f], Q [Ni, f] and h [R, d] must be matrices, P and Q of one width");
+    const int64_t f = p.size(1), d = h.size(1), rows = h.size(0);
+    TORCH_CHECK(w.numel() == f + d && w.size(0) == 1 && b.numel() == 1,
+                "neumf_head: w must be [1, f + d] = [1, ", f + d, "] and b [1]; got w ", w.sizes(), ", b ", b.sizes());
+    TORCH_CHECK(users.scalar_type() == at::kLong && items.scalar_type() == at::kLong && users.dim() == 1 &&
+                    items.dim() == 1 && users.size(0) == rows && items.size(0) == rows,
+                "neumf_head: users and items must be int64 [R] with R = h's rows (", rows, ")");
+    at::Tensor uc = users.contiguous(), ic = items.contiguous();
+    const int64_t* pu = uc.data_ptr<int64_t>();
+    const int64_t* pi = ic.data_ptr<int64_t>();
+    const int64_t nu = p.size(0), ni = q.size(0);
+    for (int64_t r = 0; r < rows; ++r) {
+      TORCH_CHECK(pu[r] >= 0 && pu[r] < nu && pi[r] >= 0 && pi[r] < ni, "neumf_head: id out of range at row ", r);
+    }
+    at::Tensor out = at::empty({rows, 1}, h.options());
+    const float* pp = p.data_ptr<float>();
+    const float* pq = q.data_ptr<float>();
+    const float* ph = h.data_ptr<float>();
+    const float* pw = w.data_ptr<float>();
+    const float bias = b.data_ptr<float>()[0];
+    float* po = out.data_ptr<float>();
+    at::parallel_for(0, rows, 1024, [&](int64_t begin, int64_t end) {
+      head_rows(pp, pq, ph, pw, bias, pu, pi, f, d, po, begin, end);
+    });
+    ctx->save_for_backward({p, q, h, w, uc, ic});
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &p = saved[0], &q = saved[1], &h = saved[2], &w = saved[3], &users = saved[4],
+                     &items = saved[5];
+    at::Tensor g = grads[0].contiguous();
+    const int64_t f = p.size(1), d = h.size(1), rows = h.size(0);
+    at::Tensor dp = at::zeros_like(p), dq = at::zeros_like(q), dh = at::empty_like(h), dw = at::empty_like(w);
+    const float* pg = g.data_ptr<float>();
+    // The threads split the columns (each its share of the GMF part and of the MLP part), not
+    // the rows: no two write one element, and every sum runs over the rows in order, so the
+    // result does not depend on the number of threads.
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), std::max(f, d) / 16));
+    at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t part = begin; part < end; ++part) {
+        head_columns(p.data_ptr<float>(), q.data_ptr<float>(), h.data_ptr<float>(), w.data_ptr<float>(), pg,
+                     users.data_ptr<int64_t>(), items.data_ptr<int64_t>(), rows, f, d, dp.data_ptr<float>(),
+                     dq.data_ptr<float>(), dh.data_ptr<float>(), dw.data_ptr<float>(), f * part / parts,
+                     f * (part + 1) / parts, d * part / parts, d * (part + 1) / parts);
+      }
+    });
+    at::Tensor db = g.sum().reshape({1});
+    return {dp, dq, dh, dw, db, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -307,6 +469,12 @@ int ncf_parallel_for(int64_t n, int64_t grain, void (*f)(void*, int64_t, int64_t
   } catch (const std::exception& e) {
     return fail(e, err, err_len);
   }
+}
+
+// NeuMF's final layer over both branches from the GMF tables (see NeuMfHead); a new tensor handle.
+int ncf_neumf_head(at::Tensor* p, at::Tensor* q, at::Tensor* h, at::Tensor* w, at::Tensor* b, at::Tensor* users,
+                   at::Tensor* items, at::Tensor** out, char* err, size_t err_len) {
+  return new_tensor(out, err, err_len, [&] { return NeuMfHead::apply(*p, *q, *h, *w, *b, *users, *items); });
 }
 
 // a[ia] + b[ib] row by row (see GatherAdd); a new tensor handle for tch.

@@ -3,7 +3,8 @@
 //! multi-tensor kernel over all parameters on CUDA, a fused loop on CPU), the AMP gradient check
 //! (`torch._amp_foreach_non_finite_check_and_unscale_`), the float32 matmul precision switch
 //! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`]), two row gathers
-//! and their sum in one pass ([`gather_add`]), an autograd node for an output computed outside
+//! and their sum in one pass ([`gather_add`]), NeuMF's final layer read straight from the GMF tables
+//! ([`neumf_head`]), an autograd node for an output computed outside
 //! autograd ([`masked_by`], [`masked_by_keep`]), and libtorch's thread pool for loops written in Rust
 //! ([`parallel_for`]).
 //!
@@ -92,6 +93,18 @@ extern "C" {
         keep: Handle,
         scale: f64,
         result: *mut Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn ncf_neumf_head(
+        p: Handle,
+        q: Handle,
+        h: Handle,
+        w: Handle,
+        b: Handle,
+        users: Handle,
+        items: Handle,
+        out: *mut Handle,
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
@@ -370,4 +383,43 @@ pub fn parallel_for<F: Fn(i64, i64) + Sync>(n: i64, grain: i64, f: F) -> Result<
 pub fn gather_add(a: &Tensor, ia: &Tensor, b: &Tensor, ib: &Tensor) -> Result<Tensor, TorchOpError> {
     // SAFETY: four live tensor handles borrowed for the call.
     new_tensor(|out, err, len| unsafe { ncf_gather_add(handle(a), handle(ia), handle(b), handle(ib), out, err, len) })
+}
+
+/// NeuMF's final layer over its two branches, read straight from the GMF embedding tables:
+/// `logit[r] = b + (p[users[r]] * q[items[r]]) . w[..f] + h[r] . w[f..]`, `[R, 1]`, what
+/// `final(cat([p[users] * q[items], h], 1))` computes, in one pass over the rows and, backward, one
+/// pass over the columns (the threads split the columns, so every sum runs over the rows in order
+/// and the result does not depend on the number of threads). It skips the gathered `[R, f]`
+/// tables, their product, the `[R, f + d]` concatenation and their backward passes.
+///
+/// `p` `[Nu, f]` and `q` `[Ni, f]` (GMF's user and item tables), `h` `[R, d]` (the MLP branch's
+/// output), `w` `[1, f + d]`, `b` `[1]`: contiguous float32 CPU tensors; `users`, `items` int64
+/// `[R]`. Differentiable in `p`, `q`, `h`, `w` and `b` (the tables get dense gradients, as
+/// `nn.Embedding` does). Equal to the plain expression up to float summation order. Anything else
+/// (kinds, shapes, devices, an id out of range) is refused with an error and nothing computed.
+#[allow(clippy::too_many_arguments)]
+pub fn neumf_head(
+    p: &Tensor,
+    users: &Tensor,
+    q: &Tensor,
+    items: &Tensor,
+    h: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) -> Result<Tensor, TorchOpError> {
+    // SAFETY: seven live tensor handles borrowed for the call; the bridge checks kinds and shapes.
+    new_tensor(|out, err, len| unsafe {
+        ncf_neumf_head(
+            handle(p),
+            handle(q),
+            handle(h),
+            handle(w),
+            handle(b),
+            handle(users),
+            handle(items),
+            out,
+            err,
+            len,
+        )
+    })
 }

@@ -1,0 +1,114 @@
+//! `neumf_head` against the libtorch expression it replaces,
+//! `final(cat([p[users] * q[items], h], 1))`: the same logits and gradients up to float summation
+//! order, the same bits whatever the number of threads, and clear refusals.
+
+use tch::{Device, Kind, Tensor};
+use torch_ops::neumf_head;
+
+struct Case {
+    p: Tensor,
+    q: Tensor,
+    h: Tensor,
+    w: Tensor,
+    b: Tensor,
+    users: Tensor,
+    items: Tensor,
+}
+
+/// Arithmetic values (tests share libtorch's generator across threads), repeated ids, widths that
+/// are not multiples of 16 so the loops' tails run too.
+fn case(f: i64, d: i64, rows: i64) -> Case {
+    let opts = (Kind::Float, Device::Cpu);
+    let leaf = |t: Tensor| t.set_requires_grad(true);
+    let ids = |step: i64, n: i64| (Tensor::arange(rows, (Kind::Int64, Device::Cpu)) * step).remainder(n);
+    Case {
+        p: leaf((Tensor::arange(61 * f, opts) * 0.37).sin().view([61, f]) * 0.1),
+        q: leaf((Tensor::arange(997 * f, opts) * 0.11).cos().view([997, f]) * 0.1),
+        h: leaf((Tensor::arange(rows * d, opts) * 0.013).sin().view([rows, d])),
+        w: leaf((Tensor::arange(f + d, opts) * 0.7).cos().view([1, f + d]) * 0.3),
+        b: leaf(Tensor::from_slice(&[0.25f32])),
+        users: ids(7, 61),
+        items: ids(13, 997),
+    }
+}
+
+fn plain(c: &Case) -> Tensor {
+    let mf = c.p.index_select(0, &c.users) * c.q.index_select(0, &c.items);
+    Tensor::cat(&[mf, c.h.shallow_clone()], 1).linear(&c.w, Some(&c.b))
+}
+
+fn fused(c: &Case) -> Tensor {
+    neumf_head(&c.p, &c.users, &c.q, &c.items, &c.h, &c.w, &c.b).unwrap()
+}
+
+fn grads(c: &Case, logits: &Tensor) -> Vec<Tensor> {
+    // A gradient of mixed signs and sizes, as a loss gives.
+    let dy = (Tensor::arange(logits.size()[0], (Kind::Float, Device::Cpu)) * 0.29).sin().view([-1, 1]);
+    Tensor::run_backward(&[(logits * dy).sum(Kind::Float)], &[&c.p, &c.q, &c.h, &c.w, &c.b], false, false)
+}
+
+fn assert_close(what: &str, ours: &Tensor, theirs: &Tensor) {
+    assert_eq!(ours.size(), theirs.size(), "{what}: shape");
+    if theirs.numel() == 0 {
+        return;
+    }
+    let scale = theirs.abs().max().double_value(&[]).max(1e-6);
+    let worst = (ours - theirs).abs().max().double_value(&[]);
+    assert!(worst <= 2e-5 * scale, "{what}: off by {worst} (largest value {scale})");
+}
+
+#[test]
+fn equals_the_gathered_product_concatenated_and_linear() {
+    for (f, d, rows) in [(64, 64, 16_384), (8, 24, 1_000), (19, 5, 333), (64, 0, 100), (0, 32, 100)] {
+        let c = case(f, d, rows);
+        let (ours, theirs) = (fused(&c), plain(&c));
+        assert_close(&format!("logits f={f} d={d}"), &ours, &theirs);
+        let (g, g_ref) = (grads(&c, &ours), grads(&c, &theirs));
+        for (name, (a, b)) in ["p", "q", "h", "w", "b"].iter().zip(g.iter().zip(&g_ref)) {
+            assert_close(&format!("gradient of {name}, f={f} d={d}"), a, b);
+        }
+        // Rows never drawn get a zero gradient, as nn.Embedding's dense gradient has.
+        if f > 0 && rows < 997 {
+            let used = Tensor::zeros([997], (Kind::Float, Device::Cpu)).index_fill(0, &c.items, 1.0);
+            let unused_rows = g[1].index_select(0, &used.eq(0.0).nonzero().view([-1]));
+            assert!(unused_rows.size()[0] > 0);
+            assert_eq!(unused_rows.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        }
+    }
+}
+
+#[test]
+fn no_gradient_needed_gives_the_same_logits() {
+    let c = case(64, 64, 2_000);
+    let with_grad = fused(&c);
+    let without = tch::no_grad(|| fused(&c));
+    assert!(with_grad.detach().equal(&without));
+    assert!(!without.requires_grad());
+}
+
+#[test]
+fn refuses_other_kinds_shapes_and_ids_out_of_range() {
+    let c = case(16, 16, 10);
+    let expect = |what: &str, r: Result<Tensor, torch_ops::TorchOpError>, says: &str| match r {
+        Ok(_) => panic!("{what}: accepted"),
+        Err(e) => assert!(e.to_string().contains(says), "{what}: {e}"),
+    };
+    let bad_users = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7, 61, 0]);
+    expect(
+        "user out of range",
+        neumf_head(&c.p, &bad_users, &c.q, &c.items, &c.h, &c.w, &c.b),
+        "out of range at row 8",
+    );
+    let negative = Tensor::from_slice(&[0i64, -1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect("negative item", neumf_head(&c.p, &c.users, &c.q, &negative, &c.h, &c.w, &c.b), "out of range at row 1");
+    let double = c.h.to_kind(Kind::Double);
+    expect("double h", neumf_head(&c.p, &c.users, &c.q, &c.items, &double, &c.w, &c.b), "float32");
+    let wide = Tensor::zeros([1, 40], (Kind::Float, Device::Cpu));
+    expect("w too wide", neumf_head(&c.p, &c.users, &c.q, &c.items, &c.h, &wide, &c.b), "[1, f + d]");
+    let short = c.users.narrow(0, 0, 5);
+    expect("too few users", neumf_head(&c.p, &short, &c.q, &c.items, &c.h, &c.w, &c.b), "int64 [R]");
+    let int_ids = c.items.to_kind(Kind::Int);
+    expect("int32 items", neumf_head(&c.p, &c.users, &c.q, &int_ids, &c.h, &c.w, &c.b), "int64 [R]");
+    let strided = c.h.detach().tr().contiguous().tr();
+    expect("non-contiguous h", neumf_head(&c.p, &c.users, &c.q, &c.items, &strided, &c.w, &c.b), "contiguous");
+}
