@@ -43,6 +43,7 @@
 //! # Ok::<(), ncf_model::ModelError>(())
 //! ```
 
+mod distinct;
 mod dropout;
 mod error;
 mod family;

@@ -1,5 +1,6 @@
 //! NeuMF: the model of the reference's `neumf.py`, parameter for parameter.
 
+use crate::distinct::distinct_ids;
 use crate::dropout::MaskStream;
 use crate::runtime::CpuMatmul;
 use crate::ModelError;
@@ -382,8 +383,11 @@ impl NeuMf {
             let w = first.ws.narrow(1, start, half);
             let (rows, at) = match distinct_only {
                 true => {
-                    let (distinct, at, _) = ids.internal_unique2(false, true, false);
-                    (embed.forward(&distinct), Some(at.view([-1])))
+                    let (distinct, at) = distinct_ids(ids, embed.ws.size()[0]).unwrap_or_else(|| {
+                        let (distinct, at, _) = ids.internal_unique2(false, true, false);
+                        (distinct, at.view([-1]))
+                    });
+                    (embed.forward(&distinct), Some(at))
                 }
                 false => (embed.forward(ids), None),
             };
