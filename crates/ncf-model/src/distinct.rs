@@ -25,6 +25,9 @@ pub(crate) fn distinct_ids(ids: &Tensor, cardinality: i64) -> Option<(Tensor, Te
     }
     let ids = ids.contiguous();
     let n = ids.numel();
+    if n == 0 {
+        return Some((ids.shallow_clone(), ids));
+    }
     // SAFETY: a contiguous int64 CPU tensor of n elements, alive (and not written) for this borrow.
     let values = unsafe { std::slice::from_raw_parts(ids.data_ptr() as *const i64, n) };
     let cardinality = usize::try_from(cardinality).ok()?;
