@@ -19,7 +19,8 @@
 //! forward pass, loading and saving `model.pth` state dicts that PyTorch reads and writes
 //! ([`NeuMf::load`], [`NeuMf::save`]), casting for inference ([`NeuMf::set_kind`]), and choosing a
 //! device ([`runtime`]). The forward pass computes the first MLP layer once per distinct user and
-//! item of a large batch (same math, fewer products); [`NeuMf::first_layer_tables`] and
+//! item of a large batch (same math, fewer products) and, on the CPU, the final layer straight from
+//! the GMF tables (`torch_ops::neumf_head`: no gathered copies); [`NeuMf::first_layer_tables`] and
 //! [`NeuMf::forward_with_tables`] precompute it for every user and item of a trained model, and
 //! [`NeuMf::set_matmul_kind`] runs the MLP's products in bfloat16 (`ncf-train --amp` on a CPU).
 //!
