@@ -49,7 +49,29 @@ impl MaskStream {
         }
     }
 
+    /// `dropout(relu(x + b))` for `x` `[N, W]` and a bias `b` `[W]`, the bias added inside the same
+    /// pass: the linear layer before it then skips writing the bias into its output before its
+    /// product (a `[N, W]` copy) and the product skips reading it back. Equal bit for bit to
+    /// `relu_dropout(&(x + b), p)`; and to `relu_dropout` of a layer whose product added the bias
+    /// itself wherever that product computes `acc + b` (oneDNN's does, tested in torch-ops). The
+    /// bias's gradient is the row sum of `x`'s, as the linear layer's own would be. Falls back to
+    /// the two steps for anything the one pass cannot read (see [`fusable`]).
+    pub(crate) fn bias_relu_dropout(&self, x: &Tensor, b: &Tensor, p: f64) -> Tensor {
+        let width = x.size().last().copied().unwrap_or(0);
+        let fits = fusable(x) && x.dim() == 2 && fusable(b) && b.size() == [width];
+        if !fits {
+            return self.relu_dropout(&(x + b), p);
+        }
+        self.masked_with(x, p, true, Some(b))
+    }
+
     fn masked(&self, x: &Tensor, p: f64, relu: bool) -> Tensor {
+        self.masked_with(x, p, relu, None)
+    }
+
+    /// `x` (plus `bias` on every row, where given: `x` is then a fusable `[N, W]`, `bias` `[W]`)
+    /// through the mask, ReLU folded in under `relu`.
+    fn masked_with(&self, x: &Tensor, p: f64, relu: bool, bias: Option<&Tensor>) -> Tensor {
         let call = self.calls.get();
         self.calls.set(call + 1);
         let key = splitmix64(self.key.get() ^ splitmix64(call));
@@ -62,7 +84,7 @@ impl MaskStream {
         if !fusable(x) {
             // The mask alone, then libtorch's product (any kind or layout; never with ReLU folded).
             let mask = Tensor::empty([n as i64], opts);
-            fill_parallel::<f32>(&mask, None, key, Rule { relu: false, ..rule });
+            fill_parallel::<f32>(&mask, None, None, key, Rule { relu: false, ..rule });
             return x * mask.view(x.size().as_slice()).to_kind(x.kind());
         }
         // One pass writes both the output (x * mask) and the mask the backward pass multiplies by,
@@ -70,9 +92,14 @@ impl MaskStream {
         // traffic, written here and read back in the backward pass.
         let keep = Tensor::empty(x.size(), (Kind::Uint8, tch::Device::Cpu));
         let out = Tensor::empty(x.size(), opts);
-        fill_parallel::<u8>(&keep, Some((&out, x)), key, rule);
-        torch_ops::masked_by_keep(x, &out, &keep, scale as f64)
-            .unwrap_or_else(|_| x * keep.to_kind(Kind::Float) * scale as f64)
+        let rows = bias.map(|b| (b, x.size()[1] as usize));
+        fill_parallel::<u8>(&keep, Some((&out, x)), rows, key, rule);
+        match bias {
+            Some(b) => torch_ops::masked_by_keep_with_bias(x, b, &out, &keep, scale as f64)
+                .unwrap_or_else(|_| (x + b) * keep.to_kind(Kind::Float) * scale as f64),
+            None => torch_ops::masked_by_keep(x, &out, &keep, scale as f64)
+                .unwrap_or_else(|_| x * keep.to_kind(Kind::Float) * scale as f64),
+        }
     }
 }
 
@@ -122,10 +149,17 @@ impl MaskCell for u8 {
 /// `i / BLOCK`, whatever piece of the tensor a thread fills.
 const BLOCK: usize = 1 << 20;
 
-/// Fills `mask` (and, with `values = (out, x)`, `out = x * mask`) on libtorch's thread pool, in
-/// pieces of 64k elements: the same numbers as one serial pass, since every element's draw
-/// depends only on its index.
-fn fill_parallel<M: MaskCell>(mask: &Tensor, values: Option<(&Tensor, &Tensor)>, key: u64, rule: Rule) {
+/// Fills `mask` (and, with `values = (out, x)`, `out = x * mask`, or `(x + bias) * mask` with
+/// `rows = (bias, width)` for rows of `width` elements) on libtorch's thread pool, in pieces of
+/// 64k elements: the same numbers as one serial pass, since every element's draw depends only on
+/// its index.
+fn fill_parallel<M: MaskCell>(
+    mask: &Tensor,
+    values: Option<(&Tensor, &Tensor)>,
+    rows: Option<(&Tensor, usize)>,
+    key: u64,
+    rule: Rule,
+) {
     assert!(mask.kind() == M::KIND && mask.is_contiguous(), "a contiguous {:?} mask", M::KIND);
     let n = mask.numel();
     if n == 0 {
@@ -134,6 +168,10 @@ fn fill_parallel<M: MaskCell>(mask: &Tensor, values: Option<(&Tensor, &Tensor)>,
     // Addresses as integers so that the closure can be shared by the pool's threads.
     let mask_at = mask.data_ptr() as usize;
     let values_at = values.map(|(out, x)| (out.data_ptr() as usize, x.data_ptr() as usize));
+    let bias_at = rows.map(|(b, width)| {
+        assert!(b.kind() == Kind::Float && b.is_contiguous() && b.numel() == width && width > 0, "a [width] bias");
+        (b.data_ptr() as usize, width)
+    });
     let fill = |begin: i64, end: i64| {
         let (begin, len) = (begin as usize, (end - begin) as usize);
         // SAFETY: `mask` (of M's kind), `out` and `x` (float32) are contiguous CPU tensors of n elements, alive for
@@ -146,7 +184,10 @@ fn fill_parallel<M: MaskCell>(mask: &Tensor, values: Option<(&Tensor, &Tensor)>,
                 std::slice::from_raw_parts((x as *const f32).add(begin), len),
             )
         });
-        fill_range(m, v, begin, key, rule);
+        // SAFETY: `bias` is a contiguous float32 tensor of `width` elements, alive and only read.
+        let b =
+            bias_at.map(|(b, width)| (unsafe { std::slice::from_raw_parts(b as *const f32, width) }, begin % width));
+        fill_range(m, v, b, begin, key, rule);
     };
     if torch_ops::parallel_for(n as i64, 1 << 16, fill).is_err() {
         fill(0, n as i64);
@@ -158,9 +199,12 @@ fn fill_parallel<M: MaskCell>(mask: &Tensor, values: Option<(&Tensor, &Tensor)>,
 /// rounds of murmur3's 32-bit finaliser keyed by both halves of `key_b`: a bijection of `i` per
 /// block, so no two elements of a block share a draw input. 32-bit lanes let the loop run 8 (AVX2)
 /// or 16 (AVX-512) elements per instruction.
+/// With `bias = (b, column)`, `b` is added to every row of the values (rows of `b.len()` elements),
+/// the first element of `mask` being in column `column`.
 fn fill_range<M: MaskCell>(
     mask: &mut [M],
     mut values: Option<(&mut [f32], &[f32])>,
+    bias: Option<(&[f32], usize)>,
     start: usize,
     key: u64,
     rule: Rule,
@@ -172,14 +216,19 @@ fn fill_range<M: MaskCell>(
         let len = (BLOCK - offset).min(mask.len() - done);
         let kb = splitmix64(key.wrapping_add(block as u64));
         let piece = values.as_mut().map(|(out, x)| (&mut out[done..done + len], &x[done..done + len]));
-        fill_block(&mut mask[done..done + len], piece, offset as u32, kb as u32, (kb >> 32) as u32, rule);
+        let b = bias.map(|(b, column)| (b, (column + done) % b.len()));
+        fill_block(&mut mask[done..done + len], piece, b, offset as u32, kb as u32, (kb >> 32) as u32, rule);
         done += len;
     }
 }
 
+/// A bias added to every row of the values, and the column of the first element.
+type RowBias<'a> = Option<(&'a [f32], usize)>;
+
 fn fill_block<M: MaskCell>(
     mask: &mut [M],
     values: Option<(&mut [f32], &[f32])>,
+    bias: RowBias,
     offset: u32,
     k0: u32,
     k1: u32,
@@ -191,34 +240,36 @@ fn fill_block<M: MaskCell>(
         unsafe fn avx512<M: MaskCell>(
             m: &mut [M],
             v: Option<(&mut [f32], &[f32])>,
+            b: RowBias,
             offset: u32,
             k0: u32,
             k1: u32,
             rule: Rule,
         ) {
-            fill_block_portable(m, v, offset, k0, k1, rule)
+            fill_block_portable(m, v, b, offset, k0, k1, rule)
         }
         #[target_feature(enable = "avx2")]
         unsafe fn avx2<M: MaskCell>(
             m: &mut [M],
             v: Option<(&mut [f32], &[f32])>,
+            b: RowBias,
             offset: u32,
             k0: u32,
             k1: u32,
             rule: Rule,
         ) {
-            fill_block_portable(m, v, offset, k0, k1, rule)
+            fill_block_portable(m, v, b, offset, k0, k1, rule)
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { avx512(mask, values, offset, k0, k1, rule) };
+            return unsafe { avx512(mask, values, bias, offset, k0, k1, rule) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { avx2(mask, values, offset, k0, k1, rule) };
+            return unsafe { avx2(mask, values, bias, offset, k0, k1, rule) };
         }
     }
-    fill_block_portable(mask, values, offset, k0, k1, rule)
+    fill_block_portable(mask, values, bias, offset, k0, k1, rule)
 }
 
 /// Element `offset + j` of a block keeps when its draw is at least the threshold (and, under
@@ -227,35 +278,72 @@ fn fill_block<M: MaskCell>(
 fn fill_block_portable<M: MaskCell>(
     mask: &mut [M],
     values: Option<(&mut [f32], &[f32])>,
+    bias: RowBias,
     offset: u32,
     k0: u32,
     k1: u32,
     rule: Rule,
 ) {
     let draw = |j: usize| fmix32(fmix32((offset + j as u32) ^ k0) ^ k1);
-    match values {
-        None => {
-            for (j, m) in mask.iter_mut().enumerate() {
-                *m = M::of(draw(j) >= rule.threshold, rule.scale);
-            }
+    let Some((out, x)) = values else {
+        for (j, m) in mask.iter_mut().enumerate() {
+            *m = M::of(draw(j) >= rule.threshold, rule.scale);
         }
-        Some((out, x)) => {
-            // In chunks, the decisions first as 32-bit lanes, then the mask from them: one loop
-            // that also narrowed them to bytes would not vectorise (measured 10x slower).
-            const CHUNK: usize = 64;
-            let chunks = mask.chunks_mut(CHUNK).zip(out.chunks_mut(CHUNK)).zip(x.chunks(CHUNK));
-            for (c, ((mc, oc), xc)) in chunks.enumerate() {
-                let mut keep = [0u32; CHUNK];
-                for (j, ((k, o), &x)) in keep.iter_mut().zip(oc.iter_mut()).zip(xc).enumerate() {
-                    let kept = (draw(c * CHUNK + j) >= rule.threshold) & (!rule.relu | (x > 0.0));
-                    *k = kept as u32;
-                    *o = if kept { x * rule.scale } else { 0.0 };
-                }
-                for (m, &k) in mc.iter_mut().zip(&keep) {
-                    *m = M::of(k != 0, rule.scale);
-                }
-            }
+        return;
+    };
+    let Some((b, column)) = bias else {
+        return fill_values(mask, out, x, None, 0, &draw, rule);
+    };
+    // Row by row (or what of a row this piece holds), so that each piece adds a contiguous run of
+    // the bias.
+    let (mut done, mut column) = (0, column);
+    while done < mask.len() {
+        let len = (b.len() - column).min(mask.len() - done);
+        let (m, o, v) = (&mut mask[done..done + len], &mut out[done..done + len], &x[done..done + len]);
+        fill_values(m, o, v, Some(&b[column..column + len]), done, &draw, rule);
+        done += len;
+        column = 0;
+    }
+}
+
+/// `out = (x [+ b]) * scale` where kept and 0 elsewhere, and the mask, for the elements whose draws
+/// are `draw(first + j)`.
+#[inline(always)]
+fn fill_values<M: MaskCell>(
+    mask: &mut [M],
+    out: &mut [f32],
+    x: &[f32],
+    bias: Option<&[f32]>,
+    first: usize,
+    draw: &impl Fn(usize) -> u32,
+    rule: Rule,
+) {
+    // In chunks, the decisions first as 32-bit lanes, then the mask from them: one loop that also
+    // narrowed them to bytes would not vectorise (measured 10x slower).
+    const CHUNK: usize = 64;
+    let chunk_fill = |at: usize, mc: &mut [M], oc: &mut [f32], xc: &[f32], bc: Option<&[f32]>| {
+        let mut keep = [0u32; CHUNK];
+        let mut value = [0f32; CHUNK];
+        match bc {
+            // The same sum the product would have made with the bias in it (acc + b).
+            Some(bc) => value.iter_mut().zip(xc.iter().zip(bc)).for_each(|(v, (&x, &b))| *v = x + b),
+            None => value.iter_mut().zip(xc).for_each(|(v, &x)| *v = x),
         }
+        for (j, ((k, o), &x)) in keep.iter_mut().zip(oc.iter_mut()).zip(&value).enumerate() {
+            let kept = (draw(first + at + j) >= rule.threshold) & (!rule.relu | (x > 0.0));
+            *k = kept as u32;
+            *o = if kept { x * rule.scale } else { 0.0 };
+        }
+        for (m, &k) in mc.iter_mut().zip(&keep) {
+            *m = M::of(k != 0, rule.scale);
+        }
+    };
+    let mut at = 0;
+    while at < mask.len() {
+        let len = CHUNK.min(mask.len() - at);
+        let bc = bias.map(|b| &b[at..at + len]);
+        chunk_fill(at, &mut mask[at..at + len], &mut out[at..at + len], &x[at..at + len], bc);
+        at += len;
     }
 }
 
@@ -354,19 +442,46 @@ mod tests {
         let x = (Tensor::arange(n as i64, (Kind::Float, tch::Device::Cpu)) * 0.011).sin();
         let rule = Rule { threshold: 1 << 31, scale: 2.0, relu: true };
         let (mask, out) = (x.empty_like(), x.empty_like());
-        fill_parallel::<f32>(&mask, Some((&out, &x)), 99, rule);
+        fill_parallel::<f32>(&mask, Some((&out, &x)), None, 99, rule);
         let xs = Vec::<f32>::try_from(&x).unwrap();
         let (mut m, mut o) = (vec![0f32; n], vec![0f32; n]);
-        fill_range(&mut m, Some((&mut o, &xs)), 0, 99, rule);
+        fill_range(&mut m, Some((&mut o, &xs)), None, 0, 99, rule);
         assert_eq!(Vec::<f32>::try_from(&mask).unwrap(), m);
         assert_eq!(Vec::<f32>::try_from(&out).unwrap(), o);
         // And the output is the input times the mask.
         assert!(out.equal(&(&x * &mask)));
         // The byte mask (what training saves) keeps the same elements and writes the same output.
         let (keep, out8) = (Tensor::empty([n as i64], (Kind::Uint8, tch::Device::Cpu)), x.empty_like());
-        fill_parallel::<u8>(&keep, Some((&out8, &x)), 99, rule);
+        fill_parallel::<u8>(&keep, Some((&out8, &x)), None, 99, rule);
         assert!(out8.equal(&out));
         assert!((keep.to_kind(Kind::Float) * 2.0).equal(&mask));
+    }
+
+    #[test]
+    fn bias_added_in_the_pass_equals_relu_dropout_of_the_sum_and_its_gradients() {
+        // Rows of 300: the pool's 64k pieces and the counter's 1M blocks both cut rows in the middle.
+        let (rows, width) = (9_001i64, 300i64);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let x = (Tensor::arange(rows * width, opts) * 0.37).sin().view([rows, width]).set_requires_grad(true);
+        let b = ((Tensor::arange(width, opts) * 0.7).cos() * 0.5).set_requires_grad(true);
+        let (a, c) = (MaskStream::new(21), MaskStream::new(21));
+        let fused = a.bias_relu_dropout(&x, &b, 0.5);
+        let plain = c.relu_dropout(&(&x + &b), 0.5);
+        let bits =
+            |t: &Tensor| Vec::<f32>::try_from(t.reshape([-1])).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fused), bits(&plain));
+        let dy = (Tensor::arange(rows * width, opts) * 0.29).cos().view([rows, width]);
+        let g_fused = Tensor::run_backward(&[(&fused * &dy).sum(Kind::Float)], &[&x, &b], false, false);
+        let g_plain = Tensor::run_backward(&[(&plain * &dy).sum(Kind::Float)], &[&x, &b], false, false);
+        assert_eq!(bits(&g_fused[0]), bits(&g_plain[0]), "gradient of x");
+        // The bias gradient is the row sum of x's either way (libtorch sums in its own order for
+        // the broadcast add, so equal up to rounding here; bit for bit against a linear layer's in
+        // torch-ops' tests).
+        let worst = (&g_fused[1] - &g_plain[1]).abs().max().double_value(&[]);
+        assert!(worst < 1e-3, "gradient of b off by {worst}");
+        // A bias that does not fit the rows: the two-step path, still the same masks.
+        let short = Tensor::zeros([1], opts);
+        assert!(a.bias_relu_dropout(&x.detach(), &short, 0.5).equal(&c.relu_dropout(&x.detach(), 0.5)));
     }
 
     #[test]

@@ -269,10 +269,17 @@ impl NeuMf {
         };
         let p = self.config.dropout;
         let mut mlp = Tensor::new();
+        let dropout = p != 0.0 && self.train;
         for (k, layer) in self.mlp.iter().enumerate() {
+            if let (Some(b), true) = (&layer.bs, k > 0 && dropout && self.bias_in_dropout(&mlp)) {
+                // The bias added in dropout's pass, not written into the product's output first.
+                let z = self.linear(&mlp, &layer.ws, None);
+                mlp = self.masks.bias_relu_dropout(&z, b, p);
+                continue;
+            }
             let z =
                 if k == 0 { self.first_layer(users, items) } else { self.linear(&mlp, &layer.ws, layer.bs.as_ref()) };
-            mlp = match (p != 0.0 && self.train, z.device()) {
+            mlp = match (dropout, z.device()) {
                 (false, _) => z.relu(),
                 (true, Device::Cpu) => self.masks.relu_dropout(&z, p),
                 (true, _) => z.relu().dropout(p, true),
@@ -306,6 +313,15 @@ impl NeuMf {
         }
         let mf = gmf.user.forward(users) * gmf.item.forward(items);
         self.final_layer.forward(&Tensor::cat(&[mf, mlp.shallow_clone()], 1))
+    }
+
+    /// Whether a layer taking `x` adds its bias inside CPU dropout's pass
+    /// ([`MaskStream::bias_relu_dropout`]) instead of inside its product: where the product runs in
+    /// oneDNN in float32, which computes `acc + b` with the bias inside, so moving the sum changes no
+    /// bit (tested in torch-ops), and saves writing the bias into a `[batch, width]` output before
+    /// the product and the product reading it back.
+    fn bias_in_dropout(&self, x: &Tensor) -> bool {
+        self.onednn && self.matmul_kind.is_none() && x.device() == Device::Cpu && x.kind() == Kind::Float
     }
 
     /// `x W^T + b`, in [`NeuMf::set_matmul_kind`]'s kind when one is set (inputs, weight and bias

@@ -155,6 +155,26 @@ int64_t column_parts(int64_t width) {
   return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), width / 16));
 }
 
+// MaskedByKeep for `out = (x + b) * keep * scale`, x [N, W] and a bias b [W] added to every row (the
+// sum made in the pass that wrote `out`): the gradient of x is MaskedByKeep's, and b's the row sum
+// of it, computed as a linear layer's backward computes its bias gradient (at::sum over dim 0), so
+// both are bit for bit those of a linear layer with the bias inside followed by MaskedByKeep.
+struct MaskedByKeepWithBias : public torch::autograd::Function<MaskedByKeepWithBias> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& b,
+                            at::Tensor* out, at::Tensor* keep, double scale) {
+    TORCH_CHECK(x.dim() == 2 && b.dim() == 1 && b.size(0) == x.size(1),
+                "masked_by_keep_with_bias: x must be [N, W] and b [W]; got x ", x.sizes(), ", b ", b.sizes());
+    TORCH_CHECK(b.scalar_type() == at::kFloat, "masked_by_keep_with_bias: b must be float32");
+    return MaskedByKeep::forward(ctx, x, out, keep, scale);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    at::Tensor dx = MaskedByKeep::backward(ctx, grads)[0];
+    at::Tensor db = dx.sum(0);
+    return {dx, db, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 // out[r] = a[ia[r]] + b[ib[r]] for float32 CPU matrices a [Na, W], b [Nb, W] and int64 indices
 // [R]: two row gathers and their sum in one pass that writes `out` once (instead of two gathered
 // copies and a third for the sum). The backward pass sums the gradient's rows into each side in
@@ -469,6 +489,12 @@ int ncf_parallel_for(int64_t n, int64_t grain, void (*f)(void*, int64_t, int64_t
   } catch (const std::exception& e) {
     return fail(e, err, err_len);
   }
+}
+
+// `out` as the differentiable result of `(x + b) * keep * scale` (see MaskedByKeepWithBias).
+int ncf_masked_by_keep_with_bias(at::Tensor* x, at::Tensor* b, at::Tensor* out, at::Tensor* keep, double scale,
+                                 at::Tensor** result, char* err, size_t err_len) {
+  return new_tensor(result, err, err_len, [&] { return MaskedByKeepWithBias::apply(*x, *b, out, keep, scale); });
 }
 
 // NeuMF's final layer over both branches from the GMF tables (see NeuMfHead); a new tensor handle.

@@ -96,6 +96,16 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
+    fn ncf_masked_by_keep_with_bias(
+        x: Handle,
+        b: Handle,
+        out: Handle,
+        keep: Handle,
+        scale: f64,
+        result: *mut Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
     fn ncf_neumf_head(
         p: Handle,
         q: Handle,
@@ -341,6 +351,35 @@ pub fn masked_by_keep(x: &Tensor, out: &Tensor, keep: &Tensor, scale: f64) -> Re
     // SAFETY: three live tensor handles borrowed for the call.
     new_tensor(|result, err, len| unsafe {
         ncf_masked_by_keep(handle(x), handle(out), handle(keep), scale, result, err, len)
+    })
+}
+
+/// [`masked_by_keep`] for a layer whose bias was added in the same pass: `out` holds
+/// `(x + b) * keep * scale` for `x` `[N, W]` and `b` `[W]`; the backward pass gives `x` the gradient
+/// `dy * (keep ? scale : 0)` and `b` its row sum (`sum(0)`, as a linear layer's bias gradient), bit
+/// for bit what a linear layer with the bias inside its product followed by [`masked_by_keep`]
+/// gives, wherever that product computes `acc + b` (oneDNN's does, tested). `b` float32 `[W]`;
+/// anything else as [`masked_by_keep`] refuses it.
+pub fn masked_by_keep_with_bias(
+    x: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+    keep: &Tensor,
+    scale: f64,
+) -> Result<Tensor, TorchOpError> {
+    let width = x.size().last().copied();
+    if x.dim() != 2 || b.size() != [width.unwrap_or(-1)] || b.kind() != tch::Kind::Float {
+        return Err(TorchOpError(format!(
+            "masked_by_keep_with_bias: needs x [N, W] and a float32 bias [W]; got x {:?}, b {:?} ({:?})",
+            x.size(),
+            b.size(),
+            b.kind()
+        )));
+    }
+    // SAFETY: four live tensor handles borrowed for the call; the bridge checks `out` and `keep` as
+    // masked_by_keep's does.
+    new_tensor(|result, err, len| unsafe {
+        ncf_masked_by_keep_with_bias(handle(x), handle(b), handle(out), handle(keep), scale, result, err, len)
     })
 }
 
