@@ -410,7 +410,11 @@ impl NeuMf {
             (self.linear(&rows, &w, bias), at)
         };
         let (z_user, at_user) = side(users, &embeds.user, 0, by_user, None);
-        let (z_item, at_item) = side(items, &embeds.item, half, by_item, first.bs.as_ref());
+        // Both sides per distinct id on the CPU: the bias is added in the gather pass below rather
+        // than written into the item side's product first (the same bits, see bias_in_dropout).
+        let bias_in_gather = by_user && by_item && self.bias_in_dropout(&z_user);
+        let item_bias = if bias_in_gather { None } else { first.bs.as_ref() };
+        let (z_item, at_item) = side(items, &embeds.item, half, by_item, item_bias);
         let gathered = |z: Tensor, at: Option<Tensor>| match at {
             Some(at) => z.index_select(0, &at),
             None => z,
@@ -418,10 +422,20 @@ impl NeuMf {
         if let (Some(au), Some(ai), Device::Cpu, Kind::Float) = (&at_user, &at_item, z_user.device(), z_user.kind()) {
             // Both gathers and their sum in one pass that writes the [batch, width] result once;
             // the same values and gradients bit for bit (torch_ops::gather_add).
-            if let Ok(z) = torch_ops::gather_add(&z_user, au, &z_item, ai) {
+            let z = match (bias_in_gather, &first.bs) {
+                (true, Some(b)) => torch_ops::gather_add_with_bias(&z_user, au, &z_item, ai, b),
+                _ => torch_ops::gather_add(&z_user, au, &z_item, ai),
+            };
+            if let Ok(z) = z {
                 return z;
             }
         }
+        // (Reached with bias_in_gather only if the gather refused, which its checks rule out for
+        // float32 CPU tensors and in-range ids; add the bias back all the same.)
+        let z_item = match (bias_in_gather, &first.bs) {
+            (true, Some(b)) => z_item + b,
+            _ => z_item,
+        };
         let mut z = gathered(z_user, at_user);
         // In place: the sum is written into the user side's rows (index_select and matmul do not
         // need their outputs for the backward pass), not into a fresh [batch, width] buffer.

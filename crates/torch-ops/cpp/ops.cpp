@@ -180,70 +180,110 @@ struct MaskedByKeepWithBias : public torch::autograd::Function<MaskedByKeepWithB
 // copies and a third for the sum). The backward pass sums the gradient's rows into each side in
 // row order, as index_select's backward does, so the gradients are bit for bit those of
 // `a.index_select(0, ia) + b.index_select(0, ib)`.
+// The forward pass of GatherAdd and GatherAddBias: out[r] = a[ia[r]] + b[ib[r]], or with a bias
+// [W] a[ia[r]] + (b[ib[r]] + bias), the sum b's product would have made with the bias inside.
+at::Tensor gather_add_forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& ia,
+                              const at::Tensor& b, const at::Tensor& ib, const at::Tensor* bias) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "gather_add: a and b must be [N, W] of one W");
+  TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.device().is_cpu() &&
+                  b.device().is_cpu(),
+              "gather_add: a and b must be float32 CPU tensors");
+  TORCH_CHECK(ia.scalar_type() == at::kLong && ib.scalar_type() == at::kLong && ia.dim() == 1 && ib.dim() == 1 &&
+                  ia.size(0) == ib.size(0),
+              "gather_add: ia and ib must be int64 [R] of one R");
+  TORCH_CHECK(!bias || (bias->scalar_type() == at::kFloat && bias->device().is_cpu() && bias->dim() == 1 &&
+                        bias->size(0) == a.size(1)),
+              "gather_add: the bias must be a float32 CPU [W]");
+  at::Tensor ac = a.contiguous(), bc = b.contiguous(), iac = ia.contiguous(), ibc = ib.contiguous();
+  at::Tensor biasc = bias ? bias->contiguous() : at::Tensor();
+  const int64_t rows = iac.size(0), width = ac.size(1), na = ac.size(0), nb = bc.size(0);
+  const int64_t* pa = iac.data_ptr<int64_t>();
+  const int64_t* pb = ibc.data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    TORCH_CHECK(pa[r] >= 0 && pa[r] < na && pb[r] >= 0 && pb[r] < nb, "gather_add: index out of range at row ", r);
+  }
+  at::Tensor out = at::empty({rows, width}, ac.options());
+  const float* da = ac.data_ptr<float>();
+  const float* db = bc.data_ptr<float>();
+  const float* dbias = bias ? biasc.data_ptr<float>() : nullptr;
+  float* dout = out.data_ptr<float>();
+  at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* x = da + pa[r] * width;
+      const float* y = db + pb[r] * width;
+      float* o = dout + r * width;
+      if (dbias) {
+        for (int64_t c = 0; c < width; ++c) o[c] = x[c] + (y[c] + dbias[c]);
+      } else {
+        for (int64_t c = 0; c < width; ++c) o[c] = x[c] + y[c];
+      }
+    }
+  });
+  ctx->save_for_backward({iac, ibc});
+  ctx->saved_data["a_rows"] = na;
+  ctx->saved_data["b_rows"] = nb;
+  return out;
+}
+
+// The gradients of a and b (each undefined where not `want`ed): both sides' row sums in one pass
+// over g (index_select's backward is one index_add per side, each sorting its index first). The
+// threads split the columns, not the rows, so no two write one element and every element sums its
+// rows in row order: the same bits as index_add's (which also adds each destination's rows in
+// order, starting from zero), whatever the number of threads.
+std::pair<at::Tensor, at::Tensor> gather_add_backward(torch::autograd::AutogradContext* ctx, const at::Tensor& grad,
+                                                      bool want_a, bool want_b) {
+  auto saved = ctx->get_saved_variables();
+  at::Tensor g = grad.contiguous();
+  const int64_t width = g.size(1), rows = g.size(0);
+  at::Tensor ga, gb;
+  if (want_a) ga = at::zeros({ctx->saved_data["a_rows"].toInt(), width}, g.options());
+  if (want_b) gb = at::zeros({ctx->saved_data["b_rows"].toInt(), width}, g.options());
+  if (!want_a && !want_b) return {ga, gb};
+  const float* pg = g.data_ptr<float>();
+  const int64_t* pa = saved[0].data_ptr<int64_t>();
+  const int64_t* pb = saved[1].data_ptr<int64_t>();
+  float* da = want_a ? ga.data_ptr<float>() : nullptr;
+  float* db = want_b ? gb.data_ptr<float>() : nullptr;
+  const int64_t parts = column_parts(width);
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t part = begin; part < end; ++part) {
+      const int64_t c0 = width * part / parts, c1 = width * (part + 1) / parts;
+      for (int64_t r = 0; r < rows; ++r) {
+        if (da) add_row(da + pa[r] * width + c0, pg + r * width + c0, c1 - c0);
+        if (db) add_row(db + pb[r] * width + c0, pg + r * width + c0, c1 - c0);
+      }
+    }
+  });
+  return {ga, gb};
+}
+
 struct GatherAdd : public torch::autograd::Function<GatherAdd> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& ia,
                             const at::Tensor& b, const at::Tensor& ib) {
-    TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "gather_add: a and b must be [N, W] of one W");
-    TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.device().is_cpu() &&
-                    b.device().is_cpu(),
-                "gather_add: a and b must be float32 CPU tensors");
-    TORCH_CHECK(ia.scalar_type() == at::kLong && ib.scalar_type() == at::kLong && ia.dim() == 1 &&
-                    ib.dim() == 1 && ia.size(0) == ib.size(0),
-                "gather_add: ia and ib must be int64 [R] of one R");
-    at::Tensor ac = a.contiguous(), bc = b.contiguous(), iac = ia.contiguous(), ibc = ib.contiguous();
-    const int64_t rows = iac.size(0), width = ac.size(1), na = ac.size(0), nb = bc.size(0);
-    const int64_t* pa = iac.data_ptr<int64_t>();
-    const int64_t* pb = ibc.data_ptr<int64_t>();
-    for (int64_t r = 0; r < rows; ++r) {
-      TORCH_CHECK(pa[r] >= 0 && pa[r] < na && pb[r] >= 0 && pb[r] < nb, "gather_add: index out of range at row ", r);
-    }
-    at::Tensor out = at::empty({rows, width}, ac.options());
-    const float* da = ac.data_ptr<float>();
-    const float* db = bc.data_ptr<float>();
-    float* dout = out.data_ptr<float>();
-    at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const float* x = da + pa[r] * width;
-        const float* y = db + pb[r] * width;
-        float* o = dout + r * width;
-        for (int64_t c = 0; c < width; ++c) o[c] = x[c] + y[c];
-      }
-    });
-    ctx->save_for_backward({iac, ibc});
-    ctx->saved_data["a_rows"] = na;
-    ctx->saved_data["b_rows"] = nb;
-    return out;
+    return gather_add_forward(ctx, a, ia, b, ib, nullptr);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    at::Tensor g = grads[0].contiguous();
-    const int64_t width = g.size(1), rows = g.size(0);
-    at::Tensor ga, gb;
-    if (ctx->needs_input_grad(0)) ga = at::zeros({ctx->saved_data["a_rows"].toInt(), width}, g.options());
-    if (ctx->needs_input_grad(2)) gb = at::zeros({ctx->saved_data["b_rows"].toInt(), width}, g.options());
-    if (!ga.defined() && !gb.defined()) return {ga, at::Tensor(), gb, at::Tensor()};
-    // Both sides' row sums in one pass over g (index_select's backward is one index_add per side,
-    // each sorting its index first). The threads split the columns, not the rows, so no two write
-    // one element and every element sums its rows in row order: the same bits as index_add's
-    // (which also adds each destination's rows in order, starting from zero), whatever the
-    // number of threads.
-    const float* pg = g.data_ptr<float>();
-    const int64_t* pa = saved[0].data_ptr<int64_t>();
-    const int64_t* pb = saved[1].data_ptr<int64_t>();
-    float* da = ga.defined() ? ga.data_ptr<float>() : nullptr;
-    float* db = gb.defined() ? gb.data_ptr<float>() : nullptr;
-    const int64_t parts = column_parts(width);
-    at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t part = begin; part < end; ++part) {
-        const int64_t c0 = width * part / parts, c1 = width * (part + 1) / parts;
-        for (int64_t r = 0; r < rows; ++r) {
-          if (da) add_row(da + pa[r] * width + c0, pg + r * width + c0, c1 - c0);
-          if (db) add_row(db + pb[r] * width + c0, pg + r * width + c0, c1 - c0);
-        }
-      }
-    });
+    auto [ga, gb] = gather_add_backward(ctx, grads[0], ctx->needs_input_grad(0), ctx->needs_input_grad(2));
     return {ga, at::Tensor(), gb, at::Tensor()};
+  }
+};
+
+// GatherAdd with b's bias added in the same pass (b holds a product without its bias). The bias's
+// gradient is the row sum of b's, computed as a linear layer's backward computes its bias gradient
+// (at::sum over dim 0 of the same tensor), so every gradient is bit for bit that of a product with
+// the bias inside followed by GatherAdd, wherever that product computes acc + bias (oneDNN's does).
+struct GatherAddBias : public torch::autograd::Function<GatherAddBias> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& ia,
+                            const at::Tensor& b, const at::Tensor& ib, const at::Tensor& bias) {
+    return gather_add_forward(ctx, a, ia, b, ib, &bias);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const bool want_bias = ctx->needs_input_grad(4);
+    auto [ga, gb] = gather_add_backward(ctx, grads[0], ctx->needs_input_grad(0), ctx->needs_input_grad(2) || want_bias);
+    at::Tensor gbias = want_bias ? gb.sum(0) : at::Tensor();
+    return {ga, at::Tensor(), gb, at::Tensor(), gbias};
   }
 };
 
@@ -503,9 +543,12 @@ int ncf_neumf_head(at::Tensor* p, at::Tensor* q, at::Tensor* h, at::Tensor* w, a
   return new_tensor(out, err, err_len, [&] { return NeuMfHead::apply(*p, *q, *h, *w, *b, *users, *items); });
 }
 
-// a[ia] + b[ib] row by row (see GatherAdd); a new tensor handle for tch.
-int ncf_gather_add(at::Tensor* a, at::Tensor* ia, at::Tensor* b, at::Tensor* ib, at::Tensor** out, char* err,
-                   size_t err_len) {
-  return new_tensor(out, err, err_len, [&] { return GatherAdd::apply(*a, *ia, *b, *ib); });
+// a[ia] + b[ib] row by row (see GatherAdd), or a[ia] + (b[ib] + bias) with a bias (GatherAddBias);
+// a new tensor handle for tch.
+int ncf_gather_add(at::Tensor* a, at::Tensor* ia, at::Tensor* b, at::Tensor* ib, at::Tensor* bias, at::Tensor** out,
+                   char* err, size_t err_len) {
+  return new_tensor(out, err, err_len, [&] {
+    return bias ? GatherAddBias::apply(*a, *ia, *b, *ib, *bias) : GatherAdd::apply(*a, *ia, *b, *ib);
+  });
 }
 }

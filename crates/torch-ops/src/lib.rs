@@ -3,10 +3,10 @@
 //! multi-tensor kernel over all parameters on CUDA, a fused loop on CPU), the AMP gradient check
 //! (`torch._amp_foreach_non_finite_check_and_unscale_`), the float32 matmul precision switch
 //! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`]), two row gathers
-//! and their sum in one pass ([`gather_add`]), NeuMF's final layer read straight from the GMF tables
-//! ([`neumf_head`]), an autograd node for an output computed outside
-//! autograd ([`masked_by`], [`masked_by_keep`]), and libtorch's thread pool for loops written in Rust
-//! ([`parallel_for`]).
+//! and their sum in one pass ([`gather_add`], [`gather_add_with_bias`]), NeuMF's final layer read
+//! straight from the GMF tables ([`neumf_head`]), an autograd node for an output computed outside
+//! autograd ([`masked_by`], [`masked_by_keep`], [`masked_by_keep_with_bias`]), and libtorch's
+//! thread pool for loops written in Rust ([`parallel_for`]).
 //!
 //! **What it is not:** an optimizer or a scaler; `ncf-train` builds those on these calls.
 //!
@@ -75,6 +75,7 @@ extern "C" {
         ia: Handle,
         b: Handle,
         ib: Handle,
+        bias: Handle,
         out: *mut Handle,
         err: *mut c_char,
         err_len: usize,
@@ -416,12 +417,36 @@ pub fn parallel_for<F: Fn(i64, i64) + Sync>(n: i64, grain: i64, f: F) -> Result<
 /// `a.index_select(0, ia) + b.index_select(0, ib)` in one pass: row `r` of the result is
 /// `a[ia[r]] + b[ib[r]]`, written once (not two gathered copies and their sum), in parallel on
 /// libtorch's pool. `a` `[Na, W]` and `b` `[Nb, W]` float32 CPU, `ia` and `ib` int64 `[R]`.
-/// Differentiable in `a` and `b`, with index_select's own backward, so values and gradients are
-/// bit for bit those of the three-step expression. Refused (an error, nothing computed) for other
+/// Differentiable in `a` and `b`; the backward pass sums the gradient's rows into each side in row
+/// order, as index_select's does, so values and gradients are bit for bit those of the three-step
+/// expression. Refused (an error, nothing computed) for other
 /// kinds or shapes and for an index out of range.
 pub fn gather_add(a: &Tensor, ia: &Tensor, b: &Tensor, ib: &Tensor) -> Result<Tensor, TorchOpError> {
-    // SAFETY: four live tensor handles borrowed for the call.
-    new_tensor(|out, err, len| unsafe { ncf_gather_add(handle(a), handle(ia), handle(b), handle(ib), out, err, len) })
+    let null = std::ptr::null_mut();
+    // SAFETY: four live tensor handles borrowed for the call, and no bias.
+    new_tensor(|out, err, len| unsafe {
+        ncf_gather_add(handle(a), handle(ia), handle(b), handle(ib), null, out, err, len)
+    })
+}
+
+/// [`gather_add`] with a bias `[W]` added to `b`'s rows in the same pass: row `r` is
+/// `a[ia[r]] + (b[ib[r]] + bias)`, for a `b` that holds a product computed without its bias. The
+/// bias's gradient is the row sum of `b`'s (`sum(0)`, as a linear layer's bias gradient), so values
+/// and gradients are bit for bit those of [`gather_add`] over a product with the bias inside,
+/// wherever that product computes `acc + bias` (oneDNN's does; see `onednn_linear`). It saves
+/// writing the bias into the product's output first. `bias` float32 on the CPU; otherwise as
+/// [`gather_add`].
+pub fn gather_add_with_bias(
+    a: &Tensor,
+    ia: &Tensor,
+    b: &Tensor,
+    ib: &Tensor,
+    bias: &Tensor,
+) -> Result<Tensor, TorchOpError> {
+    // SAFETY: five live tensor handles borrowed for the call.
+    new_tensor(|out, err, len| unsafe {
+        ncf_gather_add(handle(a), handle(ia), handle(b), handle(ib), handle(bias), out, err, len)
+    })
 }
 
 /// NeuMF's final layer over its two branches, read straight from the GMF embedding tables:
