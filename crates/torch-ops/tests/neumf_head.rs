@@ -112,3 +112,66 @@ fn refuses_other_kinds_shapes_and_ids_out_of_range() {
     let strided = c.h.detach().tr().contiguous().tr();
     expect("non-contiguous h", neumf_head(&c.p, &c.users, &c.q, &c.items, &strided, &c.w, &c.b), "contiguous");
 }
+
+/// The head's arithmetic written out in Rust (which never fuses a multiply and an add), in the order
+/// the bridge's source gives it: 16 running sums per row, then their sum, then the bias; backward,
+/// every sum over the rows in row order. Equal bit for bit only if the compiled bridge also keeps
+/// every multiply and add apart (`-ffp-contract=off`): otherwise its AVX-512 clone would fuse them
+/// where its AVX2 clone cannot, and a seeded run would differ between such CPUs.
+#[test]
+fn computes_exactly_the_written_order_without_fused_multiply_adds() {
+    let c = case(72, 40, 3_000);
+    let floats = |t: &Tensor| Vec::<f32>::try_from(t.detach().reshape([-1])).unwrap();
+    let ids = |t: &Tensor| Vec::<i64>::try_from(t).unwrap();
+    let (p, q, h, w, b) = (floats(&c.p), floats(&c.q), floats(&c.h), floats(&c.w), floats(&c.b)[0]);
+    let (users, items) = (ids(&c.users), ids(&c.items));
+    let (f, d) = (72usize, 40usize);
+    let mut expected = Vec::new();
+    for r in 0..users.len() {
+        let (pu, qi, hr) = (&p[users[r] as usize * f..][..f], &q[items[r] as usize * f..][..f], &h[r * d..][..d]);
+        let mut acc = [0f32; 16];
+        let mut k = 0;
+        while k + 16 <= f {
+            for j in 0..16 {
+                acc[j] += (pu[k + j] * qi[k + j]) * w[k + j];
+            }
+            k += 16;
+        }
+        for k in k..f {
+            acc[0] += (pu[k] * qi[k]) * w[k];
+        }
+        let mut k = 0;
+        while k + 16 <= d {
+            for j in 0..16 {
+                acc[j] += hr[k + j] * w[f + k + j];
+            }
+            k += 16;
+        }
+        for k in k..d {
+            acc[0] += hr[k] * w[f + k];
+        }
+        let sum = acc.iter().fold(0f32, |s, &a| s + a);
+        expected.push(b + sum);
+    }
+    let logits = fused(&c);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&floats(&logits)), bits(&expected), "logits");
+
+    // Backward: dw and the tables' gradients, sums over the rows in row order.
+    let g: Vec<f32> = (0..users.len()).map(|r| ((r as f32) * 0.29).sin()).collect();
+    let dy = Tensor::from_slice(&g).view([-1, 1]);
+    let grads = Tensor::run_backward(&[(&logits * dy).sum(Kind::Float)], &[&c.p, &c.w], false, false);
+    let (mut dp, mut dw) = (vec![0f32; p.len()], vec![0f32; f + d]);
+    for r in 0..users.len() {
+        let (u, i) = (users[r] as usize * f, items[r] as usize * f);
+        for k in 0..f {
+            dp[u + k] += (g[r] * w[k]) * q[i + k];
+            dw[k] += g[r] * (p[u + k] * q[i + k]);
+        }
+        for k in 0..d {
+            dw[f + k] += g[r] * h[r * d + k];
+        }
+    }
+    assert_eq!(bits(&floats(&grads[0])), bits(&dp), "gradient of p");
+    assert_eq!(bits(&floats(&grads[1])), bits(&dw), "gradient of w");
+}
