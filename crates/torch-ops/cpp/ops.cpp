@@ -512,10 +512,13 @@ int ncf_masked_by(at::Tensor* x, at::Tensor* out, at::Tensor* mask, at::Tensor**
   return new_tensor(result, err, err_len, [&] { return MaskedBy::apply(*x, out, mask); });
 }
 
-// `out` as the differentiable result of `x * keep * scale` (see MaskedByKeep); a new tensor handle.
-int ncf_masked_by_keep(at::Tensor* x, at::Tensor* out, at::Tensor* keep, double scale, at::Tensor** result, char* err,
-                       size_t err_len) {
-  return new_tensor(result, err, err_len, [&] { return MaskedByKeep::apply(*x, out, keep, scale); });
+// `out` as the differentiable result of `x * keep * scale` (see MaskedByKeep), or with a bias of
+// `(x + b) * keep * scale` (MaskedByKeepWithBias); a new tensor handle.
+int ncf_masked_by_keep(at::Tensor* x, at::Tensor* b, at::Tensor* out, at::Tensor* keep, double scale,
+                       at::Tensor** result, char* err, size_t err_len) {
+  return new_tensor(result, err, err_len, [&] {
+    return b ? MaskedByKeepWithBias::apply(*x, *b, out, keep, scale) : MaskedByKeep::apply(*x, out, keep, scale);
+  });
 }
 
 // Runs f(ctx, begin, end) over [0, n) in pieces of at least `grain` on libtorch's own thread pool
@@ -529,12 +532,6 @@ int ncf_parallel_for(int64_t n, int64_t grain, void (*f)(void*, int64_t, int64_t
   } catch (const std::exception& e) {
     return fail(e, err, err_len);
   }
-}
-
-// `out` as the differentiable result of `(x + b) * keep * scale` (see MaskedByKeepWithBias).
-int ncf_masked_by_keep_with_bias(at::Tensor* x, at::Tensor* b, at::Tensor* out, at::Tensor* keep, double scale,
-                                 at::Tensor** result, char* err, size_t err_len) {
-  return new_tensor(result, err, err_len, [&] { return MaskedByKeepWithBias::apply(*x, *b, out, keep, scale); });
 }
 
 // NeuMF's final layer over both branches from the GMF tables (see NeuMfHead); a new tensor handle.

@@ -90,15 +90,6 @@ extern "C" {
     ) -> i32;
     fn ncf_masked_by_keep(
         x: Handle,
-        out: Handle,
-        keep: Handle,
-        scale: f64,
-        result: *mut Handle,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> i32;
-    fn ncf_masked_by_keep_with_bias(
-        x: Handle,
         b: Handle,
         out: Handle,
         keep: Handle,
@@ -349,9 +340,10 @@ pub fn masked_by_keep(x: &Tensor, out: &Tensor, keep: &Tensor, scale: f64) -> Re
             keep.kind()
         )));
     }
-    // SAFETY: three live tensor handles borrowed for the call.
+    let no_bias = std::ptr::null_mut();
+    // SAFETY: three live tensor handles borrowed for the call, and no bias.
     new_tensor(|result, err, len| unsafe {
-        ncf_masked_by_keep(handle(x), handle(out), handle(keep), scale, result, err, len)
+        ncf_masked_by_keep(handle(x), no_bias, handle(out), handle(keep), scale, result, err, len)
     })
 }
 
@@ -380,7 +372,7 @@ pub fn masked_by_keep_with_bias(
     // SAFETY: four live tensor handles borrowed for the call; the bridge checks `out` and `keep` as
     // masked_by_keep's does.
     new_tensor(|result, err, len| unsafe {
-        ncf_masked_by_keep_with_bias(handle(x), handle(b), handle(out), handle(keep), scale, result, err, len)
+        ncf_masked_by_keep(handle(x), handle(b), handle(out), handle(keep), scale, result, err, len)
     })
 }
 
