@@ -31,7 +31,9 @@ pub(crate) fn distinct_ids(ids: &Tensor, cardinality: i64) -> Option<(Tensor, Te
     // SAFETY: a contiguous int64 CPU tensor of n elements, alive (and not written) for this borrow.
     let values = unsafe { std::slice::from_raw_parts(ids.data_ptr() as *const i64, n) };
     let cardinality = usize::try_from(cardinality).ok()?;
-    // slot[id]: the id's position in the distinct list, once known (u32::MAX: absent).
+    // slot[id]: u32::MAX for an absent id; 0 marks a present one until the second pass numbers it
+    // with its position in the distinct list (that pass looks at each slot once, so a position 0
+    // it has given is never taken for the mark).
     let mut slot = vec![u32::MAX; cardinality];
     for &id in values {
         *slot.get_mut(usize::try_from(id).ok()?)? = 0;

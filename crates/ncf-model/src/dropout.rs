@@ -104,8 +104,8 @@ impl MaskStream {
 }
 
 /// Whether the one-pass fill (output and mask together, ReLU foldable) can read `x` directly: a
-/// contiguous float32 CPU tensor.
-fn fusable(x: &Tensor) -> bool {
+/// contiguous float32 CPU tensor (what the model's other one-pass CPU kernels read too).
+pub(crate) fn fusable(x: &Tensor) -> bool {
     x.kind() == Kind::Float && x.is_contiguous() && x.device() == tch::Device::Cpu
 }
 
@@ -321,14 +321,17 @@ fn fill_values<M: MaskCell>(
     // In chunks, the decisions first as 32-bit lanes, then the mask from them: one loop that also
     // narrowed them to bytes would not vectorise (measured 10x slower).
     const CHUNK: usize = 64;
-    let chunk_fill = |at: usize, mc: &mut [M], oc: &mut [f32], xc: &[f32], bc: Option<&[f32]>| {
-        let mut keep = [0u32; CHUNK];
+    let mut at = 0;
+    while at < mask.len() {
+        let len = CHUNK.min(mask.len() - at);
+        let (mc, oc, xc) = (&mut mask[at..at + len], &mut out[at..at + len], &x[at..at + len]);
         let mut value = [0f32; CHUNK];
-        match bc {
+        match bias {
             // The same sum the product would have made with the bias in it (acc + b).
-            Some(bc) => value.iter_mut().zip(xc.iter().zip(bc)).for_each(|(v, (&x, &b))| *v = x + b),
+            Some(b) => value.iter_mut().zip(xc.iter().zip(&b[at..at + len])).for_each(|(v, (&x, &b))| *v = x + b),
             None => value.iter_mut().zip(xc).for_each(|(v, &x)| *v = x),
         }
+        let mut keep = [0u32; CHUNK];
         for (j, ((k, o), &x)) in keep.iter_mut().zip(oc.iter_mut()).zip(&value).enumerate() {
             let kept = (draw(first + at + j) >= rule.threshold) & (!rule.relu | (x > 0.0));
             *k = kept as u32;
@@ -337,12 +340,6 @@ fn fill_values<M: MaskCell>(
         for (m, &k) in mc.iter_mut().zip(&keep) {
             *m = M::of(k != 0, rule.scale);
         }
-    };
-    let mut at = 0;
-    while at < mask.len() {
-        let len = CHUNK.min(mask.len() - at);
-        let bc = bias.map(|b| &b[at..at + len]);
-        chunk_fill(at, &mut mask[at..at + len], &mut out[at..at + len], &x[at..at + len], bc);
         at += len;
     }
 }

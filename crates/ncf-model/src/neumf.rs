@@ -1,7 +1,7 @@
 //! NeuMF: the model of the reference's `neumf.py`, parameter for parameter.
 
 use crate::distinct::distinct_ids;
-use crate::dropout::MaskStream;
+use crate::dropout::{fusable, MaskStream};
 use crate::runtime::CpuMatmul;
 use crate::ModelError;
 use std::path::Path;
@@ -271,7 +271,7 @@ impl NeuMf {
         let mut mlp = Tensor::new();
         let dropout = p != 0.0 && self.train;
         for (k, layer) in self.mlp.iter().enumerate() {
-            if let (Some(b), true) = (&layer.bs, k > 0 && dropout && self.bias_in_dropout(&mlp)) {
+            if let (Some(b), true) = (&layer.bs, k > 0 && dropout && self.bias_after_product(&mlp)) {
                 // The bias added in dropout's pass, not written into the product's output first.
                 let z = self.linear(&mlp, &layer.ws, None);
                 mlp = self.masks.bias_relu_dropout(&z, b, p);
@@ -299,12 +299,12 @@ impl NeuMf {
     /// float32 it is one pass that reads the GMF rows straight from their tables
     /// ([`torch_ops::neumf_head`]): the gathered rows, their product and the concatenation are
     /// never written (nor their gradients, backward). Why: on a 2-core Xeon those `[batch, 64]` to
-    /// `[batch, 128]` intermediates and their backward kernels took about 10% of a training step,
-    /// against 0.5% for the arithmetic itself. The same values up to float summation order (tested).
+    /// `[batch, 128]` intermediates and their backward kernels took about 10% of the main thread's
+    /// time in a training step, for 128 multiply-adds per sample. The same values up to float
+    /// summation order (tested).
     fn head(&self, gmf: &Embeds, users: &Tensor, items: &Tensor, mlp: &Tensor) -> Tensor {
         let (p, q, w) = (&gmf.user.ws, &gmf.item.ws, &self.final_layer.ws);
-        let fits = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous();
-        if let (Some(b), true) = (&self.final_layer.bs, [p, q, w, mlp].into_iter().all(fits)) {
+        if let (Some(b), true) = (&self.final_layer.bs, [p, q, w, mlp].into_iter().all(fusable)) {
             // Its refusals (kinds, shapes, ids out of range) fall back to the plain expression, which
             // reports an id out of range in libtorch's own words.
             if let Ok(logits) = torch_ops::neumf_head(p, users, q, items, mlp, w, b) {
@@ -315,12 +315,13 @@ impl NeuMf {
         self.final_layer.forward(&Tensor::cat(&[mf, mlp.shallow_clone()], 1))
     }
 
-    /// Whether a layer taking `x` adds its bias inside CPU dropout's pass
-    /// ([`MaskStream::bias_relu_dropout`]) instead of inside its product: where the product runs in
+    /// Whether a layer taking `x` adds its bias in the pass after its product (CPU dropout's,
+    /// [`MaskStream::bias_relu_dropout`]; the first layer's gather, `torch_ops::gather_add_with_bias`)
+    /// instead of inside the product: where the product runs in
     /// oneDNN in float32, which computes `acc + b` with the bias inside, so moving the sum changes no
     /// bit (tested in torch-ops), and saves writing the bias into a `[batch, width]` output before
     /// the product and the product reading it back.
-    fn bias_in_dropout(&self, x: &Tensor) -> bool {
+    fn bias_after_product(&self, x: &Tensor) -> bool {
         self.onednn && self.matmul_kind.is_none() && x.device() == Device::Cpu && x.kind() == Kind::Float
     }
 
@@ -411,8 +412,8 @@ impl NeuMf {
         };
         let (z_user, at_user) = side(users, &embeds.user, 0, by_user, None);
         // Both sides per distinct id on the CPU: the bias is added in the gather pass below rather
-        // than written into the item side's product first (the same bits, see bias_in_dropout).
-        let bias_in_gather = by_user && by_item && self.bias_in_dropout(&z_user);
+        // than written into the item side's product first (the same bits, see bias_after_product).
+        let bias_in_gather = by_user && by_item && self.bias_after_product(&z_user);
         let item_bias = if bias_in_gather { None } else { first.bs.as_ref() };
         let (z_item, at_item) = side(items, &embeds.item, half, by_item, item_bias);
         let gathered = |z: Tensor, at: Option<Tensor>| match at {

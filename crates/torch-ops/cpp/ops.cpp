@@ -401,7 +401,7 @@ struct NeuMfHead : public torch::autograd::Function<NeuMfHead> {
     // The threads split the columns (each its share of the GMF part and of the MLP part), not
     // the rows: no two write one element, and every sum runs over the rows in order, so the
     // result does not depend on the number of threads.
-    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), std::max(f, d) / 16));
+    const int64_t parts = column_parts(std::max(f, d));
     at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
       for (int64_t part = begin; part < end; ++part) {
         head_columns(p.data_ptr<float>(), q.data_ptr<float>(), h.data_ptr<float>(), w.data_ptr<float>(), pg,
