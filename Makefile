@@ -23,11 +23,12 @@ release: setup
 
 # The README's test command: unit, integration and doc tests, the two main examples (run, small),
 # the crate outside the workspace that trains its own model through the libraries (examples/downstream),
-# then lints, then the CUDA-linking check.
+# then lints, then the CUDA-linking check. `--no-fail-fast`: one failing test binary does not hide
+# the others' results (each CPU this runs on may fail another way).
 EXAMPLE_DIR := $(TARGET_DIR)/example-run
 SHARED_DIR := $(or $(NCF_SHARED_DIR),$(CURDIR)/../shared)
 test: setup
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
 	$(CARGO) run --quiet --example train_synthetic -- $(EXAMPLE_DIR) 1
 	$(CARGO) run --quiet --example recommend -- $(EXAMPLE_DIR)/data $(EXAMPLE_DIR)/checkpoints/model.pth 1

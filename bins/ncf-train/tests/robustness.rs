@@ -182,20 +182,29 @@ fn cpu_matmul_chooses_the_library_logs_it_and_refuses_what_the_cpu_cannot_run() 
     let (auto, params) = seeded_run(dir.path(), "auto", &[], "2");
     assert_eq!(params["cpu_matmul"], if avx512 { "onednn" } else { "mkl" });
     if avx512 {
-        // Another library, so other rounding: the same run to within what float32 summation order
-        // moves, not bit for bit. Rounding differences grow with every step, so the first epoch's
-        // last-batch loss must agree closely (measured: 1.4e-4 apart) and the second's more
-        // loosely (5e-3 apart); a wrong product would be off by far more (an untrained model's loss
-        // is ~0.69, this run's ~0.5).
-        for (epoch, ((l1, h1), (l2, h2))) in mkl.iter().zip(&auto).enumerate() {
-            let loss_tolerance = if epoch == 0 { 1e-3 } else { 2e-2 };
-            assert!(
-                (l1 - l2).abs() < loss_tolerance && (h1 - h2).abs() < 0.05,
-                "epoch {epoch}: mkl {mkl:?} vs onednn {auto:?}"
-            );
+        // Another library adds in another order, and both pick their kernels by CPU: hundreds of
+        // Adam steps later the two runs are apart by whatever their rounding grew into, which no
+        // one CPU's measurement bounds (an AMD EPYC Zen 4 put the first epoch's losses 2.4e-3
+        // apart, a Xeon 1.4e-4). That the two libraries compute the same step is held to
+        // float32's rounding bound in ncf-model's tests/neumf.rs. What must hold here, on any CPU:
+        // both runs train. The loss is that of the last batch, and a model that predicts the
+        // share of positives (1 in 5 with 4 negatives each) already scores 0.50, so the ranking
+        // is the test: HR@10 among 1 positive and 100 negatives is 10/101 for a random model
+        // (sd 0.017 over these 300 users); both runs must reach twice that by the second epoch
+        // (an AMD EPYC Zen 4 gave 0.36-0.37, more than 6 sd above the line; a model that ranks at
+        // random sits 6 sd below it).
+        let random_hr = 10.0 / 101.0;
+        for (what, run) in [("mkl", &mkl), ("onednn", &auto)] {
+            eprintln!("{what}: (last-batch loss, HR@10) per epoch {run:?}");
+            assert_eq!(run.len(), 2, "{what}: two epochs logged: {run:?}");
+            assert!(run.iter().all(|(loss, hr)| loss.is_finite() && (0.0..=1.0).contains(hr)), "{what}: {run:?}");
+            assert!(run[1].1 > 2.0 * random_hr, "{what} did not learn to rank: {run:?} (random: {random_hr:.3})");
         }
-        // A seeded oneDNN run gives the same numbers run after run (same machine and thread count;
-        // not across thread counts: on a 2-core Xeon 1 and 2 threads differ, as MKL's do).
+        // A seeded oneDNN run gives the same numbers run after run: oneDNN promises bit-identical
+        // results for a fixed machine, library and environment for most primitives (its developer
+        // guide, "Primitive Attributes: deterministic"), the project's own kernels split their
+        // work by thread the same way every time, and this checks both on the CPU at hand. Not
+        // across thread counts: on a 2-core Xeon 1 and 2 threads differ, as MKL's do.
         let (again, _) = seeded_run(dir.path(), "again", &["--cpu-matmul", "onednn"], "2");
         assert_eq!(again, auto, "oneDNN run to run");
     } else {

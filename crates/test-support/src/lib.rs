@@ -86,3 +86,64 @@ pub fn tensor_manifest(dir: &Path) -> std::collections::BTreeMap<String, Vec<Exp
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("the oracle wrote manifest.json");
     serde_json::from_str(&text).expect("manifest.json is well formed")
 }
+
+/// float32's unit roundoff, `2^-24`: the largest relative error of one rounded operation.
+pub const F32_UNIT_ROUNDOFF: f64 = 1.0 / 16_777_216.0;
+
+/// `γ_n = n·u / (1 − n·u)` for float32 (`u = 2^-24`): a sum of `n` float32 products, in any order
+/// and with or without fused multiply-adds, is off from the exact sum by at most `γ_n` times the
+/// sum of the terms' absolute values (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd
+/// ed., §3.1, eq. 3.5). It holds for every BLAS and oneDNN kernel on every CPU, since it needs no
+/// assumption on the order the library adds in: the tolerance to use when two libraries or two
+/// CPUs compute the same product. Panics when `n·u >= 1` (no bound).
+pub fn f32_gamma(n: u64) -> f64 {
+    let nu = n as f64 * F32_UNIT_ROUNDOFF;
+    assert!(nu < 1.0, "no float32 rounding bound for sums of {n} terms");
+    nu / (1.0 - nu)
+}
+
+/// Checks `|got − exact| ≤ stages·γ_k·magnitude` elementwise (flattened values; with tch,
+/// `Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1))`) and returns the worst ratio of the
+/// two sides (≤ 1 passes), or a message naming `what`, the worst element and both sides.
+///
+/// `exact` is the same computation in float64 and `magnitude` the same again with every input and
+/// parameter replaced by its absolute value (so every sum adds `|terms|`); `k` is the longest sum
+/// on the way and `stages` the number of rounded sums or products one value passes through. To
+/// first order in `u`, rounding errors made at each stage carry forward through the later ones'
+/// absolute values, which `magnitude` already multiplies in, so the bound is their count times
+/// `γ_k·magnitude` (Higham §3.5's argument, for a chain of products without kinks).
+pub fn within_f32_rounding(
+    what: &str,
+    got: &[f64],
+    exact: &[f64],
+    magnitude: &[f64],
+    stages: u32,
+    k: u64,
+) -> Result<f64, String> {
+    assert_eq!(got.len(), exact.len(), "{what}: lengths");
+    assert_eq!(got.len(), magnitude.len(), "{what}: lengths");
+    let per_term = f64::from(stages) * f32_gamma(k);
+    let mut worst = (0.0, 0);
+    for (at, ((g, e), m)) in got.iter().zip(exact).zip(magnitude).enumerate() {
+        // The smallest float32 normal as a floor: a zero magnitude with a zero error is no failure.
+        let bound = m.abs() * per_term + f64::from(f32::MIN_POSITIVE);
+        let ratio = (g - e).abs() / bound;
+        if ratio.is_nan() {
+            return Err(format!("{what}: element {at} is {g}, float64's {e}"));
+        }
+        if ratio > worst.0 {
+            worst = (ratio, at);
+        }
+    }
+    let (ratio, at) = worst;
+    if ratio <= 1.0 {
+        return Ok(ratio);
+    }
+    Err(format!(
+        "{what}: element {at} is {:e} off float64's {:e}, past float32's rounding bound {:e} ({stages} stages x gamma_{k} x magnitude {:e})",
+        (got[at] - exact[at]).abs(),
+        exact[at],
+        magnitude[at].abs() * per_term,
+        magnitude[at],
+    ))
+}
