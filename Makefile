@@ -5,7 +5,7 @@
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
-.PHONY: all setup build release test unit lint check-linking demo clean
+.PHONY: all setup build release test unit lint check-linking demo doc clean
 
 all: build
 
@@ -21,7 +21,8 @@ build: setup
 release: setup
 	$(CARGO) build --workspace --release --bins --examples
 
-# The README's test command: unit, integration and doc tests, the two main examples (run, small),
+# The README's test command: unit, integration and doc tests, the API docs without a warning
+# (broken intra-doc links included; the libraries: a binary's docs are its --help), the two main examples (run, small),
 # the crate outside the workspace that trains its own model through the libraries (examples/downstream),
 # then lints, then the CUDA-linking check. `--no-fail-fast`: one failing test binary does not hide
 # the others' results (each CPU this runs on may fail another way).
@@ -30,6 +31,7 @@ SHARED_DIR := $(or $(NCF_SHARED_DIR),$(CURDIR)/../shared)
 test: setup
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --lib
 	$(CARGO) run --quiet --example train_synthetic -- $(EXAMPLE_DIR) 1
 	$(CARGO) run --quiet --example recommend -- $(EXAMPLE_DIR)/data $(EXAMPLE_DIR)/checkpoints/model.pth 1
 	cd examples/downstream && CARGO_TARGET_DIR="$(TARGET_DIR)" $(CARGO) run --quiet -- "$(SHARED_DIR)/data/reference-prepared/ml-latest-small" 2
@@ -47,6 +49,10 @@ check-linking: build
 
 demo: release
 	bash scripts/demo.sh
+
+# The API docs (target/doc/ncf_rs/index.html); the guide is docs/src (mdBook's layout, plain Markdown).
+doc: setup
+	$(CARGO) doc --workspace --no-deps --lib
 
 clean:
 	$(CARGO) clean

@@ -17,7 +17,7 @@
 #
 # The flags: every model keeps the reference's defaults (Adam 0.25/0.5, -n 4, -f 64, --layers 256
 # 256 128 64, dropout 0.5) except the learning rate, chosen per model from a sweep on seed 1 (best
-# HR@10 over 20 epochs; README, "The model family"). There is no validation split yet, so that sweep
+# HR@10 over 20 epochs; docs/src/models.md). There is no validation split yet, so that sweep
 # looked at the test metric: report other seeds than the one tuned on.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

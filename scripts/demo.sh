@@ -67,4 +67,4 @@ print(f"   training {end['mean_train_throughput']:,.0f} samples/s (mean per epoc
 print(f"   inference {inf['batch_16384_mean_throughput']:,.0f} samples/s at batch 16384, {inf['batch_1_mean_latency'] * 1e3:.3f} ms at batch 1")
 PY
 echo
-echo "== Unverified in this version (no GPU lent): the CUDA paths (AMP, TF32, NCCL multi-GPU); see the README."
+echo "== Unverified in this version (no GPU lent): the CUDA paths (AMP, TF32, NCCL multi-GPU); see docs/src/distributed-and-gpu.md."

@@ -10,6 +10,16 @@
 //! -> [`ncf_model`] + [`ncf_train`] ->
 //! checkpoint -> [`metrics`] / [`inference`]; logs in [`dllogger`]'s format.
 //! It holds no logic of its own; depend on the individual crates when you need only one of them.
+//!
+//! ```
+//! // Every crate under one name: here the Dataset Feature Specification of the project's small
+//! // CSV example (data/csv_conversion), read through `ncf_rs::featurespec`.
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/csv_conversion/feature_spec.yaml");
+//! let spec = ncf_rs::featurespec::FeatureSpec::from_yaml_file(path)?;
+//! println!("features: {:?}", spec.feature_spec.keys().collect::<Vec<_>>());
+//! # assert!(spec.feature_spec.contains_key("user"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub use dllogger;
 pub use featurespec;

@@ -21,7 +21,7 @@ pub enum InferenceError {
     Io { path: PathBuf, source: std::io::Error },
 
     /// A raw user id the dataset does not know.
-    #[error("user {0} is not in the dataset (it had no ratings when the dataset was prepared); NeuMF has no embedding for it. See the README on cold-start users")]
+    #[error("user {0} is not in the dataset (it had no ratings when the dataset was prepared); NeuMF has no embedding for it. See docs/src/ncf-infer.md on cold-start users")]
     UnknownUser(String),
 
     /// A 0-based id outside the model's embedding tables.

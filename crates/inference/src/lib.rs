@@ -1,4 +1,4 @@
-//! NeuMF inference: the reference's `inference.py` benchmark ([`bench`]) and what its users ask for
+//! NeuMF inference: the reference's `inference.py` benchmark ([`bench`](mod@bench)) and what its users ask for
 //! most, the top-k items for a user in the ids of the original ratings file ([`Recommender`]).
 //!
 //! **What it is for.** Timing forward passes at many batch sizes (mean throughput and latency
@@ -12,13 +12,25 @@
 //!
 //! **What it is not:** a trainer (`ncf-train`) or a server; it computes and returns.
 //!
-//! ```no_run
-//! let rec = inference::Recommender::open("data/cache/ml-20m".as_ref(), "runs/model.pth".as_ref(), tch::Device::Cpu)?;
+//! ```
+//! use std::path::PathBuf;
+//! let (data, checkpoint) = (PathBuf::from("data/cache/ml-20m"), PathBuf::from("runs/model.pth"));
+//! # // Run as a test on a small synthetic dataset prepared here and an untrained model for it.
+//! # let tmp = tempfile::tempdir()?;
+//! # let raw = tmp.path().join("ratings.csv");
+//! # let synthetic = preprocess::SyntheticConfig { users: 300, items: 200, interactions: 9_000, ..Default::default() };
+//! # preprocess::write_synthetic_ratings(&raw, &synthetic)?;
+//! # let (data, checkpoint) = (tmp.path().join("data"), tmp.path().join("model.pth"));
+//! # let prepared = preprocess::prepare(&raw, &data, &preprocess::PrepareOptions::default(), |_| {})?;
+//! # let config = ncf_model::NeuMfConfig::new(prepared.users as i64, prepared.items as i64);
+//! # ncf_model::NeuMf::new(config, tch::Device::Cpu)?.save(&checkpoint)?;
+//! let rec = inference::Recommender::open(&data, &checkpoint, tch::Device::Cpu)?;
 //! let users = rec.users_by_raw_id(&["1", "42"])?;
 //! for list in rec.recommend(&users, 10, false) {
 //!     println!("user {}: {:?}", list.user, list.items);
+//! #   assert_eq!(list.items.len(), 10);
 //! }
-//! # Ok::<(), inference::InferenceError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod bench;

@@ -6,19 +6,30 @@
 //!
 //! **What it is for.** Rust code that trains NCF models without the command line:
 //!
-//! ```no_run
+//! ```
 //! use ncf_train::{Quiet, TrainConfig, Trainer};
+//! let (data, runs) = (std::path::PathBuf::from("data/cache/ml-20m"), std::path::PathBuf::from("runs/ml-20m"));
+//! # // Run as a test on a small synthetic dataset prepared here, as `ncf-prepare synthetic` does.
+//! # let tmp = tempfile::tempdir()?;
+//! # let raw = tmp.path().join("ratings.csv");
+//! # let synthetic = preprocess::SyntheticConfig { users: 300, items: 200, interactions: 9_000, ..Default::default() };
+//! # preprocess::write_synthetic_ratings(&raw, &synthetic)?;
+//! # let (data, runs) = (tmp.path().join("data"), tmp.path().join("runs"));
+//! # preprocess::prepare(&raw, &data, &preprocess::PrepareOptions::default(), |_| {})?;
 //! let config = TrainConfig {
-//!     data: "data/cache/ml-20m".into(),
-//!     epochs: 5,
+//!     data,
+//!     epochs: 2,
 //!     seed: Some(1),
-//!     checkpoint_dir: Some("runs/ml-20m".into()),
+//!     checkpoint_dir: Some(runs.clone()),
+//!     log_path: Some(runs.join("log.json")),
 //!     device: tch::Device::cuda_if_available(),
 //!     ..TrainConfig::default()
 //! };
+//! # let config = TrainConfig { batch_size: 1024, ..config }; // the small dataset's batch
 //! let summary = Trainer::new(config)?.run(&mut Quiet)?;
 //! println!("best HR@10 {} at epoch {:?}", summary.best_hr, summary.best_epoch);
-//! # Ok::<(), ncf_train::TrainError>(())
+//! # assert!(runs.join("model.pth").exists() && summary.best_hr > 0.0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! **What it is not:** a command-line program (that is `bins/ncf-train`), the model (`ncf-model`)

@@ -7,7 +7,7 @@
 //! user's last rating as its test positive ([`LeaveLastOut`]), draw the test negatives
 //! ([`NegativeSampler`]), and write the reference's four tensor files, `feature_spec.yaml` and the
 //! id maps ([`prepare`] does it all, atomically). [`verify`] is the reference's correctness check;
-//! [`synthetic`] writes a MovieLens-like raw file with planted structure.
+//! [`write_synthetic_ratings`] writes a MovieLens-like raw file with planted structure.
 //!
 //! **What it is not:** a general data-frame toolkit, or a trainer; it stops at the dataset files.
 //!

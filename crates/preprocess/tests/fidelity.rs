@@ -34,7 +34,7 @@ fn ml_latest_small_matches_the_reference() {
         assert_eq!(report[check], true, "{check} failed: {report}");
     }
     // Test positives differ only where a user's latest timestamp is tied: the reference's sort is
-    // not stable, ours keeps file order. Quantified in the README: 65 of 610 users (94 have ties).
+    // not stable, ours keeps file order. Quantified in docs/src/ncf-prepare.md: 65 of 610 users (94 have ties).
     let differing = report["test_positives_differing"].as_u64().unwrap();
     assert_eq!(report["differences_explained_by_ties"].as_u64().unwrap(), differing, "{report}");
     assert!(differing <= report["users_with_tied_latest"].as_u64().unwrap(), "{report}");

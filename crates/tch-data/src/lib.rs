@@ -10,12 +10,18 @@
 //! **What it is not.** The file format lives in `torchfile` and the rules in `spec-dataset`, both
 //! libtorch-free so that tools such as `ncf-prepare` never link libtorch; this crate only adds tch.
 //!
-//! ```no_run
+//! ```
 //! use featurespec::FeatureSpec;
-//! let spec = FeatureSpec::from_yaml_file("data/ml-20m/feature_spec.yaml")?;
+//! let (dir, checkpoint) = (std::path::Path::new("data/ml-20m"), "runs/model.pth");
+//! # // Run as a test on the reference's own prepared ml-latest-small and checkpoint (shared/data).
+//! # let dir = test_support::reference_prepared();
+//! # let checkpoint = dir.join("reference_model.pth");
+//! let spec = FeatureSpec::from_yaml_file(dir.join("feature_spec.yaml"))?;
 //! let train = tch_data::load_mapping(&spec, "train", tch::Device::Cpu)?;
 //! println!("{} train rows, users: {:?}", train.rows, train.features["user"].size());
-//! let state = tch_data::load_tch_map("model.pth", tch::Device::Cpu)?;
+//! let state = tch_data::load_tch_map(checkpoint, tch::Device::Cpu)?;
+//! println!("{} tensors, e.g. {}", state.len(), state[0].0);
+//! # assert!(train.rows > 0 && !state.is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -13,6 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod guide;
+
 /// The shared data folder (`../shared` beside the checkout, or `NCF_SHARED_DIR`).
 pub fn shared_dir() -> PathBuf {
     let dir = std::env::var_os("NCF_SHARED_DIR")

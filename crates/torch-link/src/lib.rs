@@ -19,8 +19,9 @@
 //! `.cargo/config.toml` exports its location as `LIBTORCH`, the variable `torch-sys` itself reads.
 //! Cargo only applies `rustc-link-arg` to the package that emits it, hence one call per package.
 //!
-//! ```no_run
-//! // The whole `main` of the build.rs of a package whose binaries, tests or examples use tch:
+//! ```
+//! // The whole `main` of the build.rs of a package whose binaries, tests or examples use tch
+//! // (run here as a doc test, it prints the `cargo:` lines a build script would hand to Cargo):
 //! torch_link::configure();
 //! ```
 
