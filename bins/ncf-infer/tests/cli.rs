@@ -40,6 +40,14 @@ fn dataset_and_model(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Neu
         Device::Cpu,
     )
     .unwrap();
+    // Spread the weights: a fresh model's N(0, 0.01) embeddings score items a few float32 ulps
+    // apart, so which of two near-equal items ranks first would depend on the CPU's kernels;
+    // spread, the top items are decided by gaps far above rounding.
+    tch::no_grad(|| {
+        for (_, t) in model.state_dict() {
+            let _ = t.shallow_clone().g_add_(&(t.randn_like() * 0.3));
+        }
+    });
     model.set_train(false);
     let ckpt = dir.join("model.pth");
     model.save(&ckpt).unwrap();
