@@ -19,10 +19,10 @@ use tch::Kind;
 ///
 /// Examples:
 ///   ncf-infer --batch_sizes 1,1024,16384 --num_batches 200                 # random weights
-///   ncf-infer --load_checkpoint_path runs/model.pth --n_users 138493 --n_items 26744 --fp16
+///   ncf-infer --load_checkpoint_path runs/ml-20m/model.pth --n_users 138493 --n_items 26744 --fp16
 ///   ncf-infer --model mf --batch_sizes 1024,65536                           # MF, random weights
-///   ncf-infer recommend --data data/cache/ml-20m --load_checkpoint_path runs/model.pth --users 1,42
-///   ncf-infer recommend --data data/cache/ml-20m --load_checkpoint_path runs/model.pth --all --output recs.csv
+///   ncf-infer recommend --data data/cache/ml-20m --load_checkpoint_path runs/ml-20m/model.pth --users 1,42
+///   ncf-infer recommend --data data/cache/ml-20m --load_checkpoint_path runs/ml-20m/model.pth --all --output recs.csv
 #[derive(Parser, Debug)]
 #[command(
     name = "ncf-infer",

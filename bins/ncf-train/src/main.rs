@@ -24,16 +24,16 @@ mod plot;
 ///
 /// Examples:
 ///   ncf-train --data data/cache/ml-20m --checkpoint_dir runs/ml-20m
-///   ncf-train --data data/cache/ml-latest-small -b 16384 --valid_batch_size 65536 -e 20 --seed 1
+///   ncf-train --data data/cache/ml-latest-small -b 16384 --valid_batch_size 65536 -e 20 --seed 1 --checkpoint_dir runs/small
 ///   ncf-train --data data/cache/ml-20m --mode test --load_checkpoint_path runs/ml-20m/model.pth
 ///   ncf-train --data data/cache/ml-20m --checkpoint_dir runs/ml-20m --resume runs/ml-20m
-///   ncf-train --data data/cache/ml-20m --amp --plot curves.svg           # on a GPU
-///   ncf-train --nproc-per-node 8 --data data/cache/ml-20m                 # 8 GPUs, NCCL
+///   ncf-train --data data/cache/ml-20m --checkpoint_dir runs/amp --amp --plot curves.svg   # on a GPU
+///   ncf-train --nproc-per-node 8 --data data/cache/ml-20m --checkpoint_dir runs/ml-20m   # 8 GPUs, NCCL
 ///
 /// The NCF paper's pre-training: train GMF and MLP, then NeuMF from both:
 ///   ncf-train --data D --model gmf -f 64 --checkpoint_dir runs/gmf
 ///   ncf-train --data D --model mlp --checkpoint_dir runs/mlp
-///   ncf-train --data D --pretrained-gmf runs/gmf/model.pth --pretrained-mlp runs/mlp/model.pth
+///   ncf-train --data D --pretrained-gmf runs/gmf/model.pth --pretrained-mlp runs/mlp/model.pth --checkpoint_dir runs/neumf
 #[derive(Parser, Debug)]
 #[command(name = "ncf-train", version, verbatim_doc_comment, args_override_self = true)]
 struct Cli {
