@@ -1,13 +1,19 @@
 //! Helpers for the workspace's tests (a dev-dependency only): where the shared reference data lives
-//! and how to run the PyTorch oracle, the set-up venv's `python3`.
+//! and how to run the PyTorch oracle, the set-up venv's `python3`; float32's rounding bound for
+//! numeric comparisons that must hold on any CPU ([`within_f32_rounding`]); and the guide's
+//! link and flag checks ([`guide`]).
 //!
-//! Both are required, never skipped: a test that cannot find them fails and says how to fix it.
+//! Data and oracle are required, never skipped: a test that cannot find them fails and says how to
+//! fix it. **Not** for the crates' users: nothing here is part of ncf-rs's API.
 //!
-//! ```no_run
+//! ```
 //! let expected = test_support::reference_prepared().join("expected_metrics.json");
+//! assert!(expected.exists());
 //! let out = test_support::python_eval("import torch; print(torch.__version__)", &[]);
 //! assert!(out.starts_with("2.11.0"));
-//! # let _ = expected;
+//! // A sum of 100 float32 products is within γ_100 ≈ 6e-6 of exact, relative to Σ|terms|.
+//! assert!(test_support::within_f32_rounding("sum", &[1.000001], &[1.0], &[1.0], 1, 100).is_ok());
+//! assert!(test_support::within_f32_rounding("sum", &[1.0001], &[1.0], &[1.0], 1, 100).is_err());
 //! ```
 
 use std::path::{Path, PathBuf};
