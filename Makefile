@@ -10,8 +10,10 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 all: build
 
 # Runs the set-up unless both links it makes resolve (the machine-wide cache still exists).
+# Then the gloo headers (Debian's libgloo-dev) for the gloo backend, unless present.
 setup:
 	@[ -e .libtorch/lib/libtorch_cpu.so ] && [ -x .torch-venv/bin/python3 ] || bash scripts/setup-libtorch.sh
+	@[ -f /usr/include/gloo/rendezvous/store.h ] || bash scripts/setup-gloo-headers.sh
 
 build: setup
 	$(CARGO) build --workspace

@@ -11,9 +11,28 @@ fn main() {
     );
     // PyTorch's PyPI wheels (2.7 and later) are built with the C++11 ABI.
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
+    // The gloo headers ProcessGroupGloo.hpp includes (Debian's libgloo-dev; the wheel lacks them):
+    // with them cpp/gloo.cpp binds libtorch's gloo process group, without them it builds stubs
+    // that say what to install.
+    println!("cargo:rerun-if-changed=cpp/gloo.cpp");
+    println!("cargo:rerun-if-env-changed=NCF_GLOO_INCLUDE");
+    let gloo_include = PathBuf::from(std::env::var("NCF_GLOO_INCLUDE").unwrap_or_else(|_| "/usr/include".into()));
+    let gloo_header = gloo_include.join("gloo/rendezvous/store.h");
+    println!("cargo:rerun-if-changed={}", gloo_header.display());
+    let mut build = cc::Build::new();
+    if gloo_header.exists() {
+        build.define("NCF_WITH_GLOO", None).define("USE_C10D_GLOO", None);
+        // Not /usr/include itself: as an -I folder it would break libstdc++'s #include_next.
+        if gloo_include != std::path::Path::new("/usr/include") {
+            build.include(&gloo_include);
+        }
+    } else {
+        println!("cargo:warning=no gloo headers at {}: ncf-rs's gloo backend is left out (install libgloo-dev; `make setup` does)", gloo_header.display());
+    }
+    build
         .cpp(true)
         .file("cpp/ops.cpp")
+        .file("cpp/gloo.cpp")
         .include(libtorch.join("include"))
         .include(libtorch.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -6,7 +6,8 @@
 //! and their sum in one pass ([`gather_add`], [`gather_add_with_bias`]), NeuMF's final layer read
 //! straight from the GMF tables ([`neumf_head`]), an autograd node for an output computed outside
 //! autograd ([`masked_by`], [`masked_by_keep`], [`masked_by_keep_with_bias`]), and libtorch's
-//! thread pool for loops written in Rust ([`parallel_for`]).
+//! thread pool for loops written in Rust ([`parallel_for`]), and libtorch's gloo process group for
+//! data-parallel training on CPUs across processes ([`GlooProcessGroup`]).
 //!
 //! **What it is not:** an optimizer or a scaler; `ncf-train` builds those on these calls.
 //!
@@ -26,6 +27,9 @@
 
 use std::ffi::{c_char, CString};
 use tch::Tensor;
+
+mod gloo;
+pub use gloo::{gloo_available, GlooProcessGroup, GlooRendezvous};
 
 /// A libtorch error message.
 #[derive(Debug, Clone, PartialEq, Eq)]

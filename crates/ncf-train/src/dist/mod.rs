@@ -1,6 +1,6 @@
 //! Data-parallel training: a [`Collective`] (a group of ranks that sum and broadcast tensors), the
 //! torchrun environment ([`RankEnv`], and how its ranks meet: [`Meeting`]), the NCCL backend
-//! [`NcclGroup`], a client of torchrun's c10d store ([`StoreClient`]), and the in-process backend
+//! [`NcclGroup`], the gloo backend for CPUs across processes [`GlooGroup`], a client of torchrun's c10d store ([`StoreClient`]), and the in-process backend
 //! [`ThreadGroup`] (W threads playing W ranks), which runs the multi-rank logic on a CPU machine
 //! and in tests.
 //!
@@ -11,10 +11,12 @@
 //! gradients (one flat buffer per step), and sum evaluation results, as the reference's
 //! DistributedDataParallel run does.
 
+mod gloo;
 mod nccl;
 mod store;
 mod threads;
 
+pub use gloo::GlooGroup;
 pub use nccl::{rendezvous, NcclGroup};
 pub use store::StoreClient;
 pub use threads::ThreadGroup;
