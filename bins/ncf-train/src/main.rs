@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ncf_model::runtime::{CpuMatmul, DeviceChoice, RuntimeInfo};
 use ncf_model::ModelKind;
-use ncf_train::dist::{NcclGroup, RankEnv};
+use ncf_train::dist::{GlooGroup, NcclGroup, RankEnv};
 use ncf_train::{EpochReport, EvalProtocol, Mode, Observer, Pretrained, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -155,8 +155,9 @@ struct Cli {
     /// --checkpoint_dir): model, Adam state, epoch and seed.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
-    /// Start N local ranks (one per GPU, NCCL), like `torchrun --nproc-per-node N`; under torchrun
-    /// (or any launcher setting RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) leave it out.
+    /// Start N local ranks, like `torchrun --nproc-per-node N`: one per GPU (NCCL), or N CPU
+    /// processes (gloo, one thread each unless OMP_NUM_THREADS is set); under torchrun (or any
+    /// launcher setting RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) leave it out.
     #[arg(long = "nproc-per-node", alias = "nproc_per_node", value_name = "N")]
     nproc_per_node: Option<usize>,
     /// Port rank 0 listens on for the ranks to meet (with --nproc-per-node).
@@ -165,6 +166,10 @@ struct Cli {
     /// Seconds a rank waits for the others at start-up or in a collective before giving up.
     #[arg(long = "dist-timeout", alias = "dist_timeout", default_value_t = 300)]
     dist_timeout: u64,
+    /// Collective backend of a data-parallel run: auto (NCCL on CUDA devices, gloo on the CPU, as
+    /// PyTorch's defaults), nccl, or gloo (libtorch's own, CPU tensors).
+    #[arg(long = "dist-backend", alias = "dist_backend", default_value = "auto", value_name = "BACKEND")]
+    dist_backend: DistBackend,
     /// After training, draw HR@k, NDCG@k and the losses per epoch into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -209,6 +214,28 @@ impl From<ModelArg> for ModelKind {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DistBackend {
+    Auto,
+    Nccl,
+    Gloo,
+}
+
+impl DistBackend {
+    /// The backend a rank on `device` uses: `Nccl` or `Gloo`, never `Auto`.
+    fn for_device(self, device: tch::Device) -> Result<DistBackend> {
+        match (self, device) {
+            (DistBackend::Auto, tch::Device::Cpu) => Ok(DistBackend::Gloo),
+            (DistBackend::Auto, _) => Ok(DistBackend::Nccl),
+            (DistBackend::Gloo, tch::Device::Cpu) => Ok(DistBackend::Gloo),
+            (DistBackend::Gloo, _) => {
+                bail!("--dist-backend gloo runs on CPU tensors here; add --device cpu, or use nccl on GPUs")
+            }
+            (DistBackend::Nccl, _) => Ok(DistBackend::Nccl),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum EvalArg {
     Sampled,
@@ -240,11 +267,13 @@ fn run(cli: Cli) -> Result<()> {
     }
     pin_cpu_math();
     if let Some(n) = cli.nproc_per_node {
-        return launch(n, cli.master_port);
+        let backend = cli.dist_backend.for_device(cli.device.resolve()?)?;
+        return launch(n, cli.master_port, backend);
     }
     let timeout = std::time::Duration::from_secs(cli.dist_timeout.max(1));
-    // Under a launcher (WORLD_SIZE set, even to 1) the run goes through NCCL, except a world of
-    // one on the CPU (--device cpu, or no GPU), which needs no NCCL: it trains alone.
+    // Under a launcher (WORLD_SIZE set, even to 1) the run goes through NCCL on GPUs and gloo on
+    // the CPU (--dist-backend), except a world of one on the CPU, which trains alone.
+    let backend = cli.dist_backend.for_device(cli.device.resolve()?)?;
     let rank_env = match RankEnv::from_env().map_err(anyhow::Error::msg)? {
         Some(env) if env.world_size == 1 && cli.device.resolve()? == tch::Device::Cpu => {
             eprintln!("ncf-train: WORLD_SIZE=1 on the CPU: training alone (a world of one needs no NCCL)");
@@ -253,6 +282,7 @@ fn run(cli: Cli) -> Result<()> {
         other => other,
     };
     let device = match &rank_env {
+        Some(_) if backend == DistBackend::Gloo => tch::Device::Cpu,
         Some(env) => {
             let visible = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
             if env.local_rank >= visible {
@@ -313,6 +343,17 @@ fn run(cli: Cli) -> Result<()> {
     };
     let data = config.data.display().to_string();
     let group: Option<Box<dyn ncf_train::dist::Collective>> = match &rank_env {
+        Some(env) if backend == DistBackend::Gloo => {
+            let group =
+                GlooGroup::join(env, timeout).with_context(|| format!("rank {} joining the gloo group", env.rank))?;
+            // One write, so that the ranks' lines on a shared stderr do not interleave.
+            let line = format!(
+                "ncf-train: rank {} of {} joined the gloo group on the CPU (met at {}:{})\n",
+                env.rank, env.world_size, env.master_addr, env.master_port
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            Some(Box::new(group))
+        }
         Some(env) => {
             let group =
                 NcclGroup::join(env, timeout).with_context(|| format!("rank {} joining the NCCL group", env.rank))?;
@@ -406,17 +447,20 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// `--nproc-per-node N`: runs this program N times with the torchrun variables set (rank i on
-/// cuda:i), waits for all, and stops the others as soon as one fails.
-fn launch(n: usize, master_port: u16) -> Result<()> {
-    let visible = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+/// cuda:i with NCCL, or on the CPU with gloo), waits for all, and stops the others as soon as one
+/// fails.
+fn launch(n: usize, master_port: u16, backend: DistBackend) -> Result<()> {
     if n == 0 {
         bail!("--nproc-per-node must be at least 1");
     }
-    if visible == 0 {
-        bail!("--nproc-per-node {n} starts one rank per GPU (NCCL), but no CUDA device is visible; on the CPU train without it");
-    }
-    if n > visible {
-        bail!("--nproc-per-node {n} asks for {n} GPUs, but {visible} are visible");
+    if backend == DistBackend::Nccl {
+        let visible = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+        if visible == 0 {
+            bail!("--nproc-per-node {n} with NCCL starts one rank per GPU, but no CUDA device is visible; on the CPU use --device cpu (gloo)");
+        }
+        if n > visible {
+            bail!("--nproc-per-node {n} asks for {n} GPUs, but {visible} are visible");
+        }
     }
     // Probe the port now, so a port in use is reported once, clearly.
     std::net::TcpListener::bind(("0.0.0.0", master_port))
@@ -444,7 +488,13 @@ fn launch(n: usize, master_port: u16) -> Result<()> {
     }
     let mut children = Vec::with_capacity(n);
     for rank in 0..n {
-        let child = std::process::Command::new(&exe)
+        let mut command = std::process::Command::new(&exe);
+        // CPU ranks share the machine's cores: one thread each unless told otherwise (torchrun's
+        // default too).
+        if backend == DistBackend::Gloo && std::env::var_os("OMP_NUM_THREADS").is_none() {
+            command.env("OMP_NUM_THREADS", "1");
+        }
+        let child = command
             .args(&args)
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())

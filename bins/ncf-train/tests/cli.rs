@@ -261,13 +261,19 @@ fn multi_gpu_launches_without_gpus_are_refused_clearly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_dataset(dir.path());
-    let o = ncf_train(["--data", &s(&data), "--nproc-per-node", "2", "--checkpoint_dir", "", "--log_path", ""]);
+    let nccl = ["--dist-backend", "nccl"];
+    let o = ncf_train(
+        ["--data", &s(&data), "--nproc-per-node", "2", "--checkpoint_dir", "", "--log_path", ""]
+            .into_iter()
+            .chain(nccl),
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no CUDA device is visible"), "{err}");
     // Under a torchrun-style launcher: rank 1 has no cuda:1 here.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ncf-train"))
         .args(["--data", &s(&data), "--checkpoint_dir", "", "--log_path", ""])
+        .args(nccl)
         .env("WORLD_SIZE", "2")
         .env("RANK", "1")
         .env("LOCAL_RANK", "1")

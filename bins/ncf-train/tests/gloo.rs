@@ -1,0 +1,79 @@
+//! Data-parallel training on the CPU over gloo, as a user runs it: `ncf-train --nproc-per-node 2
+//! --device cpu` starts two real processes that meet on loopback, train, and leave one checkpoint
+//! and one log (rank 0's), whose best HR@10 and NDCG@10 a single process evaluating that
+//! checkpoint reproduces exactly.
+
+mod common;
+use common::{log_lines, ncf_train, ok, tiny_dataset};
+use std::path::Path;
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn two_cpu_ranks_train_over_gloo_and_a_single_process_test_of_the_checkpoint_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path());
+    let ckpt = dir.path().join("ckpt");
+    let log = ckpt.join("log.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let out = ncf_train([
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        &port,
+        "--dist-timeout",
+        "60",
+        "--data",
+        &s(&data),
+        "-e",
+        "2",
+        "-b",
+        "1024",
+        "--seed",
+        "1",
+        "--checkpoint_dir",
+        &s(&ckpt),
+        "--log_path",
+        &s(&log),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&out);
+    for rank in 0..2 {
+        assert!(stderr.contains(&format!("rank {rank} of 2 joined the gloo group")), "{stderr}");
+    }
+    // Rank 0 alone logs: one PARAMETER line, two epochs, one end line.
+    let lines = log_lines(&log);
+    assert_eq!(lines.iter().filter(|(step, _)| step == "PARAMETER").count(), 1, "{lines:?}");
+    let epochs: Vec<_> = lines.iter().filter(|(step, _)| step.as_array().is_some_and(|a| a.len() == 1)).collect();
+    assert_eq!(epochs.len(), 2, "{lines:?}");
+    let end = &lines.iter().rfind(|(step, _)| step == &serde_json::json!([])).unwrap().1;
+    let best_epoch = end["best_epoch"].as_u64().unwrap() as usize;
+    let best = &epochs[best_epoch].1;
+    // A random ranking of 1 positive and 100 negatives has HR@10 10/101: it learnt.
+    assert!(best["hr@10"].as_f64().unwrap() > 2.0 * 10.0 / 101.0, "{best}");
+
+    // The checkpoint, evaluated by one process: the same hits exactly (counts), and NDCG@10 within
+    // float32's rounding of its per-user terms, which two ranks sum in another order (non-negative
+    // terms, one per user: 2 gamma_users times the mean).
+    let test_log = dir.path().join("test.json");
+    ok(&ncf_train([
+        "--data",
+        &s(&data),
+        "--mode",
+        "test",
+        "--load_checkpoint_path",
+        &s(&ckpt.join("model.pth")),
+        "--checkpoint_dir",
+        "",
+        "--log_path",
+        &s(&test_log),
+    ]));
+    let single = log_lines(&test_log).last().unwrap().1.clone();
+    let (hr2, hr1) = (best["hr@10"].as_f64().unwrap(), single["hr@10"].as_f64().unwrap());
+    assert_eq!(hr2, hr1, "HR@10: 2 ranks logged {hr2}, one process finds {hr1}");
+    let (ndcg2, ndcg1) = (best["ndcg@10"].as_f64().unwrap(), single["ndcg@10"].as_f64().unwrap());
+    let bound = 2.0 * test_support::f32_gamma(300) * ndcg1;
+    assert!((ndcg2 - ndcg1).abs() <= bound, "NDCG@10: 2 ranks logged {ndcg2}, one process finds {ndcg1}");
+}
