@@ -273,9 +273,10 @@ fn run(cli: Cli) -> Result<()> {
     let timeout = std::time::Duration::from_secs(cli.dist_timeout.max(1));
     // Under a launcher (WORLD_SIZE set, even to 1) the run goes through NCCL on GPUs and gloo on
     // the CPU (--dist-backend), except a world of one on the CPU, which trains alone.
-    let backend = cli.dist_backend.for_device(cli.device.resolve()?)?;
+    let asked = cli.device.resolve()?;
+    let backend = cli.dist_backend.for_device(asked)?;
     let rank_env = match RankEnv::from_env().map_err(anyhow::Error::msg)? {
-        Some(env) if env.world_size == 1 && cli.device.resolve()? == tch::Device::Cpu => {
+        Some(env) if env.world_size == 1 && asked == tch::Device::Cpu => {
             eprintln!("ncf-train: WORLD_SIZE=1 on the CPU: training alone (a world of one needs no NCCL)");
             None
         }
@@ -296,7 +297,7 @@ fn run(cli: Cli) -> Result<()> {
             torch_ops::set_cuda_device(env.local_rank)?;
             tch::Device::Cuda(env.local_rank)
         }
-        None => cli.device.resolve()?,
+        None => asked,
     };
     let optional = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
     let config = TrainConfig {

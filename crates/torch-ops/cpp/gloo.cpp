@@ -28,8 +28,22 @@ int gloo_fail(const char* what, char* err, size_t err_len) {
 }
 
 #ifdef NCF_WITH_GLOO
+// Runs `body`, reporting a thrown error's message (libtorch's without its C++ backtrace, which
+// says nothing to a user) into err.
+template <typename Body>
+int guarded(char* err, size_t err_len, Body body) {
+  try {
+    body();
+    return 0;
+  } catch (const c10::Error& e) {
+    return gloo_fail(e.what_without_backtrace(), err, err_len);
+  } catch (const std::exception& e) {
+    return gloo_fail(e.what(), err, err_len);
+  }
+}
+
+// The process group holds its store (the group's rendezvous keys live there).
 struct Group {
-  c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
 };
 #endif
@@ -51,7 +65,7 @@ int ncf_gloo_available() {
 int ncf_gloo_new(const char* host, uint16_t port, int serve, int rank, int world, int64_t timeout_ms,
                  const char* prefix, void** out, char* err, size_t err_len) {
 #ifdef NCF_WITH_GLOO
-  try {
+  return guarded(err, err_len, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
     opts.port = port;
@@ -64,15 +78,9 @@ int ncf_gloo_new(const char* host, uint16_t port, int serve, int rank, int world
     auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    auto* group = new Group{store, c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options)};
+    auto* group = new Group{c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options)};
     *out = group;
-    return 0;
-  } catch (const c10::Error& e) {
-    // The message without libtorch's C++ backtrace, which says nothing to a user.
-    return gloo_fail(e.what_without_backtrace(), err, err_len);
-  } catch (const std::exception& e) {
-    return gloo_fail(e.what(), err, err_len);
-  }
+  });
 #else
   (void)host, (void)port, (void)serve, (void)rank, (void)world, (void)timeout_ms, (void)prefix, (void)out;
   return gloo_fail("this build of ncf-rs has no gloo (its headers were missing at build time): install "
@@ -84,16 +92,10 @@ int ncf_gloo_new(const char* host, uint16_t port, int serve, int rank, int world
 // Replaces `t` with its element-wise sum over the group's ranks (in place).
 int ncf_gloo_all_reduce_sum(void* group, at::Tensor* t, char* err, size_t err_len) {
 #ifdef NCF_WITH_GLOO
-  try {
+  return guarded(err, err_len, [&] {
     std::vector<at::Tensor> tensors{*t};
     static_cast<Group*>(group)->pg->allreduce(tensors)->wait();
-    return 0;
-  } catch (const c10::Error& e) {
-    // The message without libtorch's C++ backtrace, which says nothing to a user.
-    return gloo_fail(e.what_without_backtrace(), err, err_len);
-  } catch (const std::exception& e) {
-    return gloo_fail(e.what(), err, err_len);
-  }
+  });
 #else
   (void)group, (void)t;
   return gloo_fail("no gloo in this build", err, err_len);
@@ -103,18 +105,12 @@ int ncf_gloo_all_reduce_sum(void* group, at::Tensor* t, char* err, size_t err_le
 // Replaces `t` with rank `root`'s (in place).
 int ncf_gloo_broadcast(void* group, at::Tensor* t, int root, char* err, size_t err_len) {
 #ifdef NCF_WITH_GLOO
-  try {
+  return guarded(err, err_len, [&] {
     std::vector<at::Tensor> tensors{*t};
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
     static_cast<Group*>(group)->pg->broadcast(tensors, opts)->wait();
-    return 0;
-  } catch (const c10::Error& e) {
-    // The message without libtorch's C++ backtrace, which says nothing to a user.
-    return gloo_fail(e.what_without_backtrace(), err, err_len);
-  } catch (const std::exception& e) {
-    return gloo_fail(e.what(), err, err_len);
-  }
+  });
 #else
   (void)group, (void)t, (void)root;
   return gloo_fail("no gloo in this build", err, err_len);
