@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ncf_model::runtime::{CpuMatmul, DeviceChoice, RuntimeInfo};
 use ncf_model::ModelKind;
 use ncf_train::dist::{GlooGroup, NcclGroup, RankEnv};
-use ncf_train::{EpochReport, EvalProtocol, Mode, Observer, Pretrained, TrainConfig, Trainer};
+use ncf_train::{EpochReport, EvalProtocol, Mode, Observer, Pretrained, ReplicaCheck, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +29,13 @@ mod plot;
 ///   ncf-train --data data/cache/ml-20m --checkpoint_dir runs/ml-20m --resume runs/ml-20m
 ///   ncf-train --data data/cache/ml-20m --checkpoint_dir runs/amp --amp --plot curves.svg   # on a GPU
 ///   ncf-train --nproc-per-node 8 --data data/cache/ml-20m --checkpoint_dir runs/ml-20m   # 8 GPUs, NCCL
+///   ncf-train --nproc-per-node 2 --device cpu --data data/cache/ml-20m --checkpoint_dir runs/cpu   # 2 CPU ranks, gloo
+///
+/// Data-parallel on CPUs across machines (gloo), one command per machine, as with torchrun:
+///   ncf-train --nnodes 2 --node-rank 0 --master-addr HOST0 --nproc-per-node 1 --device cpu --data D ...   # on HOST0
+///   ncf-train --nnodes 2 --node-rank 1 --master-addr HOST0 --nproc-per-node 1 --device cpu --data D ...   # on HOST1
+/// or under PyTorch's own launcher:
+///   python -m torch.distributed.run --nproc_per_node 2 --no-python ncf-train --device cpu --data D ...
 ///
 /// The NCF paper's pre-training: train GMF and MLP, then NeuMF from both:
 ///   ncf-train --data D --model gmf -f 64 --checkpoint_dir runs/gmf
@@ -160,12 +167,28 @@ struct Cli {
     /// launcher setting RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) leave it out.
     #[arg(long = "nproc-per-node", alias = "nproc_per_node", value_name = "N")]
     nproc_per_node: Option<usize>,
-    /// Port rank 0 listens on for the ranks to meet (with --nproc-per-node).
+    /// With --nproc-per-node: the number of machines (torchrun's name); run the same command on
+    /// each, with its own --node-rank.
+    #[arg(long, default_value_t = 1, requires = "nproc_per_node", value_name = "M")]
+    nnodes: usize,
+    /// With --nnodes: this machine's place, 0 to M-1; its ranks are node-rank x N to node-rank x N + N-1.
+    #[arg(long = "node-rank", alias = "node_rank", default_value_t = 0, requires = "nproc_per_node", value_name = "R")]
+    node_rank: usize,
+    /// With --nproc-per-node: the address of node 0, where rank 0 serves the store the ranks meet at.
+    #[arg(long = "master-addr", alias = "master_addr", default_value = "127.0.0.1", requires = "nproc_per_node")]
+    master_addr: String,
+    /// With --nproc-per-node: the port rank 0 serves the store on, for the ranks to meet.
     #[arg(long = "master-port", alias = "master_port", default_value_t = 29500)]
     master_port: u16,
-    /// Seconds a rank waits for the others at start-up or in a collective before giving up.
-    #[arg(long = "dist-timeout", alias = "dist_timeout", default_value_t = 300)]
+    /// Seconds a rank waits for the others at start-up or in a collective before giving up (a
+    /// killed, crashed or hung rank stops the others within it, naming the lost rank).
+    #[arg(long = "dist-timeout", alias = "dist_timeout", default_value_t = 60)]
     dist_timeout: u64,
+    /// Data-parallel runs: how often the ranks check that their parameters are bit-identical
+    /// (a checksum of every parameter, compared with rank 0's): off, epoch, or step (to find the
+    /// step where replicas drift apart). A difference stops every rank, naming the ranks.
+    #[arg(long = "check-replicas", alias = "check_replicas", value_enum, default_value_t = ReplicaArg::Epoch)]
+    check_replicas: ReplicaArg,
     /// Collective backend of a data-parallel run: auto (NCCL on CUDA devices, gloo on the CPU, as
     /// PyTorch's defaults), nccl, or gloo (libtorch's own, CPU tensors).
     #[arg(long = "dist-backend", alias = "dist_backend", default_value = "auto", value_name = "BACKEND")]
@@ -237,6 +260,13 @@ impl DistBackend {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum ReplicaArg {
+    Off,
+    Epoch,
+    Step,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum EvalArg {
     Sampled,
     Full,
@@ -268,7 +298,15 @@ fn run(cli: Cli) -> Result<()> {
     pin_cpu_math();
     if let Some(n) = cli.nproc_per_node {
         let backend = cli.dist_backend.for_device(cli.device.resolve()?)?;
-        return launch(n, cli.master_port, backend);
+        let place = Launch {
+            nproc: n,
+            nnodes: cli.nnodes,
+            node_rank: cli.node_rank,
+            master_addr: cli.master_addr.clone(),
+            master_port: cli.master_port,
+            grace: std::time::Duration::from_secs(cli.dist_timeout.max(1) + 15),
+        };
+        return launch(&place, backend);
     }
     let timeout = std::time::Duration::from_secs(cli.dist_timeout.max(1));
     // Under a launcher (WORLD_SIZE set, even to 1) the run goes through NCCL on GPUs and gloo on
@@ -341,6 +379,11 @@ fn run(cli: Cli) -> Result<()> {
         log_path: optional(&cli.log_path),
         device,
         resume: cli.resume.clone(),
+        replica_check: match cli.check_replicas {
+            ReplicaArg::Off => ReplicaCheck::Off,
+            ReplicaArg::Epoch => ReplicaCheck::Epoch,
+            ReplicaArg::Step => ReplicaCheck::Step,
+        },
     };
     let data = config.data.display().to_string();
     let group: Option<Box<dyn ncf_train::dist::Collective>> = match &rank_env {
@@ -348,8 +391,12 @@ fn run(cli: Cli) -> Result<()> {
             let group =
                 GlooGroup::join(env, timeout).with_context(|| format!("rank {} joining the gloo group", env.rank))?;
             // One write, so that the ranks' lines on a shared stderr do not interleave.
+            let met = match &env.meeting {
+                ncf_train::dist::Meeting::Listen => "rank 0 serving the store",
+                ncf_train::dist::Meeting::AgentStore { .. } => "torchrun's agent store",
+            };
             let line = format!(
-                "ncf-train: rank {} of {} joined the gloo group on the CPU (met at {}:{})\n",
+                "ncf-train: rank {} of {} joined the gloo group on the CPU (met at {}:{}, {met})\n",
                 env.rank, env.world_size, env.master_addr, env.master_port
             );
             let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
@@ -422,6 +469,14 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         ModeArg::Train => {
+            if let Some(env) = &rank_env {
+                eprintln!(
+                    "ncf-train: all {} ranks held bit-identical parameters at each of {} checks (--check-replicas {:?})",
+                    env.world_size,
+                    summary.replica_checks,
+                    cli.check_replicas
+                );
+            }
             // Humans count epochs from 1 (as the per-epoch lines do); the log, like the reference's, from 0.
             let best = summary
                 .best_epoch
@@ -447,12 +502,41 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// Where this machine's ranks sit in a launch (torchrun's flags).
+struct Launch {
+    nproc: usize,
+    nnodes: usize,
+    node_rank: usize,
+    master_addr: String,
+    master_port: u16,
+    /// How long the other ranks get to stop on their own once one failed (they notice within
+    /// --dist-timeout, and name the lost rank) before they are killed.
+    grace: std::time::Duration,
+}
+
+/// The launcher's own flags (each takes a value), left out of the ranks' command lines.
+const LAUNCH_FLAGS: [&str; 9] = [
+    "--nproc-per-node",
+    "--nproc_per_node",
+    "--master-port",
+    "--master_port",
+    "--master-addr",
+    "--master_addr",
+    "--nnodes",
+    "--node-rank",
+    "--node_rank",
+];
+
 /// `--nproc-per-node N`: runs this program N times with the torchrun variables set (rank i on
-/// cuda:i with NCCL, or on the CPU with gloo), waits for all, and stops the others as soon as one
-/// fails.
-fn launch(n: usize, master_port: u16, backend: DistBackend) -> Result<()> {
-    if n == 0 {
-        bail!("--nproc-per-node must be at least 1");
+/// cuda:i with NCCL, or on the CPU with gloo), waits for all; when one fails, gives the others
+/// `grace` to stop on their own (naming the lost rank), then kills what is left.
+fn launch(place: &Launch, backend: DistBackend) -> Result<()> {
+    let n = place.nproc;
+    if n == 0 || place.nnodes == 0 {
+        bail!("--nproc-per-node and --nnodes must be at least 1");
+    }
+    if place.node_rank >= place.nnodes {
+        bail!("--node-rank {} must be below --nnodes {}", place.node_rank, place.nnodes);
     }
     if backend == DistBackend::Nccl {
         let visible = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
@@ -463,70 +547,78 @@ fn launch(n: usize, master_port: u16, backend: DistBackend) -> Result<()> {
             bail!("--nproc-per-node {n} asks for {n} GPUs, but {visible} are visible");
         }
     }
-    // Probe the port now, so a port in use is reported once, clearly.
-    std::net::TcpListener::bind(("0.0.0.0", master_port))
-        .with_context(|| format!("port {master_port} is in use; pick another with --master-port"))?;
+    if place.node_rank == 0 {
+        // Node 0's rank 0 serves the store on this port: probe it now, so a port in use is
+        // reported once, clearly.
+        std::net::TcpListener::bind(("0.0.0.0", place.master_port)).with_context(|| {
+            format!("port {} is in use; pick another with --master-port (on every node)", place.master_port)
+        })?;
+    }
     let exe = std::env::current_exe().context("finding this program's path")?;
     let mut args: Vec<String> = Vec::new();
     let mut skip = false;
     for a in std::env::args().skip(1) {
-        if skip {
-            skip = false;
+        if std::mem::take(&mut skip) {
             continue;
         }
-        if a == "--nproc-per-node" || a == "--nproc_per_node" || a == "--master-port" || a == "--master_port" {
-            skip = true;
-            continue;
+        match LAUNCH_FLAGS.iter().find(|flag| a == **flag || a.starts_with(&format!("{flag}="))) {
+            Some(flag) => skip = a == *flag,
+            None => args.push(a),
         }
-        if a.starts_with("--nproc-per-node=")
-            || a.starts_with("--nproc_per_node=")
-            || a.starts_with("--master-port=")
-            || a.starts_with("--master_port=")
-        {
-            continue;
-        }
-        args.push(a);
     }
+    let world = n * place.nnodes;
     let mut children = Vec::with_capacity(n);
-    for rank in 0..n {
+    for local in 0..n {
+        let rank = place.node_rank * n + local;
         let mut command = std::process::Command::new(&exe);
         // CPU ranks share the machine's cores: one thread each unless told otherwise (torchrun's
         // default too).
-        if backend == DistBackend::Gloo && std::env::var_os("OMP_NUM_THREADS").is_none() {
+        if backend == DistBackend::Gloo && n > 1 && std::env::var_os("OMP_NUM_THREADS").is_none() {
             command.env("OMP_NUM_THREADS", "1");
         }
         let child = command
             .args(&args)
             .env("RANK", rank.to_string())
-            .env("LOCAL_RANK", rank.to_string())
-            .env("WORLD_SIZE", n.to_string())
+            .env("LOCAL_RANK", local.to_string())
+            .env("WORLD_SIZE", world.to_string())
             .env("LOCAL_WORLD_SIZE", n.to_string())
-            .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", master_port.to_string())
+            .env("GROUP_RANK", place.node_rank.to_string())
+            .env("MASTER_ADDR", &place.master_addr)
+            .env("MASTER_PORT", place.master_port.to_string())
             // Our ranks meet at the port themselves, even when this launcher runs under torchrun.
             .env_remove("TORCHELASTIC_USE_AGENT_STORE")
             .spawn()
             .with_context(|| format!("starting rank {rank}"))?;
-        children.push(child);
+        children.push((rank, child));
     }
+    let mut failed: Option<(usize, std::process::ExitStatus, std::time::Instant)> = None;
     loop {
         let mut running = false;
-        for (rank, child) in children.iter_mut().enumerate() {
+        for (rank, child) in children.iter_mut() {
             match child.try_wait()? {
-                Some(status) if !status.success() => {
-                    for other in children.iter_mut() {
-                        let _ = other.kill();
-                    }
-                    bail!("rank {rank} failed ({status}); the other ranks were stopped");
+                Some(status) if !status.success() && failed.is_none() => {
+                    failed = Some((*rank, status, std::time::Instant::now()));
                 }
                 Some(_) => {}
                 None => running = true,
             }
         }
-        if !running {
-            return Ok(());
+        match failed {
+            Some((rank, status, _)) if !running => bail!("rank {rank} failed ({status}); the other ranks stopped"),
+            Some((rank, status, at)) if at.elapsed() > place.grace => {
+                for (_, child) in children.iter_mut() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                bail!(
+                    "rank {rank} failed ({status}); the ranks still running {} s later were killed",
+                    place.grace.as_secs()
+                );
+            }
+            None if !running => return Ok(()),
+            _ => {}
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

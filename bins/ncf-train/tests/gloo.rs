@@ -1,6 +1,6 @@
 //! Data-parallel training on the CPU over gloo, as a user runs it: `ncf-train --nproc-per-node 2
 //! --device cpu` starts two real processes that meet on loopback, train, and leave one checkpoint
-//! and one log (rank 0's), whose best HR@10 and NDCG@10 a single process evaluating that
+//! and one log (rank 0's), hold bit-identical parameters after every step, and whose best HR@10 and NDCG@10 a single process evaluating that
 //! checkpoint reproduces exactly.
 
 mod common;
@@ -25,6 +25,8 @@ fn two_cpu_ranks_train_over_gloo_and_a_single_process_test_of_the_checkpoint_agr
         &port,
         "--dist-timeout",
         "60",
+        "--check-replicas",
+        "step",
         "--data",
         &s(&data),
         "-e",
@@ -43,6 +45,16 @@ fn two_cpu_ranks_train_over_gloo_and_a_single_process_test_of_the_checkpoint_agr
     for rank in 0..2 {
         assert!(stderr.contains(&format!("rank {rank} of 2 joined the gloo group")), "{stderr}");
     }
+    // After every optimizer step both processes held bit-identical parameters (checksums
+    // compared through the group; a difference would have stopped the run).
+    let steps: u64 = stderr
+        .split_once("seed 1, ")
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no batch count in {stderr}"));
+    assert!(steps > 0);
+    let checked =
+        format!("all 2 ranks held bit-identical parameters at each of {} checks (--check-replicas Step)", 2 * steps);
+    assert!(stderr.contains(&checked), "{stderr}");
     // Rank 0 alone logs: one PARAMETER line, two epochs, one end line.
     let lines = log_lines(&log);
     assert_eq!(lines.iter().filter(|(step, _)| step == "PARAMETER").count(), 1, "{lines:?}");

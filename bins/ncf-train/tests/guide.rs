@@ -8,6 +8,6 @@ fn the_guide_page_lists_every_flag_and_no_other() {
     assert!(misfits.is_empty(), "{}", misfits.join("\n"));
 }
 
-/// Flags the page names that are not this binary's: the reference's, shown for comparison
-/// (torch.distributed.launch's).
-const OTHERS: [&str; 2] = ["--nproc_per_node", "--use_env"];
+/// Flags the page names that are not this binary's: the reference's launcher's, shown for
+/// comparison (torch.distributed.launch's), and torchrun's, which starts ncf-train.
+const OTHERS: [&str; 4] = ["--nproc_per_node", "--use_env", "--standalone", "--no-python"];

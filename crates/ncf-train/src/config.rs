@@ -25,6 +25,19 @@ pub enum EvalProtocol {
     Full,
 }
 
+/// How often the ranks of a data-parallel run check that they hold bit-identical parameters
+/// ([`crate::dist::check_replicas`]: a checksum of every parameter, rank 0's broadcast to all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplicaCheck {
+    /// Never.
+    Off,
+    /// After every epoch (tens of milliseconds at ML-20m's size).
+    #[default]
+    Epoch,
+    /// After every optimizer step (to find the step where replicas drift apart).
+    Step,
+}
+
 /// NeuMF's pre-training (He et al. 2017, 3.4.1): start from a trained GMF and MLP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pretrained {
@@ -96,6 +109,8 @@ pub struct TrainConfig {
     pub device: Device,
     /// A checkpoint folder whose `training_state.pt` an interrupted run continues from.
     pub resume: Option<PathBuf>,
+    /// Data-parallel runs: how often the ranks check that their parameters are bit-identical.
+    pub replica_check: ReplicaCheck,
 }
 
 impl Default for TrainConfig {
@@ -132,6 +147,7 @@ impl Default for TrainConfig {
             log_path: Some("log.json".into()),
             device: Device::Cpu,
             resume: None,
+            replica_check: ReplicaCheck::Epoch,
         }
     }
 }

@@ -40,8 +40,15 @@ impl TrainSet {
     /// Batches an epoch yields: the reference splits the shuffled samples into batches and always
     /// drops the last one (even a full one).
     pub fn batches_per_epoch(&self, negative_samples: i64, batch_size: i64) -> i64 {
-        let samples = self.epoch_samples(negative_samples);
-        ((samples + batch_size - 1) / batch_size - 1).max(0)
+        self.rank_batches_per_epoch(negative_samples, batch_size, 1)
+    }
+
+    /// Batches each of `world` ranks runs per epoch (batches of `batch_size / world` samples, as
+    /// many as the smallest rank's share allows, so all ranks run the same number of steps).
+    pub fn rank_batches_per_epoch(&self, negative_samples: i64, batch_size: i64, world: i64) -> i64 {
+        let local_batch = (batch_size / world).max(1);
+        let smallest = self.epoch_samples(negative_samples) / world;
+        ((smallest + local_batch - 1) / local_batch - 1).max(0)
     }
 
     /// Builds an epoch with the global torch generator (seed it first for a reproducible run).
@@ -62,8 +69,7 @@ impl TrainSet {
         let local_batch = (batch_size / world).max(1);
         // Every rank takes as many batches as the smallest share allows (shares differ by at most one
         // sample), so all ranks run the same number of steps and their collectives pair up.
-        let smallest = samples / world;
-        let batches = ((smallest + local_batch - 1) / local_batch - 1).max(0);
+        let batches = self.rank_batches_per_epoch(negative_samples, batch_size, world);
         Epoch {
             users: users.index_select(0, &order),
             items: items.index_select(0, &order),

@@ -38,6 +38,7 @@
 mod adam;
 mod config;
 mod data;
+mod description;
 pub mod dist;
 mod error;
 mod full_eval;
@@ -46,7 +47,7 @@ mod state;
 mod trainer;
 
 pub use adam::{Adam, GradScaler};
-pub use config::{EvalProtocol, Mode, Pretrained, TrainConfig};
+pub use config::{EvalProtocol, Mode, Pretrained, ReplicaCheck, TrainConfig};
 pub use data::{Epoch, TrainSet};
 pub use dllogger::{DlLogger, LogValue, Step};
 pub use error::TrainError;

@@ -1,8 +1,9 @@
 //! The run: load the dataset, build the model, then train and evaluate epoch by epoch.
 
 use crate::adam::{Adam, GradScaler};
-use crate::config::{EvalProtocol, Mode, TrainConfig};
+use crate::config::{EvalProtocol, Mode, ReplicaCheck, TrainConfig};
 use crate::data::TrainSet;
+use crate::description;
 use crate::dist::{self, Collective};
 use crate::full_eval::{self, FullRanking};
 use crate::seeds::epoch_seed;
@@ -64,6 +65,9 @@ pub struct Summary {
     pub reached_threshold: bool,
     /// Whether `--patience` stopped the run.
     pub stopped_early: bool,
+    /// Data-parallel runs: how many times the ranks found their parameters bit-identical
+    /// ([`TrainConfig::replica_check`]); 0 for a single process.
+    pub replica_checks: u64,
 }
 
 /// Hooks for a front end (progress bars, summaries); every method has a no-op default.
@@ -101,6 +105,8 @@ pub struct Trainer {
     scaler: Option<GradScaler>,
     /// The data-parallel group; `None` for a single process.
     group: Option<Box<dyn Collective>>,
+    /// Replica checks passed so far.
+    replica_checks: u64,
 }
 
 impl Evaluation {
@@ -154,9 +160,14 @@ impl Trainer {
         check_settings(&config)?;
         let spec_path = config.data.join(&config.feature_spec_file);
         let spec = FeatureSpec::from_yaml_file(&spec_path)?;
+        let device = config.device;
+        // First of all collectives: ranks that run different jobs would otherwise call the next
+        // ones out of step (or average gradients of different problems).
+        if let Some(g) = group.as_deref_mut() {
+            dist::check_agreement(&description::job(&config, &spec, &spec_path)?, g, device)?;
+        }
         let layout = NcfLayout::from_spec(&spec)?;
         let (users, items) = layout.cardinalities(&spec)?;
-        let device = config.device;
         if device.is_cuda() {
             torch_ops::set_tf32(config.tf32).map_err(|e| TrainError::Config(e.to_string()))?;
         }
@@ -261,7 +272,7 @@ impl Trainer {
                 labels: t.features[&layout.label].to_kind(Kind::Float),
                 item_cardinality: items as i64,
             };
-            let batches = set.batches_per_epoch(config.negative_samples, config.batch_size);
+            let batches = set.rank_batches_per_epoch(config.negative_samples, config.batch_size, world as i64);
             if batches < config.grads_accumulated as i64 {
                 return Err(TrainError::Config(format!(
                     "an epoch holds {} samples ({} train rows x {} with negatives), which make {batches} batch(es) of {} once the last is dropped (as the reference does); {} are needed per optimizer step (--grads_accumulated). Lower --batch_size (-b) or --grads_accumulated",
@@ -295,6 +306,8 @@ impl Trainer {
             _ => None,
         };
         if let Some(g) = group.as_deref_mut() {
+            let resumed = config.resume.as_ref().map(|_| (&progress, &adam));
+            dist::check_agreement(&description::model(model.as_ref(), resumed), g, device)?;
             dist::broadcast_parameters(&params, g)?;
         }
         tracing::info!(
@@ -325,6 +338,7 @@ impl Trainer {
             layout,
             scaler,
             group,
+            replica_checks: 0,
         };
         trainer.log_parameters()?;
         Ok(trainer)
@@ -349,9 +363,11 @@ impl Trainer {
         &self.layout
     }
 
-    /// Batches per epoch (after the reference's drop of the last one).
+    /// Batches this rank runs per epoch (after the reference's drop of the last one; in a
+    /// data-parallel run, of `batch_size / world` samples each).
     pub fn batches_per_epoch(&self) -> i64 {
-        self.train.batches_per_epoch(self.config.negative_samples, self.config.batch_size)
+        let world = self.group.as_ref().map_or(1, |g| g.world_size() as i64);
+        self.train.rank_batches_per_epoch(self.config.negative_samples, self.config.batch_size, world)
     }
 
     /// Scores the test lists (eval mode, no gradients) in batches of `valid_batch_size`; with
@@ -474,7 +490,10 @@ impl Trainer {
         // reproducible and a resumed run continues exactly as an uninterrupted one.
         let seed = epoch_seed(self.progress.seed, epoch);
         tch::manual_seed(seed);
-        // Ranks draw the same negatives (the samples must agree to be split) but not the same masks.
+        // Ranks draw the same negatives (the samples must agree to be split). Dropout masks: on
+        // the CPU each rank draws its own (the mask stream is seeded per rank); on CUDA dropout
+        // draws from libtorch's generator, seeded alike on every rank, so the ranks' masks
+        // agree, as the reference's ranks' do when run with --seed.
         let rank = self.group.as_ref().map_or(0, |g| g.rank() as u64);
         self.model.seed_dropout((seed as u64) ^ rank.wrapping_mul(0xD6E8_FEB8_6659_FD93));
         let start = Instant::now();
@@ -516,9 +535,17 @@ impl Trainer {
                 scaler.update();
             }
             self.adam.zero_grad(&self.params);
+            if self.config.replica_check == ReplicaCheck::Step {
+                self.check_replicas(&format!("after step {} of epoch {}", step + 1, epoch + 1))?;
+            }
             observer.batches_done(((step + 1) * group) as u64);
         }
-        let loss = last_loss.map_or(f64::NAN, |l| l.double_value(&[]));
+        let mut loss = last_loss.map_or(f64::NAN, |l| l.double_value(&[]));
+        if let Some(g) = self.group.as_deref_mut() {
+            // The reference logs the last batch's loss averaged over the ranks.
+            let world = g.world_size() as f64;
+            loss = dist::sum_values(&[loss], g, self.config.device)?.first().copied().unwrap_or(f64::NAN) / world;
+        }
         Ok((start.elapsed().as_secs_f64(), loss))
     }
 
@@ -556,6 +583,7 @@ impl Trainer {
                 selected_by,
                 best_selection,
                 stopped_early: false,
+                replica_checks: 0,
             });
         }
         let already = self.progress.elapsed;
@@ -567,6 +595,9 @@ impl Trainer {
         let mut selected_by = self.selection(&empty, self.validation.as_ref().map(|_| &empty)).0;
         for epoch in self.progress.next_epoch..self.config.epochs {
             let (train_seconds, train_loss) = self.train_epoch(epoch, observer)?;
+            if self.config.replica_check == ReplicaCheck::Epoch {
+                self.check_replicas(&format!("after epoch {}", epoch + 1))?;
+            }
             let eval = self.evaluate()?;
             let validation = self.evaluate_validation()?;
             let (by, selected) = self.selection(&eval, validation.as_ref());
@@ -653,7 +684,17 @@ impl Trainer {
             best_selection: self.progress.best_hr,
             reached_threshold: reached,
             stopped_early,
+            replica_checks: self.replica_checks,
         })
+    }
+
+    /// Data-parallel runs: stops every rank when their parameters are no longer bit-identical.
+    fn check_replicas(&mut self, when: &str) -> Result<(), TrainError> {
+        if let Some(g) = self.group.as_deref_mut() {
+            dist::check_replicas(&self.params, g, self.config.device, when)?;
+            self.replica_checks += 1;
+        }
+        Ok(())
     }
 
     /// Whether this process is rank 0 (the one that writes checkpoints and logs).

@@ -5,8 +5,8 @@
 
 use metrics::TestSeries;
 use ncf_model::{NeuMf, NeuMfConfig};
-use ncf_train::dist::{average_gradients, sum_values, Collective, CollectiveError, ThreadGroup};
-use ncf_train::{Adam, Quiet, TrainConfig, Trainer};
+use ncf_train::dist::{average_gradients, check_replicas, sum_values, Collective, CollectiveError, ThreadGroup};
+use ncf_train::{Adam, Quiet, ReplicaCheck, TrainConfig, Trainer};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
@@ -166,11 +166,15 @@ fn a_two_rank_training_run_keeps_the_ranks_in_lockstep() {
                 seed: Some(3),
                 checkpoint_dir: None,
                 log_path: Some(log.clone()),
+                replica_check: ReplicaCheck::Step,
                 ..TrainConfig::default()
             };
             std::thread::spawn(move || {
                 let mut trainer = Trainer::in_group(config, Some(Box::new(group))).unwrap();
+                let steps = trainer.batches_per_epoch() as u64 * 2;
                 let summary = trainer.run(&mut Quiet).unwrap();
+                // Every step's check passed (and ran: a check that never runs passes too).
+                assert_eq!(summary.replica_checks, steps);
                 (copy_of(&trainer.model().state_dict()), summary.best_hr)
             })
         })
@@ -318,4 +322,103 @@ fn joining_an_nccl_group_of_one_runs_the_real_library_up_to_the_device() {
             assert!(e.starts_with("ncclCommInitRank failed: NCCL error 1: unhandled cuda error"), "{e}");
         }
     }
+}
+
+/// Runs `Trainer::in_group` on two thread-ranks whose configs differ by `change` (on rank 1);
+/// returns each rank's error message.
+fn start_two_ranks_differing(change: impl Fn(&mut TrainConfig) + Send + Sync + 'static) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synthetic_dataset(dir.path(), 50, 40, 1_000);
+    let change = std::sync::Arc::new(change);
+    let handles: Vec<_> = ThreadGroup::new(2, Duration::from_secs(30))
+        .into_iter()
+        .enumerate()
+        .map(|(rank, group)| {
+            let mut config = TrainConfig {
+                data: data.clone(),
+                batch_size: 256,
+                seed: Some(1),
+                checkpoint_dir: None,
+                log_path: None,
+                ..TrainConfig::default()
+            };
+            if rank == 1 {
+                change(&mut config);
+            }
+            std::thread::spawn(move || match Trainer::in_group(config, Some(Box::new(group))) {
+                Ok(_) => String::new(),
+                Err(e) => e.to_string(),
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn ranks_with_another_flag_both_stop_at_start_up_naming_it() {
+    let errors = start_two_ranks_differing(|c| c.learning_rate = 0.001);
+    for e in &errors {
+        assert!(e.contains("--learning_rate: rank 0 has 0.0045, rank 1 has 0.001"), "{errors:?}");
+    }
+    assert_eq!(errors[0], errors[1], "every rank stops with the same message");
+}
+
+#[test]
+fn ranks_with_another_model_width_stop_naming_the_parameter_shapes() {
+    // -f changes the model as well as the flag: both are named.
+    let errors = start_two_ranks_differing(|c| c.factors = 4);
+    for e in &errors {
+        assert!(e.contains("--factors: rank 0 has 64, rank 1 has 4"), "{errors:?}");
+    }
+}
+
+#[test]
+fn ranks_reading_another_dataset_stop_naming_the_file() {
+    let other = tempfile::tempdir().unwrap();
+    let other_data = synthetic_dataset(other.path(), 50, 40, 1_200);
+    let errors = start_two_ranks_differing(move |c| c.data = other_data.clone());
+    for e in &errors {
+        assert!(e.contains("dataset: train file"), "{errors:?}");
+        assert!(e.contains("bytes, rank 1 has"), "{errors:?}");
+    }
+}
+
+#[test]
+fn replicas_that_drift_apart_stop_every_rank_naming_the_rank() {
+    let handles: Vec<_> = ThreadGroup::new(3, Duration::from_secs(30))
+        .into_iter()
+        .enumerate()
+        .map(|(rank, mut group)| {
+            std::thread::spawn(move || {
+                let params = vec![
+                    Tensor::ones([5, 3], (Kind::Float, Device::Cpu)),
+                    Tensor::zeros([4], (Kind::Float, Device::Cpu)),
+                ];
+                let same = check_replicas(&params, &mut group, Device::Cpu, "at the start");
+                if rank == 2 {
+                    // One ulp in one element of rank 2's copy.
+                    let bumped = Tensor::from(f32::from_bits(1.0f32.to_bits() + 1));
+                    params[0].get(4).get(2).copy_(&bumped);
+                }
+                let drifted = check_replicas(&params, &mut group, Device::Cpu, "after step 7 of epoch 2");
+                (same, drifted)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (same, drifted) = h.join().unwrap();
+        assert_eq!(same, Ok(()));
+        let message = drifted.unwrap_err().to_string();
+        assert!(
+            message.contains("rank(s) 2 are no longer bit-identical to rank 0's after step 7 of epoch 2"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_rank_that_fails_before_the_agreement_is_a_clear_error_for_the_other() {
+    let errors = start_two_ranks_differing(|c| c.data = "/nonexistent/ncf-rs-data".into());
+    assert!(errors[1].contains("/nonexistent/ncf-rs-data"), "{errors:?}");
+    assert!(errors[0].contains("rank 1 left the group") || errors[0].contains("waited"), "{errors:?}");
 }

@@ -102,9 +102,29 @@ fn a_rank_that_never_starts_is_an_error_within_the_timeout() {
     assert!(start.elapsed() < Duration::from_secs(30), "took {:?}", start.elapsed());
 }
 
+/// Starts two ranks of `test`, kills `victim` with SIGKILL once both are stepping, and returns
+/// the survivor's output and how long it took to fail after the kill.
+fn kill_one_of_two(test: &str, victim: usize) -> (String, Duration) {
+    let port = free_port();
+    let mut ranks: Vec<Child> = (0..2).map(|r| spawn_rank(test, r, 2, port)).collect();
+    let mut killed = ranks.remove(victim);
+    let survivor = ranks.remove(0);
+    let lines = BufReader::new(killed.stdout.take().unwrap()).lines();
+    for line in lines {
+        if line.unwrap().contains("is running") {
+            break;
+        }
+    }
+    let at = Instant::now();
+    killed.kill().unwrap();
+    let _ = killed.wait();
+    let out = finished(survivor, "the survivor");
+    (out, at.elapsed())
+}
+
 #[test]
-fn a_rank_killed_mid_run_makes_the_other_fail_not_hang() {
-    let test = "a_rank_killed_mid_run_makes_the_other_fail_not_hang";
+fn a_rank_killed_mid_run_makes_the_other_fail_naming_it_not_hang() {
+    let test = "a_rank_killed_mid_run_makes_the_other_fail_naming_it_not_hang";
     if let Some((rank, world, port)) = as_rank() {
         let mut group = GlooGroup::join(&rank_env(rank, world, port), Duration::from_secs(10)).unwrap();
         let t = Tensor::ones([1024], (Kind::Float, Device::Cpu));
@@ -120,20 +140,16 @@ fn a_rank_killed_mid_run_makes_the_other_fail_not_hang() {
         }
         panic!("rank {rank}: 100,000 steps and no error: the other rank was never killed");
     }
-    let port = free_port();
-    let survivor = spawn_rank(test, 0, 2, port);
-    let mut victim = spawn_rank(test, 1, 2, port);
-    // Kill rank 1 (SIGKILL) once both are stepping.
-    let lines = BufReader::new(victim.stdout.take().unwrap()).lines();
-    for line in lines {
-        if line.unwrap().contains("rank 1 is running") {
-            break;
-        }
-    }
-    let killed = Instant::now();
-    victim.kill().unwrap();
-    let _ = victim.wait();
-    let out = finished(survivor, "rank 0");
-    assert!(out.contains("error at step") && out.contains("rank 0: gloo all-reduce failed"), "{out}");
-    assert!(killed.elapsed() < Duration::from_secs(30), "rank 0 took {:?} to notice", killed.elapsed());
+    // Rank 1 killed: rank 0 (which serves the store) holds the roll call alone and names it.
+    let (out, took) = kill_one_of_two(test, 1);
+    assert!(out.contains("error at step") && out.contains("rank 0: lost rank 1 (killed"), "{out}");
+    assert!(out.contains("gloo all-reduce failed"), "{out}");
+    // Well within the 10 s timeout: a closed connection is noticed at once, then the roll call's
+    // 5 s and rank 0's 2 s for late answers.
+    assert!(took < Duration::from_secs(30), "rank 0 took {took:?} to fail");
+    // Rank 0 killed: the store went with it, which names it.
+    let (out, took) = kill_one_of_two(test, 0);
+    assert!(out.contains("rank 1: lost rank 0 (killed"), "{out}");
+    assert!(took < Duration::from_secs(30), "rank 1 took {took:?} to fail");
+    println!("survivor failed {took:?} after the kill");
 }

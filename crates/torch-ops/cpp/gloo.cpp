@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -42,10 +43,18 @@ int guarded(char* err, size_t err_len, Body body) {
   }
 }
 
-// The process group holds its store (the group's rendezvous keys live there).
+// The process group, and the store it met at, held apart: abort() closes the group's
+// connections but keeps the store (served here on rank 0) up for the others' roll call.
 struct Group {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Store> store;
 };
+
+c10d::ProcessGroupGloo& live(void* group) {
+  auto& pg = static_cast<Group*>(group)->pg;
+  if (!pg) throw std::runtime_error("the gloo group was aborted after an earlier failure");
+  return *pg;
+}
 #endif
 }  // namespace
 
@@ -78,7 +87,7 @@ int ncf_gloo_new(const char* host, uint16_t port, int serve, int rank, int world
     auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    auto* group = new Group{c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options)};
+    auto* group = new Group{c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options), store};
     *out = group;
   });
 #else
@@ -94,7 +103,7 @@ int ncf_gloo_all_reduce_sum(void* group, at::Tensor* t, char* err, size_t err_le
 #ifdef NCF_WITH_GLOO
   return guarded(err, err_len, [&] {
     std::vector<at::Tensor> tensors{*t};
-    static_cast<Group*>(group)->pg->allreduce(tensors)->wait();
+    live(group).allreduce(tensors)->wait();
   });
 #else
   (void)group, (void)t;
@@ -109,11 +118,20 @@ int ncf_gloo_broadcast(void* group, at::Tensor* t, int root, char* err, size_t e
     std::vector<at::Tensor> tensors{*t};
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
-    static_cast<Group*>(group)->pg->broadcast(tensors, opts)->wait();
+    live(group).broadcast(tensors, opts)->wait();
   });
 #else
   (void)group, (void)t, (void)root;
   return gloo_fail("no gloo in this build", err, err_len);
+#endif
+}
+
+// Closes the group's connections (peers blocked on this rank fail at once); the store stays up.
+void ncf_gloo_abort(void* group) {
+#ifdef NCF_WITH_GLOO
+  static_cast<Group*>(group)->pg.reset();
+#else
+  (void)group;
 #endif
 }
 

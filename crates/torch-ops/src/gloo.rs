@@ -23,6 +23,7 @@ extern "C" {
     ) -> i32;
     fn ncf_gloo_all_reduce_sum(group: *mut c_void, t: crate::Handle, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_gloo_broadcast(group: *mut c_void, t: crate::Handle, root: i32, err: *mut c_char, err_len: usize) -> i32;
+    fn ncf_gloo_abort(group: *mut c_void);
     fn ncf_gloo_free(group: *mut c_void);
 }
 
@@ -111,6 +112,16 @@ impl GlooProcessGroup {
             ncf_gloo_broadcast(self.group, handle(t), root as i32, err.as_mut_ptr() as *mut c_char, err.len())
         };
         check(code, &err)
+    }
+}
+
+impl GlooProcessGroup {
+    /// Closes this rank's connections to the others (a peer blocked on this rank fails at once)
+    /// but keeps the store it met at (served here when this rank serves it) until drop; every
+    /// later collective fails. For after a failure: the survivors can still meet at the store.
+    pub fn abort(&mut self) {
+        // SAFETY: self.group is live until drop; abort may be called more than once.
+        unsafe { ncf_gloo_abort(self.group) }
     }
 }
 

@@ -11,11 +11,14 @@
 //! gradients (one flat buffer per step), and sum evaluation results, as the reference's
 //! DistributedDataParallel run does.
 
+mod agree;
 mod gloo;
 mod nccl;
+pub mod roll_call;
 mod store;
 mod threads;
 
+pub use agree::{check_agreement, check_replicas, checksum};
 pub use gloo::GlooGroup;
 pub use nccl::{rendezvous, NcclGroup};
 pub use store::StoreClient;
@@ -36,6 +39,13 @@ pub enum CollectiveError {
     /// Ranks disagreed about a tensor's size.
     #[error("rank {rank}: ranks passed tensors of different sizes to one collective ({mine} vs {other} elements)")]
     Mismatch { rank: usize, mine: usize, other: usize },
+    /// Ranks are gone (killed, crashed or hung): they did not answer the survivors' roll call.
+    #[error("rank {rank}: lost rank {} (killed, crashed or hung: no answer at the survivors' roll call); every other rank stops. {cause}", lost.iter().map(usize::to_string).collect::<Vec<_>>().join(", rank "))]
+    Lost { rank: usize, lost: Vec<usize>, cause: String },
+    /// The ranks are not running the same job (another dataset, flag or model), or their
+    /// parameters drifted apart; names what differs.
+    #[error("{0}")]
+    Disagreement(String),
     /// A backend failure (e.g. NCCL's own message).
     #[error("{0}")]
     Backend(String),
