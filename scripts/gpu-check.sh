@@ -9,7 +9,8 @@
 #      per epoch, and the same with a plain PyTorch NeuMF loop on the machine's own torch (baseline);
 #   4. times inference at batch 1,024 ... 1,048,576 in float32 (TF32) and float16;
 #   5. runs one epoch through the NCCL path with one rank (--nproc-per-node 1), and 6. the same
-#      under torchrun (python -m torch.distributed.run --no-python); both bounded (--dist-timeout 60).
+#      under torchrun (python -m torch.distributed.run --no-python); both bounded (--dist-timeout 60);
+#   7. trains 2 CPU ranks over gloo on a small synthetic dataset, checking the replicas every step.
 # Every figure also lands in $OUT (logs, tables).
 #   here:  scripts/gpu-check.sh --pack                  (release build + gpu-bin/)
 #          scripts/gpu-check.sh --local                 (the same steps on this CPU, tiny sizes)
@@ -82,7 +83,7 @@ PY
 train() { # label, command (ncf-train or a launcher of it) and its args...
   local label="$1"; shift
   if timeout "${limit:-240}" "$@" --checkpoint_dir "" --log_path "$out/train-$label.json" 2> "$out/train-$label.err" > /dev/null; then
-    grep -h "ncf-train: rank\|NCCL" "$out/train-$label.err" | head -5 || true
+    grep -h "ncf-train: rank\|ncf-train: all\|NCCL" "$out/train-$label.err" | head -5 || true
   else
     echo "gpu-check: ncf-train $label FAILED:"; tail -8 "$out/train-$label.err"
   fi
@@ -117,6 +118,14 @@ if [ "$local_run" = 0 ]; then
   limit=150 train torchrun1 "$py" -m torch.distributed.run --no-python --nproc-per-node 1 --master-port 29533 \
     "$bin/ncf-train" --dist-timeout 60 --data "$work/data" -e 1 -b "$batch" --seed 1
 fi
+
+# Both modes: the gloo path, 2 CPU processes on a small synthetic dataset (seconds), parameters
+# compared across the ranks after every step. (Gloo on CUDA tensors is not built: --dist-backend
+# gloo asks for --device cpu.)
+step "7. gloo: 2 CPU ranks (--nproc-per-node 2 --device cpu --check-replicas step)"
+"$bin/ncf-prepare" synthetic --output "$work/small" > /dev/null 2>&1 || echo "gpu-check: the small dataset FAILED"
+limit=150 train gloo2 "$bin/ncf-train" --nproc-per-node 2 --master-port 29535 --device cpu --check-replicas step \
+  --dist-timeout 60 --data "$work/small" -e 2 -b 16384 --seed 1
 
 step "table"
 cat "$out/table.txt"

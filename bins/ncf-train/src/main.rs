@@ -421,6 +421,7 @@ fn run(cli: Cli) -> Result<()> {
     let mut trainer = Trainer::in_group(config, group).with_context(|| format!("setting up the run on {data}"))?;
     let k = cli.topk;
     match cli.mode {
+        _ if !rank0 => {}
         ModeArg::Train => eprintln!(
             "ncf-train: {} on {} ({:?}), seed {}, {} batches of {} per epoch",
             trainer.model().name(),
@@ -471,10 +472,10 @@ fn run(cli: Cli) -> Result<()> {
         ModeArg::Train => {
             if let Some(env) = &rank_env {
                 eprintln!(
-                    "ncf-train: all {} ranks held bit-identical parameters at each of {} checks (--check-replicas {:?})",
+                    "ncf-train: all {} ranks held bit-identical parameters at each of {} checks (--check-replicas {})",
                     env.world_size,
                     summary.replica_checks,
-                    cli.check_replicas
+                    format!("{:?}", cli.check_replicas).to_lowercase()
                 );
             }
             // Humans count epochs from 1 (as the per-epoch lines do); the log, like the reference's, from 0.
