@@ -180,8 +180,9 @@ struct Cli {
     /// With --nproc-per-node: the port rank 0 serves the store on, for the ranks to meet.
     #[arg(long = "master-port", alias = "master_port", default_value_t = 29500)]
     master_port: u16,
-    /// Seconds a rank waits for the others at start-up or in a collective before giving up (a
-    /// killed, crashed or hung rank stops the others within it, naming the lost rank).
+    /// Seconds a rank waits for the others at start-up or in a collective before giving up (on
+    /// the CPU a killed, crashed or hung rank stops the others within it plus a 5 s roll call that
+    /// names the lost rank).
     #[arg(long = "dist-timeout", alias = "dist_timeout", default_value_t = 60)]
     dist_timeout: u64,
     /// Data-parallel runs: how often the ranks check that their parameters are bit-identical
@@ -470,7 +471,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         ModeArg::Train => {
-            if let Some(env) = &rank_env {
+            if let (Some(env), false) = (&rank_env, matches!(cli.check_replicas, ReplicaArg::Off)) {
                 eprintln!(
                     "ncf-train: all {} ranks held bit-identical parameters at each of {} checks (--check-replicas {})",
                     env.world_size,
@@ -568,7 +569,7 @@ fn launch(place: &Launch, backend: DistBackend) -> Result<()> {
         }
     }
     let world = n * place.nnodes;
-    let mut children = Vec::with_capacity(n);
+    let mut children = Ranks(Vec::with_capacity(n));
     for local in 0..n {
         let rank = place.node_rank * n + local;
         let mut command = std::process::Command::new(&exe);
@@ -577,7 +578,7 @@ fn launch(place: &Launch, backend: DistBackend) -> Result<()> {
         if backend == DistBackend::Gloo && n > 1 && std::env::var_os("OMP_NUM_THREADS").is_none() {
             command.env("OMP_NUM_THREADS", "1");
         }
-        let child = command
+        command
             .args(&args)
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", local.to_string())
@@ -587,15 +588,22 @@ fn launch(place: &Launch, backend: DistBackend) -> Result<()> {
             .env("MASTER_ADDR", &place.master_addr)
             .env("MASTER_PORT", place.master_port.to_string())
             // Our ranks meet at the port themselves, even when this launcher runs under torchrun.
-            .env_remove("TORCHELASTIC_USE_AGENT_STORE")
-            .spawn()
-            .with_context(|| format!("starting rank {rank}"))?;
-        children.push((rank, child));
+            .env_remove("TORCHELASTIC_USE_AGENT_STORE");
+        // SAFETY: prctl is async-signal-safe; the closure touches nothing else between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                // A rank outlives no launcher (killed, say, by a job scheduler): it gets SIGTERM.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command.spawn().with_context(|| format!("starting rank {rank}"))?;
+        children.0.push((rank, child));
     }
     let mut failed: Option<(usize, std::process::ExitStatus, std::time::Instant)> = None;
     loop {
         let mut running = false;
-        for (rank, child) in children.iter_mut() {
+        for (rank, child) in children.0.iter_mut() {
             match child.try_wait()? {
                 Some(status) if !status.success() && failed.is_none() => {
                     failed = Some((*rank, status, std::time::Instant::now()));
@@ -607,10 +615,7 @@ fn launch(place: &Launch, backend: DistBackend) -> Result<()> {
         match failed {
             Some((rank, status, _)) if !running => bail!("rank {rank} failed ({status}); the other ranks stopped"),
             Some((rank, status, at)) if at.elapsed() > place.grace => {
-                for (_, child) in children.iter_mut() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
+                children.stop();
                 bail!(
                     "rank {rank} failed ({status}); the ranks still running {} s later were killed",
                     place.grace.as_secs()
@@ -620,6 +625,27 @@ fn launch(place: &Launch, backend: DistBackend) -> Result<()> {
             _ => {}
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The ranks a launcher started; dropped on any way out of `launch` (an error included), it kills
+/// and reaps those still running, so none is left behind.
+struct Ranks(Vec<(usize, std::process::Child)>);
+
+impl Ranks {
+    fn stop(&mut self) {
+        for (_, child) in self.0.iter_mut() {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Ranks {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

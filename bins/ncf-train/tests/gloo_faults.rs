@@ -68,10 +68,15 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
 }
 
-/// The pids of `parent`'s children whose environment holds `RANK={rank}`.
+/// The pid of `parent`'s child whose environment holds `RANK={rank}` (from every process's
+/// /proc/PID/stat: /proc/PID/task/PID/children is not in every kernel).
 fn child_with_rank(parent: u32, rank: usize) -> Option<u32> {
-    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).find(|pid| {
+    let ppid = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()
+    };
+    let pids = std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter(|&pid| ppid(pid) == Some(parent)).find(|pid| {
         std::fs::read(format!("/proc/{pid}/environ"))
             .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == format!("RANK={rank}").as_bytes()))
     })
@@ -227,11 +232,12 @@ fn bad_starts_fail_within_the_timeout_with_a_message_never_hang() {
     assert!(stderr.contains("address already in use") || stderr.contains("EADDRINUSE"), "{stderr}");
     eprintln!("port in use: {took:?}, {:?}", out.status.code());
 
-    // A MASTER_ADDR nobody serves (a name that cannot resolve, RFC 2606).
-    let (out, took) = lone_rank(1, free_port(), "no-such-host.invalid");
+    // A MASTER_ADDR nobody serves (TEST-NET-1, RFC 5737: never routed; an address rather than
+    // an unresolvable name, whose lookup can itself block for long where no nameserver answers).
+    let (out, took) = lone_rank(1, free_port(), "192.0.2.1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && took < Duration::from_secs(30), "{took:?} {stderr}");
-    assert!(stderr.contains("no store to meet the other ranks at: store no-such-host.invalid:"), "{stderr}");
+    assert!(stderr.contains("no store to meet the other ranks at: store 192.0.2.1:"), "{stderr}");
     assert!(stderr.contains("not reachable within 3 s"), "{stderr}");
     eprintln!("wrong MASTER_ADDR: {took:?}, {:?}", out.status.code());
 

@@ -69,7 +69,7 @@ pub fn check_replicas(
         return Ok(());
     }
     Err(CollectiveError::Disagreement(format!(
-        "the parameters of rank(s) {} are no longer bit-identical to rank 0's {when}: the replicas drifted apart (a rank computed on other data, or a backend summed differently); the run is not data-parallel SGD any more",
+        "the parameters of rank(s) {} are no longer bit-identical to rank 0's {when}: the replicas drifted apart (a rank computed on other data, or a backend summed differently); the run is not data-parallel SGD any more (ranks on machines whose CPUs round Adam's arithmetic differently cannot stay bit-identical: there, --check-replicas off)",
         drifted.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
     )))
 }

@@ -63,14 +63,9 @@ impl GlooGroup {
         let rank = self.rank();
         let cause = format!("gloo {what} failed: {}", e.0);
         self.group.abort();
-        match roll_call::lost_ranks(&self.env, ROLL_CALL.min(self.timeout)) {
-            Ok(lost) if !lost.is_empty() => {
-                if self.env.rank == 0 && self.env.meeting == Meeting::Listen {
-                    // Rank 0 serves the store: keep it up while slower survivors answer.
-                    std::thread::sleep(Duration::from_secs(2));
-                }
-                CollectiveError::Lost { rank, lost, cause }
-            }
+        let waited = ROLL_CALL.min(self.timeout);
+        match roll_call::lost_ranks(&self.env, waited) {
+            Ok(lost) if !lost.is_empty() => CollectiveError::Lost { rank, lost, waited, cause },
             Ok(_) => {
                 CollectiveError::Backend(format!("rank {rank}: {cause} (every rank answered the roll call after it)"))
             }

@@ -40,8 +40,8 @@ pub enum CollectiveError {
     #[error("rank {rank}: ranks passed tensors of different sizes to one collective ({mine} vs {other} elements)")]
     Mismatch { rank: usize, mine: usize, other: usize },
     /// Ranks are gone (killed, crashed or hung): they did not answer the survivors' roll call.
-    #[error("rank {rank}: lost rank {} (killed, crashed or hung: no answer at the survivors' roll call); every other rank stops. {cause}", lost.iter().map(usize::to_string).collect::<Vec<_>>().join(", rank "))]
-    Lost { rank: usize, lost: Vec<usize>, cause: String },
+    #[error("rank {rank}: lost rank {} (killed, crashed or hung: no answer within {} s at the survivors' roll call); every other rank stops. {cause}", lost.iter().map(usize::to_string).collect::<Vec<_>>().join(", rank "), waited.as_secs())]
+    Lost { rank: usize, lost: Vec<usize>, waited: Duration, cause: String },
     /// The ranks are not running the same job (another dataset, flag or model), or their
     /// parameters drifted apart; names what differs.
     #[error("{0}")]

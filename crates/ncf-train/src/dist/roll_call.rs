@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 
 /// The ranks that did not answer the roll call within `wait` (never this one). Errors say why no
 /// roll call could be held.
+///
+/// Each survivor writes `alive/R`, waits up to `wait` for the others', then writes `done/R`. The
+/// rank that serves the store (rank 0, when the ranks met on their own) then keeps it up until
+/// every rank that answered is done (at most `wait` more), so a survivor that answered late still
+/// finds the store and is not told rank 0 is lost.
 pub fn lost_ranks(env: &RankEnv, wait: Duration) -> Result<Vec<usize>, String> {
     let prefix = match &env.meeting {
         Meeting::Listen => "ncf-rs/roll-call".to_owned(),
@@ -30,20 +35,38 @@ pub fn lost_ranks(env: &RankEnv, wait: Duration) -> Result<Vec<usize>, String> {
         }
         Err(e) => return Err(e),
     };
-    store.set(&format!("{prefix}/{}", env.rank), b"alive")?;
+    store.set(&format!("{prefix}/alive/{}", env.rank), b"1")?;
+    let others: Vec<usize> = (0..env.world_size).filter(|&r| r != env.rank).collect();
+    let lost = missing(&mut store, &prefix, "alive", others.clone(), wait);
+    // Best effort from here on: the answer above stands whatever happens to the store.
+    let _ = store.set(&format!("{prefix}/done/{}", env.rank), b"1");
+    if env.meeting == Meeting::Listen && env.rank == 0 {
+        let answered: Vec<usize> = others.into_iter().filter(|r| !lost.contains(r)).collect();
+        missing(&mut store, &prefix, "done", answered, wait);
+    }
+    Ok(lost)
+}
+
+/// Which of `ranks` have not set `prefix/what/R` within `wait`. A store that stops answering
+/// (its server left) ends the wait: the ranks not seen yet are returned.
+fn missing(store: &mut StoreClient, prefix: &str, what: &str, mut ranks: Vec<usize>, wait: Duration) -> Vec<usize> {
     let deadline = Instant::now() + wait;
-    let mut lost: Vec<usize> = (0..env.world_size).filter(|&r| r != env.rank).collect();
-    while !lost.is_empty() && Instant::now() < deadline {
+    while !ranks.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();
-        for r in lost {
-            if !store.check(&format!("{prefix}/{r}"))? {
-                still.push(r);
+        for &r in &ranks {
+            match store.check(&format!("{prefix}/{what}/{r}")) {
+                Ok(true) => {}
+                Ok(false) => still.push(r),
+                Err(e) => {
+                    tracing::debug!(error = %e, "the store stopped answering the roll call");
+                    return ranks;
+                }
             }
         }
-        lost = still;
-        if !lost.is_empty() {
+        ranks = still;
+        if !ranks.is_empty() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Ok(lost)
+    ranks
 }
