@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{log_lines, ncf_train, ok};
+use common::{evaluate_checkpoint, log_lines, ncf_train, ok};
 use std::path::Path;
 
 fn s(p: &Path) -> String {
@@ -113,21 +113,7 @@ fn a_validation_split_chooses_the_epoch_the_checkpoint_and_the_stop() {
     }
     // model.pth is the chosen epoch's: evaluated again, it gives that epoch's test HR.
     let test_log = dir.path().join("test.json");
-    ok(&ncf_train([
-        "--data",
-        &s(&data),
-        "--mode",
-        "test",
-        "-f",
-        "8",
-        "--layers",
-        "16",
-        "8",
-        "--load_checkpoint_path",
-        &s(&run.join("model.pth")),
-        "--log_path",
-        &s(&test_log),
-    ]));
+    evaluate_checkpoint(&data, &run.join("model.pth"), &s(&test_log), &["-f", "8", "--layers", "16", "8"]);
     assert_eq!(end_line(&test_log)["hr@10"], epochs[best]["hr@10"]);
     // --eval-users 120: a fixed subset of the 300 users' lists, for test and validation alike.
     assert_eq!((epochs[0]["full_users"].as_i64(), epochs[0]["validation_full_users"].as_i64()), (Some(120), Some(120)));

@@ -4,7 +4,7 @@
 //! checkpoint reproduces exactly.
 
 mod common;
-use common::{log_lines, ncf_train, ok, tiny_dataset};
+use common::{evaluate_checkpoint, log_lines, ncf_train, ok, tiny_dataset};
 use std::path::Path;
 
 fn s(p: &Path) -> String {
@@ -70,18 +70,7 @@ fn two_cpu_ranks_train_over_gloo_and_a_single_process_test_of_the_checkpoint_agr
     // float32's rounding of its per-user terms, which two ranks sum in another order (non-negative
     // terms, one per user: 2 gamma_users times the mean).
     let test_log = dir.path().join("test.json");
-    ok(&ncf_train([
-        "--data",
-        &s(&data),
-        "--mode",
-        "test",
-        "--load_checkpoint_path",
-        &s(&ckpt.join("model.pth")),
-        "--checkpoint_dir",
-        "",
-        "--log_path",
-        &s(&test_log),
-    ]));
+    evaluate_checkpoint(&data, &ckpt.join("model.pth"), &s(&test_log), &[]);
     let single = log_lines(&test_log).last().unwrap().1.clone();
     let (hr2, hr1) = (best["hr@10"].as_f64().unwrap(), single["hr@10"].as_f64().unwrap());
     assert_eq!(hr2, hr1, "HR@10: 2 ranks logged {hr2}, one process finds {hr1}");

@@ -6,7 +6,7 @@
 //! behind; after a kill, the last checkpoint loads and --resume continues the run.
 
 mod common;
-use common::{log_lines, ncf_train, ok, tiny_dataset};
+use common::{evaluate_checkpoint, log_lines, ncf_train, ok, tiny_dataset};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -121,18 +121,7 @@ fn a_rank_killed_under_the_launcher_stops_the_run_naming_it_and_resume_continues
     eprintln!("launcher stopped {took:?} after the kill");
 
     // The last checkpoint loads in a single process.
-    ok(&ncf_train([
-        "--data",
-        &s(&data),
-        "--mode",
-        "test",
-        "--load_checkpoint_path",
-        &s(&ckpt.join("model.pth")),
-        "--checkpoint_dir",
-        "",
-        "--log_path",
-        "",
-    ]));
+    evaluate_checkpoint(&data, &ckpt.join("model.pth"), "", &[]);
     // --resume with the same world size continues after the last finished epoch.
     let done = epochs_logged(&ckpt.join("log.json")).len() as u64;
     assert!(done >= 1);
@@ -246,6 +235,11 @@ fn bad_starts_fail_within_the_timeout_with_a_message_never_hang() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains(&format!("port {port} is in use")), "{stderr}");
     drop(taken);
+
+    // A machine placed outside the job.
+    let out = ncf_train(["--nnodes", "2", "--node-rank", "2", "--nproc-per-node", "1", "--data", "x"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--node-rank 2 must be below --nnodes 2"), "{stderr}");
 }
 
 #[test]

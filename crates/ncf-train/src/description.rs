@@ -1,6 +1,6 @@
 //! What a rank of a data-parallel run is about to compute, as `(what, value)` pairs the ranks
-//! compare at start-up ([`crate::dist::check_agreement`]): the dataset (its feature spec's text and
-//! every file's size), the flags that change the math, and the model (its parameters' names and
+//! compare at start-up ([`crate::dist::check_agreement`]): the dataset (its feature spec, as
+//! parsed, and every file's size), the flags that change the math, and the model (its parameters' names and
 //! shapes; when a training state is resumed, a checksum of the state each rank loaded).
 //!
 //! Left out on purpose: paths (another machine may mount the data elsewhere), evaluation batch
@@ -9,22 +9,22 @@
 
 use crate::adam::Adam;
 use crate::config::{EvalProtocol, TrainConfig};
-use crate::dist::checksum;
+use crate::dist::{agree, checksum};
 use crate::error::TrainError;
 use crate::state::Progress;
 use featurespec::FeatureSpec;
 use ncf_model::Model;
 use std::path::Path;
 
-/// The dataset and the flags that change the math; `spec_path`: the feature spec file read.
-pub(crate) fn job(
-    config: &TrainConfig,
-    spec: &FeatureSpec,
-    spec_path: &Path,
-) -> Result<Vec<(String, String)>, TrainError> {
+/// The dataset and the flags that change the math.
+pub(crate) fn job(config: &TrainConfig, spec: &FeatureSpec) -> Result<Vec<(String, String)>, TrainError> {
     let io = |path: &Path, source| TrainError::Io { path: path.to_path_buf(), source };
-    let text = std::fs::read(spec_path).map_err(|e| io(spec_path, e))?;
-    let mut entries = vec![("dataset: feature spec (checksum of its text)".to_owned(), format!("{:016x}", fnv(&text)))];
+    // The spec as parsed, written out again: layout and comments do not count, paths as written do.
+    let canonical = spec.to_yaml_string()?;
+    let mut entries = vec![(
+        "dataset: feature spec (checksum of its content)".to_owned(),
+        format!("{:016x}", agree::checksum_of(canonical.as_bytes())),
+    )];
     for (mapping, chunks) in &spec.source_spec {
         for file in chunks.iter().flat_map(|c| &c.files) {
             let path = spec.resolve_file(file)?;
@@ -85,9 +85,4 @@ pub(crate) fn model(model: &dyn Model, resumed: Option<(&Progress, &Adam)>) -> V
         ));
     }
     entries
-}
-
-/// FNV-1a over bytes (a file's text; collisions only matter against accidents, not adversaries).
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }

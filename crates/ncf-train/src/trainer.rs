@@ -164,7 +164,7 @@ impl Trainer {
         // First of all collectives: ranks that run different jobs would otherwise call the next
         // ones out of step (or average gradients of different problems).
         if let Some(g) = group.as_deref_mut() {
-            dist::check_agreement(&description::job(&config, &spec, &spec_path)?, g, device)?;
+            dist::check_agreement(&description::job(&config, &spec)?, g, device)?;
         }
         let layout = NcfLayout::from_spec(&spec)?;
         let (users, items) = layout.cardinalities(&spec)?;

@@ -102,6 +102,36 @@ fn a_rank_that_never_starts_is_an_error_within_the_timeout() {
     assert!(start.elapsed() < Duration::from_secs(30), "took {:?}", start.elapsed());
 }
 
+/// A rank's part in the kill tests: all-reduces until a collective fails (printing the error),
+/// saying "rank R is running" after step 10; from then on it is `late` to each collective.
+fn all_reduce_until_a_failure(rank: usize, world: usize, port: u16, timeout: Duration, late: Duration) {
+    let mut group = GlooGroup::join(&rank_env(rank, world, port), timeout).unwrap();
+    let t = Tensor::ones([1024], (Kind::Float, Device::Cpu));
+    for step in 0..100_000 {
+        if step > 10 {
+            std::thread::sleep(late);
+        }
+        if let Err(e) = group.all_reduce_sum(&t) {
+            println!("error at step {step}: {e}");
+            return;
+        }
+        if step == 10 {
+            println!("rank {rank} is running");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("rank {rank}: 100,000 steps and no error: no rank was killed");
+}
+
+/// Blocks until `rank` (spawned by `spawn_rank`) says it is running.
+fn wait_until_running(rank: &mut Child) {
+    for line in BufReader::new(rank.stdout.take().unwrap()).lines() {
+        if line.unwrap().contains("is running") {
+            break;
+        }
+    }
+}
+
 /// Starts two ranks of `test`, kills `victim` with SIGKILL once both are stepping, and returns
 /// the survivor's output and how long it took to fail after the kill.
 fn kill_one_of_two(test: &str, victim: usize) -> (String, Duration) {
@@ -109,12 +139,7 @@ fn kill_one_of_two(test: &str, victim: usize) -> (String, Duration) {
     let mut ranks: Vec<Child> = (0..2).map(|r| spawn_rank(test, r, 2, port)).collect();
     let mut killed = ranks.remove(victim);
     let survivor = ranks.remove(0);
-    let lines = BufReader::new(killed.stdout.take().unwrap()).lines();
-    for line in lines {
-        if line.unwrap().contains("is running") {
-            break;
-        }
-    }
+    wait_until_running(&mut killed);
     let at = Instant::now();
     killed.kill().unwrap();
     let _ = killed.wait();
@@ -126,19 +151,7 @@ fn kill_one_of_two(test: &str, victim: usize) -> (String, Duration) {
 fn a_rank_killed_mid_run_makes_the_other_fail_naming_it_not_hang() {
     let test = "a_rank_killed_mid_run_makes_the_other_fail_naming_it_not_hang";
     if let Some((rank, world, port)) = as_rank() {
-        let mut group = GlooGroup::join(&rank_env(rank, world, port), Duration::from_secs(10)).unwrap();
-        let t = Tensor::ones([1024], (Kind::Float, Device::Cpu));
-        for step in 0..100_000 {
-            if let Err(e) = group.all_reduce_sum(&t) {
-                println!("error at step {step}: {e}");
-                return;
-            }
-            if step == 10 {
-                println!("rank {rank} is running");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        panic!("rank {rank}: 100,000 steps and no error: the other rank was never killed");
+        return all_reduce_until_a_failure(rank, world, port, Duration::from_secs(10), Duration::ZERO);
     }
     // Rank 1 killed: rank 0 (which serves the store) holds the roll call alone and names it.
     let (out, took) = kill_one_of_two(test, 1);
@@ -161,31 +174,13 @@ fn a_rank_killed_mid_run_makes_the_other_fail_naming_it_not_hang() {
 fn with_three_ranks_the_roll_call_names_only_the_killed_one_though_a_survivor_is_slow() {
     let test = "with_three_ranks_the_roll_call_names_only_the_killed_one_though_a_survivor_is_slow";
     if let Some((rank, world, port)) = as_rank() {
-        let mut group = GlooGroup::join(&rank_env(rank, world, port), Duration::from_secs(20)).unwrap();
-        let t = Tensor::ones([1024], (Kind::Float, Device::Cpu));
-        for step in 0..10_000 {
-            if rank == 0 && step > 10 {
-                std::thread::sleep(Duration::from_secs(2));
-            }
-            if let Err(e) = group.all_reduce_sum(&t) {
-                println!("error at step {step}: {e}");
-                return;
-            }
-            if step == 10 {
-                println!("rank {rank} is running");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        panic!("rank {rank}: 10,000 steps and no error");
+        let late = if rank == 0 { Duration::from_secs(2) } else { Duration::ZERO };
+        return all_reduce_until_a_failure(rank, world, port, Duration::from_secs(20), late);
     }
     let port = free_port();
     let mut ranks: Vec<Child> = (0..3).map(|r| spawn_rank(test, r, 3, port)).collect();
     let mut victim = ranks.pop().unwrap();
-    for line in BufReader::new(victim.stdout.take().unwrap()).lines() {
-        if line.unwrap().contains("is running") {
-            break;
-        }
-    }
+    wait_until_running(&mut victim);
     victim.kill().unwrap();
     let _ = victim.wait();
     for (rank, survivor) in ranks.into_iter().enumerate() {

@@ -25,6 +25,15 @@ where
     Command::new(env!("CARGO_BIN_EXE_ncf-train")).arg("--device").arg("cpu").args(args).output().unwrap()
 }
 
+/// `ncf-train --mode test` of `checkpoint` on `data` in one process (plus `extra` flags, e.g. the
+/// model's widths), logging to `log` (empty: no log); asserts success, returns stdout.
+pub fn evaluate_checkpoint(data: &Path, checkpoint: &Path, log: &str, extra: &[&str]) -> String {
+    let (data, checkpoint) = (data.display().to_string(), checkpoint.display().to_string());
+    let mut args = vec!["--data", &data, "--mode", "test", "--load_checkpoint_path", &checkpoint, "--log_path", log];
+    args.extend_from_slice(extra);
+    ok(&ncf_train(args))
+}
+
 /// Asserts success, printing stderr otherwise; returns stdout.
 pub fn ok(o: &Output) -> String {
     assert!(o.status.success(), "exit {:?}\nstderr:\n{}", o.status, String::from_utf8_lossy(&o.stderr));

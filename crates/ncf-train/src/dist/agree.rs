@@ -77,24 +77,32 @@ pub fn check_replicas(
 /// A 64-bit checksum of the bits of `tensors` (any kinds and devices), in order: equal for
 /// bit-identical tensors, and different, but for a 2^-64 chance, otherwise.
 pub fn checksum(tensors: &[Tensor]) -> u64 {
-    // FNV-1a over 8-byte words: fast enough for ML-20m's 127 MB of parameters (tens of ms).
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    tensors.iter().fold(FNV_OFFSET, |hash, t| checksum_bytes(hash, &tensor_bytes(t)))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Folds `bytes` (and their length, so concatenations differ) into `hash`: FNV-1a over 8-byte
+/// words, fast enough for ML-20m's 127 MB of parameters (tens of ms). Start from [`FNV_OFFSET`].
+pub(crate) fn checksum_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
     let mut mix = |word: u64| {
         hash ^= word;
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     };
-    for t in tensors {
-        let bytes = tensor_bytes(t);
-        mix(bytes.len() as u64);
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            mix(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
-        }
-        let mut tail = [0u8; 8];
-        tail[..words.remainder().len()].copy_from_slice(words.remainder());
-        mix(u64::from_le_bytes(tail));
+    mix(bytes.len() as u64);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        mix(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
     }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    mix(u64::from_le_bytes(tail));
     hash
+}
+
+/// A checksum of `bytes` alone (e.g. a file's text).
+pub(crate) fn checksum_of(bytes: &[u8]) -> u64 {
+    checksum_bytes(FNV_OFFSET, bytes)
 }
 
 /// The raw bytes of a tensor (copied to a contiguous CPU tensor first).

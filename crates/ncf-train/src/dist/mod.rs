@@ -11,7 +11,7 @@
 //! gradients (one flat buffer per step), and sum evaluation results, as the reference's
 //! DistributedDataParallel run does.
 
-mod agree;
+pub(crate) mod agree;
 mod gloo;
 mod nccl;
 pub mod roll_call;
