@@ -7,7 +7,9 @@
 //! per dataset; [`TestSeries::rank_sums`] then scores the model's probabilities: duplicates are set
 //! to -1 (below any probability), the top `k` of each list are taken, a list is a hit when its
 //! positive is among them, and NDCG adds `log(2) / log(rank + 2)` at the positive's 0-based rank.
-//! [`RankSums`] holds the sums, so several ranks' parts add up ([`RankSums::combine`]).
+//! [`RankSums`] holds the sums, so several ranks' parts add up ([`RankSums::combine`]); for the
+//! same bits as one rank, stack the ranks' [`TestSeries::top_k_hits`] and add up once
+//! ([`RankSums::from_hits`]).
 //! [`rank_metrics`] does all of it in one call. Everything runs on the tensors' own device with the
 //! same libtorch operations as the reference, so the numbers are PyTorch's to the last bit.
 //!
@@ -150,6 +152,14 @@ impl TestSeries {
     /// Hits and NDCG sums at `k` for probabilities `scores` (`[L * S]` or `[L * S, 1]`, in this
     /// series' row order). `k` larger than `S` counts as `S` (every list a hit).
     pub fn rank_sums(&self, scores: &Tensor, k: i64) -> Result<RankSums, MetricsError> {
+        Ok(RankSums::from_hits(&self.top_k_hits(scores, k)?))
+    }
+
+    /// Which of each list's top `k` rows (best first) is its positive: a bool tensor
+    /// `[L, min(k, S)]`, on the scores' device; [`RankSums::from_hits`] adds it up. Several ranks'
+    /// matrices stacked in list order add up to the same bits as one rank's over all lists, which
+    /// summed [`RankSums`] (float sums in another order) do not.
+    pub fn top_k_hits(&self, scores: &Tensor, k: i64) -> Result<Tensor, MetricsError> {
         if k < 1 {
             return Err(MetricsError::K(k));
         }
@@ -157,18 +167,13 @@ impl TestSeries {
         if scores.numel() as i64 != expected {
             return Err(MetricsError::Length { what: "scores", got: scores.numel() as i64, expected });
         }
-        let lists = self.lists();
-        if lists == 0 {
-            return Ok(RankSums { hits: 0, ndcg: 0.0, lists: 0 });
+        let k = k.min(self.samples_per_series);
+        if self.lists() == 0 {
+            return Ok(Tensor::zeros([0, k], (Kind::Bool, scores.device())));
         }
         let ratings = scores.reshape([-1, self.samples_per_series]).masked_fill(&self.duplicates, -1.0);
-        let (_, top) = ratings.topk(k.min(self.samples_per_series), 1, true, true);
-        let hit = self.labels.gather(1, &top, false).eq(1.0);
-        let hits = hit.sum(Kind::Int64).int64_value(&[]);
-        // The reference's expression, op for op: log(2) / (rank + 2).log() in float32, summed.
-        let ranks = hit.nonzero().select(1, 1).to_kind(Kind::Float);
-        let ndcg = ((ranks + 2.0).log().reciprocal() * std::f64::consts::LN_2).sum(Kind::Float).double_value(&[]);
-        Ok(RankSums { hits, ndcg, lists })
+        let (_, top) = ratings.topk(k, 1, true, true);
+        Ok(self.labels.gather(1, &top, false).eq(1.0))
     }
 }
 
@@ -181,6 +186,20 @@ pub struct RankSums {
 }
 
 impl RankSums {
+    /// The sums of a hit matrix `[L, k]` from [`TestSeries::top_k_hits`] (true where a list's
+    /// positive sits at that 0-based rank).
+    pub fn from_hits(hit: &Tensor) -> RankSums {
+        let lists = hit.size().first().copied().unwrap_or(0);
+        if lists == 0 {
+            return RankSums { hits: 0, ndcg: 0.0, lists: 0 };
+        }
+        let hits = hit.sum(Kind::Int64).int64_value(&[]);
+        // The reference's expression, op for op: log(2) / (rank + 2).log() in float32, summed.
+        let ranks = hit.nonzero().select(1, 1).to_kind(Kind::Float);
+        let ndcg = ((ranks + 2.0).log().reciprocal() * std::f64::consts::LN_2).sum(Kind::Float).double_value(&[]);
+        RankSums { hits, ndcg, lists }
+    }
+
     /// HR@k: hits / lists (0 for no lists).
     pub fn hit_rate(&self) -> f64 {
         if self.lists == 0 {

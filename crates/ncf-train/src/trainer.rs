@@ -423,7 +423,8 @@ impl Trainer {
         } else {
             Tensor::cat(&scores, 0)
         };
-        let mut sums = series.rank_sums(&scores, self.config.topk)?;
+        let hits = series.top_k_hits(&scores, self.config.topk)?;
+        let mut sums = RankSums::from_hits(&hits);
         let mut validation_loss = metrics::validation_loss(&losses).unwrap_or(f64::NAN);
         let mut rows = rows;
         if let Some(g) = self.group.as_deref_mut() {
@@ -444,7 +445,10 @@ impl Trainer {
                 f.map,
             ];
             let total = dist::sum_values(&local, g, self.config.device)?;
-            sums = RankSums { hits: total[0].round() as i64, ndcg: total[1], lists: total[2].round() as i64 };
+            // HR and NDCG from every rank's hit matrix, stacked in list order and added up once,
+            // rather than the reference's sum of per-rank float sums: the same bits as one process
+            // evaluating every list (equal to the reference's within float32 rounding).
+            sums = RankSums::from_hits(&dist::gather_rows(&hits, g, self.config.device)?.ge(0.5));
             validation_loss = total[3] / world;
             rows = total[4].round() as i64;
             if full.is_some() {

@@ -3,9 +3,9 @@
 //! evaluation on one, a missing or failed rank is an error (not a hang), and a whole training run
 //! on two ranks keeps them in lockstep.
 
-use metrics::TestSeries;
+use metrics::{RankSums, TestSeries};
 use ncf_model::{NeuMf, NeuMfConfig};
-use ncf_train::dist::{average_gradients, check_replicas, sum_values, Collective, CollectiveError, ThreadGroup};
+use ncf_train::dist::{average_gradients, check_replicas, gather_rows, Collective, CollectiveError, ThreadGroup};
 use ncf_train::{Adam, Quiet, ReplicaCheck, TrainConfig, Trainer};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
@@ -101,28 +101,31 @@ fn w_ranks_of_batch_b_over_w_step_like_one_rank_of_batch_b() {
 }
 
 #[test]
-fn evaluation_split_over_ranks_equals_evaluation_on_one() {
-    let lists = 7;
-    let items = (Tensor::arange(lists * 5, (Kind::Int64, Device::Cpu)) * 13).remainder(11);
-    let labels = Tensor::arange(lists * 5, (Kind::Int64, Device::Cpu)).remainder(5).eq(0).to_kind(Kind::Float);
-    let scores = (Tensor::arange(lists * 5, (Kind::Float, Device::Cpu)) * 0.37).sin().abs();
-    let whole = TestSeries::new(&scores, &items, &labels, 5).unwrap();
-    let expected = whole.rank_sums(&whole.users(), 2).unwrap();
-    let handles: Vec<_> = ThreadGroup::new(3, Duration::from_secs(30))
-        .into_iter()
-        .map(|mut group| {
-            let part = whole.shard(group.rank() as i64, 3);
-            std::thread::spawn(move || {
-                let s = part.rank_sums(&part.users(), 2).unwrap();
-                sum_values(&[s.hits as f64, s.ndcg, s.lists as f64], &mut group, Device::Cpu).unwrap()
+fn evaluation_split_over_ranks_equals_evaluation_on_one_bit_for_bit() {
+    // 2,001 lists: enough hits that float32 sums taken per rank, then added, would round
+    // differently from one sum; 2 lists over 3 ranks: a rank with nothing to evaluate.
+    for (lists, world) in [(2001i64, 3usize), (2, 3)] {
+        let rows = lists * 5;
+        let items = (Tensor::arange(rows, (Kind::Int64, Device::Cpu)) * 13).remainder(11);
+        let labels = Tensor::arange(rows, (Kind::Int64, Device::Cpu)).remainder(5).eq(0).to_kind(Kind::Float);
+        let scores = (Tensor::arange(rows, (Kind::Float, Device::Cpu)) * 0.37).sin().abs();
+        let whole = TestSeries::new(&scores, &items, &labels, 5).unwrap();
+        let expected = whole.rank_sums(&whole.users(), 2).unwrap();
+        let handles: Vec<_> = ThreadGroup::new(world, Duration::from_secs(30))
+            .into_iter()
+            .map(|mut group| {
+                let part = whole.shard(group.rank() as i64, world as i64);
+                std::thread::spawn(move || {
+                    let hits = part.top_k_hits(&part.users(), 2).unwrap();
+                    RankSums::from_hits(&gather_rows(&hits, &mut group, Device::Cpu).unwrap().ge(0.5))
+                })
             })
-        })
-        .collect();
-    for h in handles {
-        let total = h.join().unwrap();
-        assert_eq!((total[0] as i64, total[2] as i64), (expected.hits, expected.lists));
-        // NDCG sums are float32 per part, as in the reference, so parts add up to rounding.
-        assert!((total[1] - expected.ndcg).abs() < 1e-5, "{} vs {}", total[1], expected.ndcg);
+            .collect();
+        for h in handles {
+            let total = h.join().unwrap();
+            assert_eq!((total.hits, total.lists), (expected.hits, expected.lists));
+            assert_eq!(total.ndcg.to_bits(), expected.ndcg.to_bits(), "{} vs {}", total.ndcg, expected.ndcg);
+        }
     }
 }
 

@@ -109,6 +109,28 @@ pub fn sum_values(
     Ok(Vec::<f64>::try_from(&t.to_device(tch::Device::Cpu)).unwrap_or_default())
 }
 
+/// Every rank's `part` (`[n_r, ...]`, float32-exact values such as 0/1 or small integers), stacked
+/// in rank order on every rank: each rank writes its rows at its offset in a zero tensor and the
+/// tensors are summed, which is exact because every element has a single non-zero contributor.
+/// An all-gather for ranks of unequal sizes through the one collective every backend has.
+pub fn gather_rows(part: &Tensor, group: &mut dyn Collective, device: tch::Device) -> Result<Tensor, CollectiveError> {
+    let (rank, world) = (group.rank(), group.world_size());
+    let mut counts = vec![0.0; world];
+    counts[rank] = part.size().first().copied().unwrap_or(0) as f64;
+    let counts = sum_values(&counts, group, device)?;
+    let offset: f64 = counts[..rank].iter().sum();
+    let total: f64 = counts.iter().sum();
+    let mut shape = part.size();
+    if shape.is_empty() {
+        shape.push(0);
+    }
+    shape[0] = total as i64;
+    let all = Tensor::zeros(shape.as_slice(), (Kind::Float, device));
+    all.narrow(0, offset as i64, counts[rank] as i64).copy_(&part.to_kind(Kind::Float).to_device(device));
+    group.all_reduce_sum(&all)?;
+    Ok(all)
+}
+
 /// A rank's place in a torchrun-style launch (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`,
 /// `MASTER_PORT`, and torchrun's `TORCHELASTIC_*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
