@@ -28,6 +28,10 @@ pub enum InferenceError {
     #[error("{what} id {id} is outside the model's {count} {what}s (ids run from 0 to {count} - 1)")]
     IdOutOfRange { what: String, id: i64, count: u64 },
 
+    /// Pairs to score given as two lists of different lengths.
+    #[error("{users} users but {items} items: pairs need one of each")]
+    PairLengths { users: usize, items: usize },
+
     /// The checkpoint's model does not fit the dataset.
     #[error("the checkpoint has {model} {what}, the dataset {data}")]
     Shape { what: &'static str, model: i64, data: u64 },

@@ -39,5 +39,5 @@ mod recommend;
 mod small_batch;
 
 pub use error::InferenceError;
-pub use recommend::{write_recommendations, OutputFormat, RawId, Recommendation, Recommender};
+pub use recommend::{write_recommendations, Catalog, OutputFormat, RawId, Recommendation, Recommender};
 pub use small_batch::{SmallBatchScorer, SMALL_BATCH_BELOW};

@@ -9,6 +9,7 @@ use spec_dataset::{IdIndex, IdMap, IdSide};
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 /// An id as the ratings file had it: an integer (MovieLens), or any other text (`u196`, a UUID).
@@ -29,7 +30,8 @@ impl fmt::Display for RawId {
 }
 
 impl RawId {
-    fn json(&self) -> serde_json::Value {
+    /// As JSON: a number for an integer id, a string otherwise.
+    pub fn json(&self) -> serde_json::Value {
         match self {
             RawId::Int(i) => (*i).into(),
             RawId::Text(s) => s.as_str().into(),
@@ -54,36 +56,29 @@ pub struct Recommendation {
     pub items: Vec<(RawId, f32)>,
 }
 
-/// A trained model with the dataset it was trained on.
-pub struct Recommender {
-    model: AnyModel,
-    kind: ModelKind,
-    item_side: ItemSide,
+/// What a served model needs to know of its dataset, model aside: the users and items, their raw
+/// ids both ways, and each user's train items. Read once; a model reloaded for the same dataset
+/// shares it ([`Recommender::with_catalog`]).
+pub struct Catalog {
+    users: i64,
+    items: i64,
     /// Train items of user `u`: `seen_items[seen_start[u]..seen_start[u + 1]]`.
     seen_start: Vec<usize>,
     seen_items: Vec<i64>,
     user_raw: Option<IdMap>,
     item_raw: Option<IdMap>,
     raw_to_user: Option<IdIndex>,
+    raw_to_item: Option<IdIndex>,
     dir: PathBuf,
 }
 
-impl Recommender {
-    /// Loads `checkpoint` (any model of `ncf-model`: its kind and shape read from the file) for the
-    /// dataset in `data` onto `device`.
-    pub fn open(data: &Path, checkpoint: &Path, device: Device) -> Result<Self, InferenceError> {
+impl Catalog {
+    /// Reads the dataset in `data`: its feature spec, train mapping (for the items each user has)
+    /// and id maps when it has them.
+    pub fn open(data: &Path) -> Result<Catalog, InferenceError> {
         let spec = FeatureSpec::from_yaml_file(data.join("feature_spec.yaml"))?;
         let layout = NcfLayout::from_spec(&spec)?;
         let (users, items) = layout.cardinalities(&spec)?;
-        let (kind, mut model) = ncf_model::load_any(checkpoint, 0.0, device)?;
-        if model.users() as u64 != users {
-            return Err(InferenceError::Shape { what: "users", model: model.users(), data: users });
-        }
-        if model.items() as u64 != items {
-            return Err(InferenceError::Shape { what: "items", model: model.items(), data: items });
-        }
-        model.set_train(false);
-        let item_side = model.item_side();
 
         // The items each user already has: train rows with a positive label.
         let train = tch_data::load_mapping(&spec, "train", Device::Cpu)?;
@@ -92,7 +87,7 @@ impl Recommender {
         let l = Vec::<f32>::try_from(&train.features[&layout.label].to_kind(Kind::Float)).unwrap_or_default();
         let mut seen_start = vec![0usize; users as usize + 1];
         for (&user, &label) in u.iter().zip(&l) {
-            if label > 0.5 {
+            if label > 0.5 && (0..users as i64).contains(&user) {
                 seen_start[user as usize + 1] += 1;
             }
         }
@@ -102,7 +97,7 @@ impl Recommender {
         let mut fill = seen_start.clone();
         let mut seen_items = vec![0i64; seen_start[users as usize]];
         for ((&user, &item), &label) in u.iter().zip(&i).zip(&l) {
-            if label > 0.5 {
+            if label > 0.5 && (0..users as i64).contains(&user) {
                 seen_items[fill[user as usize]] = item;
                 fill[user as usize] += 1;
             }
@@ -111,17 +106,123 @@ impl Recommender {
         let user_raw = IdMap::find(&spec, IdSide::User, Some(users as usize))?;
         let item_raw = IdMap::find(&spec, IdSide::Item, Some(items as usize))?;
         let raw_to_user = user_raw.as_ref().map(IdMap::index);
-        Ok(Recommender {
-            model,
-            kind,
-            item_side,
+        let raw_to_item = item_raw.as_ref().map(IdMap::index);
+        Ok(Catalog {
+            users: users as i64,
+            items: items as i64,
             seen_start,
             seen_items,
             user_raw,
             item_raw,
             raw_to_user,
+            raw_to_item,
             dir: data.to_owned(),
         })
+    }
+
+    /// Number of users (the dataset's cardinality).
+    pub fn users(&self) -> i64 {
+        self.users
+    }
+
+    /// Number of items.
+    pub fn items(&self) -> i64 {
+        self.items
+    }
+
+    /// The folder of the dataset.
+    pub fn dataset_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether ids in and out are the ratings file's (the dataset has id maps).
+    pub fn has_raw_ids(&self) -> bool {
+        self.user_raw.is_some() && self.item_raw.is_some()
+    }
+
+    /// The dataset's user for a raw id as typed (`42`, `u196`); without id maps the dataset's own
+    /// 0-based id. `None` for an id the dataset does not know.
+    pub fn user(&self, raw: &str) -> Option<i64> {
+        lookup(self.raw_to_user.as_ref(), raw, self.users)
+    }
+
+    /// The dataset's item for a raw id, as [`Catalog::user`].
+    pub fn item(&self, raw: &str) -> Option<i64> {
+        lookup(self.raw_to_item.as_ref(), raw, self.items)
+    }
+
+    /// The raw id of dataset user `u` (`u` itself without id maps).
+    pub fn user_raw_id(&self, u: i64) -> RawId {
+        RawId::of(self.user_raw.as_ref(), u)
+    }
+
+    /// The raw id of dataset item `i`.
+    pub fn item_raw_id(&self, i: i64) -> RawId {
+        RawId::of(self.item_raw.as_ref(), i)
+    }
+
+    /// The items user `u` has in train (dataset ids, in the train file's order); empty for a user
+    /// outside the dataset.
+    pub fn seen(&self, u: i64) -> &[i64] {
+        if !(0..self.users).contains(&u) {
+            return &[];
+        }
+        &self.seen_items[self.seen_start[u as usize]..self.seen_start[u as usize + 1]]
+    }
+
+    /// Bytes held (the seen lists and the id maps' entries, roughly): what a server adds per dataset.
+    pub fn approx_bytes(&self) -> usize {
+        let ids = |m: &Option<IdMap>| match m {
+            Some(IdMap::Int(v)) => v.len() * 8 * 3,
+            Some(IdMap::Text(v)) => v.iter().map(|s| 2 * s.len() + 64).sum(),
+            None => 0,
+        };
+        self.seen_start.len() * 8 + self.seen_items.len() * 8 + ids(&self.user_raw) + ids(&self.item_raw)
+    }
+}
+
+fn lookup(index: Option<&IdIndex>, raw: &str, count: i64) -> Option<i64> {
+    match index {
+        Some(index) => index.get(raw).map(|k| k as i64),
+        None => raw.trim().parse::<i64>().ok().filter(|k| (0..count).contains(k)),
+    }
+}
+
+/// Floats a scoring pass may hold per intermediate result on the CPU by default (2^26: 256 MB).
+const CPU_PASS_FLOATS: i64 = 1 << 26;
+/// The same on CUDA (2^30: a few GB; far fewer, larger passes keep the GPU busy).
+const CUDA_PASS_FLOATS: i64 = 1 << 30;
+
+/// A trained model with the dataset it was trained on.
+pub struct Recommender {
+    model: AnyModel,
+    kind: ModelKind,
+    item_side: ItemSide,
+    catalog: Arc<Catalog>,
+    pass_floats: i64,
+}
+
+impl Recommender {
+    /// Loads `checkpoint` (any model of `ncf-model`: its kind and shape read from the file) for the
+    /// dataset in `data` onto `device`.
+    pub fn open(data: &Path, checkpoint: &Path, device: Device) -> Result<Self, InferenceError> {
+        Recommender::with_catalog(Arc::new(Catalog::open(data)?), checkpoint, device)
+    }
+
+    /// Loads `checkpoint` for a dataset already read (e.g. a newer checkpoint of the model a
+    /// server runs); its users and items must be the catalog's.
+    pub fn with_catalog(catalog: Arc<Catalog>, checkpoint: &Path, device: Device) -> Result<Self, InferenceError> {
+        let (kind, mut model) = ncf_model::load_any(checkpoint, 0.0, device)?;
+        if model.users() != catalog.users {
+            return Err(InferenceError::Shape { what: "users", model: model.users(), data: catalog.users as u64 });
+        }
+        if model.items() != catalog.items {
+            return Err(InferenceError::Shape { what: "items", model: model.items(), data: catalog.items as u64 });
+        }
+        model.set_train(false);
+        let item_side = model.item_side();
+        let pass_floats = if device.is_cuda() { CUDA_PASS_FLOATS } else { CPU_PASS_FLOATS };
+        Ok(Recommender { model, kind, item_side, catalog, pass_floats })
     }
 
     /// Which library scores in float32 on the CPU (oneDNN where the CPU has AVX-512, by default;
@@ -130,29 +231,38 @@ impl Recommender {
         Ok(self.model.set_cpu_matmul(choice)?)
     }
 
+    /// Caps the floats one scoring pass holds per intermediate result (its users times items
+    /// times the model's activations per pair): lower bounds memory, higher (to a point) speeds
+    /// up. At least one user is scored per pass whatever the cap.
+    pub fn set_pass_floats(&mut self, floats: i64) {
+        self.pass_floats = floats.max(1);
+    }
+
     /// Which model the checkpoint holds.
     pub fn model_kind(&self) -> ModelKind {
         self.kind
     }
 
+    /// The model's parameter count.
+    pub fn parameter_count(&self) -> i64 {
+        self.model.parameter_count()
+    }
+
+    /// The dataset side: users, items, raw ids, train items.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
     /// Whether ids in and out are the ratings file's (the dataset has id maps).
     pub fn has_raw_ids(&self) -> bool {
-        self.user_raw.is_some() && self.item_raw.is_some()
+        self.catalog.has_raw_ids()
     }
 
     /// The dataset's users for raw user ids as typed (`42`, `u196`); an unknown id is an error
     /// naming it. Without id maps the ids are taken as the dataset's own 0-based ids.
     pub fn users_by_raw_id<S: AsRef<str>>(&self, raw: &[S]) -> Result<Vec<i64>, InferenceError> {
-        let users = self.model.users();
         raw.iter()
-            .map(|id| {
-                let id = id.as_ref();
-                let found = match &self.raw_to_user {
-                    Some(index) => index.get(id).map(|k| k as i64),
-                    None => id.trim().parse::<i64>().ok().filter(|k| (0..users).contains(k)),
-                };
-                found.ok_or_else(|| InferenceError::UnknownUser(id.to_owned()))
-            })
+            .map(|id| self.catalog.user(id.as_ref()).ok_or_else(|| InferenceError::UnknownUser(id.as_ref().to_owned())))
             .collect()
     }
 
@@ -163,17 +273,16 @@ impl Recommender {
 
     /// The folder of the dataset.
     pub fn dataset_dir(&self) -> &Path {
-        &self.dir
+        self.catalog.dataset_dir()
     }
 
-    /// Users scored per pass: as many as keep the pass's intermediate results near 2^26 floats on
-    /// the CPU (NeuMF: 2^18 pairs of 256 activations, cache-friendly) and 2^30 on CUDA (a few GB;
-    /// far fewer, larger passes keep the GPU busy). MF, a score per pair, takes thousands of
-    /// users per pass.
+    /// Users scored per pass: as many as keep the pass's intermediate results under the pass cap
+    /// ([`Recommender::set_pass_floats`]; by default near 2^26 floats on the CPU (NeuMF: 2^18
+    /// pairs of 256 activations, cache-friendly) and 2^30 on CUDA). MF, a score per pair, takes
+    /// thousands of users per pass.
     pub fn users_per_batch(&self) -> usize {
-        let floats: i64 = if self.model.device().is_cuda() { 1 << 30 } else { 1 << 26 };
         let per_user = self.model.items().max(1) * self.model.floats_per_scored_pair().max(1);
-        (floats / per_user).max(1) as usize
+        (self.pass_floats / per_user).max(1) as usize
     }
 
     /// The top `k` items for each of `users` (dataset ids), best first, leaving out each user's
@@ -186,16 +295,41 @@ impl Recommender {
         out
     }
 
+    /// `sigmoid(model(user, item))` for each pair of dataset ids, in evaluation mode: the
+    /// probabilities `ncf-train --mode test` ranks and PyTorch computes for the same checkpoint. An
+    /// id outside the model is an error naming it.
+    pub fn score_pairs(&self, users: &[i64], items: &[i64]) -> Result<Vec<f32>, InferenceError> {
+        if users.len() != items.len() {
+            return Err(InferenceError::PairLengths { users: users.len(), items: items.len() });
+        }
+        for (what, ids, count) in [("user", users, self.catalog.users), ("item", items, self.catalog.items)] {
+            if let Some(&id) = ids.iter().find(|&&id| !(0..count).contains(&id)) {
+                return Err(InferenceError::IdOutOfRange { what: what.into(), id, count: count as u64 });
+            }
+        }
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let device = self.model.device();
+        let p = tch::no_grad(|| {
+            self.model.forward_sigmoid(
+                &Tensor::from_slice(users).to_device(device),
+                &Tensor::from_slice(items).to_device(device),
+            )
+        });
+        Ok(Vec::<f32>::try_from(&p.to_kind(Kind::Float).to_device(Device::Cpu).view([-1])).unwrap_or_default())
+    }
+
     fn recommend_batch(&self, users: &[i64], k: usize, include_seen: bool) -> Vec<Recommendation> {
         let device = self.model.device();
         let n_items = self.model.items();
-        let scores =
-            self.model.all_item_logits(&Tensor::from_slice(users).to_device(device), &self.item_side).sigmoid();
+        let scores = tch::no_grad(|| {
+            self.model.all_item_logits(&Tensor::from_slice(users).to_device(device), &self.item_side).sigmoid()
+        });
         if !include_seen {
             let mut flat = Vec::new();
             for (row, &u) in users.iter().enumerate() {
-                let seen = &self.seen_items[self.seen_start[u as usize]..self.seen_start[u as usize + 1]];
-                flat.extend(seen.iter().map(|&i| row as i64 * n_items + i));
+                flat.extend(self.catalog.seen(u).iter().map(|&i| row as i64 * n_items + i));
             }
             if !flat.is_empty() {
                 let idx = Tensor::from_slice(&flat).to_device(device);
@@ -216,9 +350,9 @@ impl Recommender {
                     .zip(&top_scores[range])
                     // A user who has seen almost every item runs out of candidates.
                     .filter(|(_, s)| s.is_finite())
-                    .map(|(&i, &s)| (RawId::of(self.item_raw.as_ref(), i), s))
+                    .map(|(&i, &s)| (self.catalog.item_raw_id(i), s))
                     .collect();
-                Recommendation { user: RawId::of(self.user_raw.as_ref(), u), items }
+                Recommendation { user: self.catalog.user_raw_id(u), items }
             })
             .collect()
     }

@@ -1,0 +1,208 @@
+//! `ncf-serve`: recommendations online, a thin command line over the `serve` crate: flags, the
+//! listener, and the signals (SIGHUP reloads, SIGTERM/SIGINT drain and exit).
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use ncf_model::runtime::{CpuMatmul, DeviceChoice};
+use serve::{BatchConfig, Limits, ModelOptions, ServeConfig, Service};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Serves recommendations from a trained checkpoint over HTTP: top-k items for a user, many users
+/// at once, scores for (user, item) pairs, a page at / to look at them, Prometheus metrics, and a
+/// hot reload of the checkpoint. The model's kind and widths are read from the checkpoint.
+///
+/// Examples:
+///   ncf-serve --data data/cache/ml-20m --load_checkpoint_path runs/model.pth
+///   ncf-serve --data data/cache/ml-latest-small --load_checkpoint_path runs/model.pth --item-names movies.csv
+///   curl 'http://127.0.0.1:8080/v1/users/1/recommendations?k=10'
+///
+/// Signals: SIGHUP reloads the checkpoint (as POST /v1/admin/reload); SIGTERM or SIGINT stop
+/// accepting, answer what is in flight, and exit 0.
+#[derive(Parser, Debug)]
+#[command(name = "ncf-serve", version, verbatim_doc_comment)]
+struct Cli {
+    /// The dataset folder the model was trained on (feature_spec.yaml, train mapping, id maps).
+    #[arg(long)]
+    data: PathBuf,
+    /// The trained model (model.pth of NeuMF, GMF, MLP or MF).
+    #[arg(long = "load_checkpoint_path", alias = "load-checkpoint-path", value_name = "FILE")]
+    load_checkpoint_path: PathBuf,
+    /// Item titles to show with recommendations: a CSV of id,title[,genres] with a header
+    /// (MovieLens movies.csv).
+    #[arg(long = "item-names", value_name = "CSV")]
+    item_names: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free one (printed at start-up). Other machines reach
+    /// the service only when this is not a loopback address, e.g. 0.0.0.0:8080.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: String,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Library for float32 matrix products on the CPU: auto (oneDNN on CPUs with AVX-512, else
+    /// MKL), onednn or mkl.
+    #[arg(long = "cpu-matmul", default_value = "auto", value_name = "LIB")]
+    cpu_matmul: CpuMatmul,
+    /// Threads libtorch uses for one scoring pass (default: libtorch's, one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<i32>,
+    /// Users scored together at most in one batch of concurrent requests.
+    #[arg(long = "max-batch-users", default_value_t = 64, value_name = "N")]
+    max_batch_users: usize,
+    /// How long the first request of a batch waits for others, in microseconds (0: no waiting;
+    /// requests that arrive while a batch is scored still share the next one).
+    #[arg(long = "max-queue-delay-us", default_value_t = 500, value_name = "US")]
+    max_queue_delay_us: u64,
+    /// Requests that may wait for the scorer; more are answered 503 with Retry-After.
+    #[arg(long = "max-queue", default_value_t = 256, value_name = "N")]
+    max_queue: usize,
+    /// A request not answered within this many milliseconds gets 503 (still queued) or 504.
+    #[arg(long = "request-timeout-ms", default_value_t = 5000, value_name = "MS")]
+    request_timeout_ms: u64,
+    /// Users in one POST /v1/recommendations at most.
+    #[arg(long = "max-users-per-request", default_value_t = 1000, value_name = "N")]
+    max_users_per_request: usize,
+    /// Pairs in one POST /v1/scores at most.
+    #[arg(long = "max-pairs-per-request", default_value_t = 100_000, value_name = "N")]
+    max_pairs_per_request: usize,
+    /// Largest k a request may ask for (at most the number of items).
+    #[arg(long = "max-k", default_value_t = 1000, value_name = "N")]
+    max_k: usize,
+    /// Request bodies over this many bytes are refused (413).
+    #[arg(long = "max-body-bytes", default_value_t = 1 << 20, value_name = "BYTES")]
+    max_body_bytes: usize,
+    /// Memory one scoring pass may hold for its intermediate results, in MB (more users per pass
+    /// is faster up to a point; at least one user per pass whatever this says).
+    #[arg(long = "pass-memory-mb", default_value_t = 64, value_name = "MB")]
+    pass_memory_mb: u64,
+    /// A file holding the bearer token for POST /v1/admin/reload (or set NCF_SERVE_ADMIN_TOKEN).
+    /// Without a token the admin routes are off.
+    #[arg(long = "admin-token-file", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// After SIGTERM/SIGINT, how many seconds requests in flight get before the server exits anyway.
+    #[arg(long = "shutdown-timeout-s", default_value_t = 30, value_name = "S")]
+    shutdown_timeout_s: u64,
+}
+
+/// Bytes of intermediate results per float a scoring pass holds, counted over the activations
+/// alive at once (about three layers' outputs of the same size).
+const BYTES_PER_PASS_FLOAT: u64 = 4 * 3;
+
+fn main() -> ExitCode {
+    cli_support::keep_freed_memory();
+    cli_support::main("ncf-serve", || {
+        let cli = Cli::parse();
+        run(cli)
+    })
+}
+
+fn admin_token(cli: &Cli) -> Result<Option<String>> {
+    if let Some(path) = &cli.admin_token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the admin token from {}", path.display()))?;
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            bail!("{} is empty: write the admin token in it, or leave --admin-token-file out to turn the admin routes off", path.display());
+        }
+        return Ok(Some(token));
+    }
+    Ok(std::env::var("NCF_SERVE_ADMIN_TOKEN").ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = cli.device.resolve()?;
+    if let Some(n) = cli.threads {
+        if n < 1 {
+            bail!("--threads must be at least 1");
+        }
+        tch::set_num_threads(n);
+    }
+    if cli.max_batch_users == 0 || cli.max_queue == 0 || cli.max_users_per_request == 0 || cli.max_k == 0 {
+        bail!("--max-batch-users, --max-queue, --max-users-per-request and --max-k must be at least 1");
+    }
+    let config = ServeConfig {
+        data: cli.data.clone(),
+        checkpoint: cli.load_checkpoint_path.clone(),
+        item_names: cli.item_names.clone(),
+        model: ModelOptions {
+            device,
+            pass_floats: (cli.pass_memory_mb.max(1) << 20).div_ceil(BYTES_PER_PASS_FLOAT) as i64,
+            cpu_matmul: cli.cpu_matmul,
+        },
+        batching: BatchConfig {
+            max_batch_users: cli.max_batch_users,
+            max_queue_delay: Duration::from_micros(cli.max_queue_delay_us),
+            queue_capacity: cli.max_queue,
+        },
+        limits: Limits {
+            max_users_per_request: cli.max_users_per_request,
+            max_pairs_per_request: cli.max_pairs_per_request,
+            max_k: cli.max_k,
+            max_body_bytes: cli.max_body_bytes,
+            request_deadline: Duration::from_millis(cli.request_timeout_ms.max(1)),
+        },
+        admin_token: admin_token(&cli)?,
+    };
+    let admin = config.admin_token.is_some();
+    let service = Service::start(config)
+        .with_context(|| format!("loading {} for {}", cli.load_checkpoint_path.display(), cli.data.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(serve(service, &cli, admin))
+}
+
+async fn serve(service: Service, cli: &Cli, admin: bool) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&cli.listen)
+        .await
+        .with_context(|| format!("listening on {} (another server there? pick another with --listen)", cli.listen))?;
+    let addr = listener.local_addr().context("reading the listening address")?;
+    let m = service.model();
+    eprintln!(
+        "ncf-serve: {} ({} users, {} items, {} parameters) from {} (sha256 {}) on {}; admin routes {}",
+        m.kind,
+        m.users,
+        m.items,
+        m.parameters,
+        m.checkpoint.display(),
+        &m.sha256[..12.min(m.sha256.len())],
+        m.device,
+        if admin { "on" } else { "off" }
+    );
+    eprintln!("ncf-serve: listening on http://{addr}");
+
+    // SIGHUP: reload the checkpoint, as POST /v1/admin/reload does.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP")?;
+    let on_hangup = service.clone();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match on_hangup.reload(None).await {
+                Ok(info) => eprintln!("ncf-serve: SIGHUP: serving version {} (sha256 {})", info.version, info.sha256),
+                Err(e) => eprintln!("ncf-serve: SIGHUP: reload refused: {e}; the old model keeps serving"),
+            }
+        }
+    });
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM")?;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let on_stop = service.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => eprintln!("ncf-serve: SIGTERM: finishing the requests in flight"),
+            _ = tokio::signal::ctrl_c() => eprintln!("ncf-serve: SIGINT: finishing the requests in flight"),
+        }
+        on_stop.set_ready(false);
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, service.router()).with_graceful_shutdown(shutdown);
+    let grace = Duration::from_secs(cli.shutdown_timeout_s);
+    let drained = async {
+        let _ = stopping_rx.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result.context("serving")?,
+        _ = drained => bail!("requests still in flight {} s after the signal (--shutdown-timeout-s); exiting", grace.as_secs()),
+    }
+    eprintln!("ncf-serve: stopped");
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! Dynamic batching, as Triton's dynamic batcher: requests wait in a bounded queue; one scoring
+//! thread takes the first, then every other that arrives within `max_queue_delay` (up to
+//! `max_batch_users` users), and scores them together, so concurrent single-user requests share
+//! one pass over the model's weights.
+//!
+//! Why one thread: libtorch already spreads one pass over every core (intra-op threads); two
+//! passes at once would only compete for them. Why a bounded queue: a server that queues without
+//! limit answers every request late under overload; this one answers 503 at once instead.
+
+use crate::metrics::Metrics;
+use crate::model::LoadedModel;
+use crate::ApiError;
+use axum::http::StatusCode;
+use inference::Recommendation;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// How requests are batched.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Users scored together at most (a request with more is scored alone).
+    pub max_batch_users: usize,
+    /// How long the first request of a batch waits for others.
+    pub max_queue_delay: Duration,
+    /// Requests that may wait; one more is answered 503.
+    pub queue_capacity: usize,
+}
+
+/// What a request asks the scorer for.
+pub(crate) enum Work {
+    /// The top `k` for each user (dataset ids).
+    Recommend {
+        users: Vec<i64>,
+        k: usize,
+        include_seen: bool,
+        reply: oneshot::Sender<Result<Vec<Recommendation>, ApiError>>,
+    },
+    /// Probabilities of (user, item) pairs (dataset ids).
+    Score { users: Vec<i64>, items: Vec<i64>, reply: oneshot::Sender<Result<Vec<f32>, ApiError>> },
+}
+
+/// A request in the queue, with the model it started on (a reload while it waits does not change
+/// which model answers it) and its deadline.
+pub(crate) struct Job {
+    pub work: Work,
+    pub model: Arc<LoadedModel>,
+    pub deadline: Instant,
+}
+
+impl Job {
+    fn users(&self) -> usize {
+        match &self.work {
+            Work::Recommend { users, .. } => users.len(),
+            Work::Score { .. } => 1,
+        }
+    }
+
+    fn abandoned(&self) -> bool {
+        match &self.work {
+            Work::Recommend { reply, .. } => reply.is_closed(),
+            Work::Score { reply, .. } => reply.is_closed(),
+        }
+    }
+
+    fn fail(self, e: ApiError) {
+        match self.work {
+            Work::Recommend { reply, .. } => drop(reply.send(Err(e))),
+            Work::Score { reply, .. } => drop(reply.send(Err(e))),
+        }
+    }
+}
+
+/// The queue's sending end and its depth; the scoring thread runs until every handle is dropped.
+pub(crate) struct Batcher {
+    sender: SyncSender<Job>,
+    depth: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl Batcher {
+    /// Starts the scoring thread.
+    pub fn start(config: BatchConfig, metrics: Arc<Metrics>) -> std::io::Result<Batcher> {
+        let (sender, receiver) = sync_channel(config.queue_capacity.max(1));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let (d, m) = (depth.clone(), metrics.clone());
+        std::thread::Builder::new().name("ncf-serve-scorer".into()).spawn(move || run(receiver, config, d, m))?;
+        Ok(Batcher { sender, depth, metrics })
+    }
+
+    /// Queues a job; a full queue is a 503 with `Retry-After: 1`.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        self.depth.fetch_add(1, Ordering::SeqCst);
+        self.metrics.queue_depth.set(self.depth.load(Ordering::SeqCst) as i64);
+        match self.sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.depth.fetch_sub(1, Ordering::SeqCst);
+                self.metrics.queue_depth.set(self.depth.load(Ordering::SeqCst) as i64);
+                let message = match e {
+                    TrySendError::Full(_) => "the scoring queue is full; retry after the Retry-After seconds",
+                    TrySendError::Disconnected(_) => "the scorer has stopped (the server is shutting down)",
+                };
+                Err(ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message) })
+            }
+        }
+    }
+}
+
+fn run(receiver: Receiver<Job>, config: BatchConfig, depth: Arc<AtomicUsize>, metrics: Arc<Metrics>) {
+    let take = |job: Job| {
+        depth.fetch_sub(1, Ordering::SeqCst);
+        metrics.queue_depth.set(depth.load(Ordering::SeqCst) as i64);
+        job
+    };
+    // `recv` fails once every sender is gone: the service was dropped.
+    while let Ok(first) = receiver.recv() {
+        let first = take(first);
+        let opened = Instant::now();
+        let mut users = first.users();
+        let mut batch = vec![first];
+        while users < config.max_batch_users {
+            let left = config.max_queue_delay.saturating_sub(opened.elapsed());
+            // A timeout, or every sender gone, ends the batch.
+            let next = match left.is_zero() {
+                true => receiver.try_recv().map_err(|_| ()),
+                false => receiver.recv_timeout(left).map_err(|_| ()),
+            };
+            match next {
+                Ok(job) => {
+                    let job = take(job);
+                    users += job.users();
+                    batch.push(job);
+                }
+                Err(()) => break,
+            }
+        }
+        score_batch(batch, &metrics);
+    }
+}
+
+/// Scores a batch: recommendation requests grouped by model and `include_seen` into one pass each
+/// (with the largest `k`, each answer cut to its own), score requests by model.
+fn score_batch(batch: Vec<Job>, metrics: &Metrics) {
+    let now = Instant::now();
+    let mut live = Vec::with_capacity(batch.len());
+    for job in batch {
+        if job.abandoned() {
+            continue;
+        }
+        if now > job.deadline {
+            job.fail(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the request's deadline passed while it waited for the scorer (the server is overloaded)",
+            ));
+            continue;
+        }
+        live.push(job);
+    }
+    if live.is_empty() {
+        return;
+    }
+    let start = Instant::now();
+    let users: usize = live.iter().map(Job::users).sum();
+    while !live.is_empty() {
+        // The first job's kind of group, and every job that belongs to it.
+        let head = &live[0];
+        let model = head.model.clone();
+        let key = match &head.work {
+            Work::Recommend { include_seen, .. } => Some(*include_seen),
+            Work::Score { .. } => None,
+        };
+        let (group, rest): (Vec<Job>, Vec<Job>) = live.into_iter().partition(|j| {
+            Arc::ptr_eq(&j.model, &model)
+                && match (&j.work, key) {
+                    (Work::Recommend { include_seen, .. }, Some(k)) => *include_seen == k,
+                    (Work::Score { .. }, None) => true,
+                    _ => false,
+                }
+        });
+        live = rest;
+        match key {
+            Some(include_seen) => recommend_group(group, &model, include_seen),
+            None => score_group(group, &model),
+        }
+    }
+    metrics.batch_users.observe(users as f64);
+    metrics.batch_seconds.observe(start.elapsed().as_secs_f64());
+}
+
+fn internal(what: &str) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring failed: {what}; the server logs say more"))
+}
+
+fn recommend_group(group: Vec<Job>, model: &LoadedModel, include_seen: bool) {
+    let mut all_users = Vec::new();
+    let mut k_max = 0;
+    for job in &group {
+        if let Work::Recommend { users, k, .. } = &job.work {
+            all_users.extend_from_slice(users);
+            k_max = k_max.max(*k);
+        }
+    }
+    let result = catch_unwind(AssertUnwindSafe(|| model.scorer().recommend(&all_users, k_max, include_seen)));
+    let mut lists = match result {
+        Ok(lists) => lists.into_iter(),
+        Err(panic) => {
+            tracing::error!(
+                "recommending for {} users panicked: {:?}",
+                all_users.len(),
+                panic.downcast_ref::<String>()
+            );
+            for job in group {
+                job.fail(internal("the model panicked"));
+            }
+            return;
+        }
+    };
+    for job in group {
+        if let Work::Recommend { users, k, reply, .. } = job.work {
+            let mine: Vec<Recommendation> = lists
+                .by_ref()
+                .take(users.len())
+                .map(|mut r| {
+                    r.items.truncate(k);
+                    r
+                })
+                .collect();
+            let _ = reply.send(Ok(mine));
+        }
+    }
+}
+
+fn score_group(group: Vec<Job>, model: &LoadedModel) {
+    let (mut all_users, mut all_items) = (Vec::new(), Vec::new());
+    for job in &group {
+        if let Work::Score { users, items, .. } = &job.work {
+            all_users.extend_from_slice(users);
+            all_items.extend_from_slice(items);
+        }
+    }
+    let result = catch_unwind(AssertUnwindSafe(|| model.scorer().score_pairs(&all_users, &all_items)));
+    let scores = match result {
+        Ok(Ok(scores)) => scores,
+        Ok(Err(e)) => {
+            for job in group {
+                job.fail(ApiError::bad_request(e.to_string()));
+            }
+            return;
+        }
+        Err(_) => {
+            tracing::error!("scoring {} pairs panicked", all_users.len());
+            for job in group {
+                job.fail(internal("the model panicked"));
+            }
+            return;
+        }
+    };
+    let mut at = 0;
+    for job in group {
+        if let Work::Score { users, reply, .. } = job.work {
+            let _ = reply.send(Ok(scores[at..at + users.len()].to_vec()));
+            at += users.len();
+        }
+    }
+}
