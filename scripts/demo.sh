@@ -68,3 +68,8 @@ print(f"   inference {inf['batch_16384_mean_throughput']:,.0f} samples/s at batc
 PY
 echo
 echo "== Unverified in this version (no GPU lent): the CUDA paths (AMP, TF32, NCCL multi-GPU); see docs/src/distributed-and-gpu.md."
+
+echo
+echo "== Serve the model online (ncf-serve; then open the URL, or curl it):"
+echo "   $bin/ncf-serve --data $out/synthetic --load_checkpoint_path $out/checkpoints/model.pth"
+echo "   curl 'http://127.0.0.1:8080/v1/users/1/recommendations?k=5'"
