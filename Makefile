@@ -31,6 +31,7 @@ release: setup
 EXAMPLE_DIR := $(TARGET_DIR)/example-run
 SHARED_DIR := $(or $(NCF_SHARED_DIR),$(CURDIR)/../shared)
 test: setup
+	@bash scripts/setup-chromium.sh
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --lib
