@@ -296,8 +296,8 @@ impl Recommender {
     }
 
     /// `sigmoid(model(user, item))` for each pair of dataset ids, in evaluation mode: the
-    /// probabilities `ncf-train --mode test` ranks and PyTorch computes for the same checkpoint. An
-    /// id outside the model is an error naming it.
+    /// probabilities `ncf-train --mode test` ranks and PyTorch computes for the same checkpoint,
+    /// scored in passes under the pass cap. An id outside the model is an error naming it.
     pub fn score_pairs(&self, users: &[i64], items: &[i64]) -> Result<Vec<f32>, InferenceError> {
         if users.len() != items.len() {
             return Err(InferenceError::PairLengths { users: users.len(), items: items.len() });
@@ -311,13 +311,19 @@ impl Recommender {
             return Ok(Vec::new());
         }
         let device = self.model.device();
-        let p = tch::no_grad(|| {
-            self.model.forward_sigmoid(
-                &Tensor::from_slice(users).to_device(device),
-                &Tensor::from_slice(items).to_device(device),
-            )
-        });
-        Ok(Vec::<f32>::try_from(&p.to_kind(Kind::Float).to_device(Device::Cpu).view([-1])).unwrap_or_default())
+        // As many pairs per pass as the pass cap allows (the same cap as recommend's).
+        let per_pass = (self.pass_floats / self.model.floats_per_scored_pair().max(1)).max(1) as usize;
+        let mut out = Vec::with_capacity(users.len());
+        for (u, i) in users.chunks(per_pass).zip(items.chunks(per_pass)) {
+            let p = tch::no_grad(|| {
+                self.model
+                    .forward_sigmoid(&Tensor::from_slice(u).to_device(device), &Tensor::from_slice(i).to_device(device))
+            });
+            out.extend(
+                Vec::<f32>::try_from(&p.to_kind(Kind::Float).to_device(Device::Cpu).view([-1])).unwrap_or_default(),
+            );
+        }
+        Ok(out)
     }
 
     fn recommend_batch(&self, users: &[i64], k: usize, include_seen: bool) -> Vec<Recommendation> {

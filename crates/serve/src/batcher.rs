@@ -204,32 +204,33 @@ fn recommend_group(group: Vec<Job>, model: &LoadedModel, include_seen: bool) {
             k_max = k_max.max(*k);
         }
     }
-    let result = catch_unwind(AssertUnwindSafe(|| model.scorer().recommend(&all_users, k_max, include_seen)));
-    let mut lists = match result {
-        Ok(lists) => lists.into_iter(),
-        Err(panic) => {
-            tracing::error!(
-                "recommending for {} users panicked: {:?}",
-                all_users.len(),
-                panic.downcast_ref::<String>()
-            );
-            for job in group {
-                job.fail(internal("the model panicked"));
+    let scorer = model.scorer();
+    // Pass by pass, answering each request as soon as its users are scored: with one user per
+    // pass (NeuMF at ML-20m's size), the first request of a batch of 8 waits one pass, not 8.
+    let mut jobs = group.into_iter().peekable();
+    let mut scored: std::collections::VecDeque<Recommendation> = Default::default();
+    for pass in all_users.chunks(scorer.users_per_batch()) {
+        match catch_unwind(AssertUnwindSafe(|| scorer.recommend(pass, k_max, include_seen))) {
+            Ok(lists) => scored.extend(lists),
+            Err(panic) => {
+                tracing::error!("recommending for {} users panicked: {:?}", pass.len(), panic.downcast_ref::<String>());
+                for job in jobs {
+                    job.fail(internal("the model panicked"));
+                }
+                return;
             }
-            return;
         }
-    };
-    for job in group {
-        if let Work::Recommend { users, k, reply, .. } = job.work {
-            let mine: Vec<Recommendation> = lists
-                .by_ref()
-                .take(users.len())
-                .map(|mut r| {
-                    r.items.truncate(k);
-                    r
-                })
-                .collect();
-            let _ = reply.send(Ok(mine));
+        while let Some(job) = jobs.next_if(|j| j.users() <= scored.len()) {
+            if let Work::Recommend { users, k, reply, .. } = job.work {
+                let mine: Vec<Recommendation> = scored
+                    .drain(..users.len())
+                    .map(|mut r| {
+                        r.items.truncate(k);
+                        r
+                    })
+                    .collect();
+                let _ = reply.send(Ok(mine));
+            }
         }
     }
 }

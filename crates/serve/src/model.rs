@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use tch::Device;
 
+/// Pairs the load probe scores at once (NeuMF: 16 MB per 256-wide layer).
+const PROBE_PAIRS: usize = 16_384;
+
 /// How models are loaded: where they run and how much a scoring pass may hold.
 #[derive(Debug, Clone)]
 pub struct ModelOptions {
@@ -73,9 +76,12 @@ impl LoadedModel {
             let all_items: Vec<i64> = (0..items).collect();
             let all_users: Vec<i64> = (0..users).collect();
             for (u, i) in [(vec![0; items as usize], all_items), (all_users, vec![0; users as usize])] {
-                let scores = rec.score_pairs(&u, &i)?;
-                if let Some(&bad) = scores.iter().find(|s| !(0.0..=1.0).contains(*s)) {
-                    return Err(ServeError::Probe { path: checkpoint.to_owned(), score: bad });
+                // In chunks, so a reload's probe holds no more memory than a request's pass.
+                for (u, i) in u.chunks(PROBE_PAIRS).zip(i.chunks(PROBE_PAIRS)) {
+                    let scores = rec.score_pairs(u, i)?;
+                    if let Some(&bad) = scores.iter().find(|s| !(0.0..=1.0).contains(*s)) {
+                        return Err(ServeError::Probe { path: checkpoint.to_owned(), score: bad });
+                    }
                 }
             }
         }
