@@ -3,13 +3,15 @@
 # server) and against the way a Python user would serve the checkpoint (scripts/serve_fastapi.py:
 # FastAPI + uvicorn + PyTorch, every item scored per request), on an ML-20m-shaped dataset (138,493
 # users, 26,744 items) with random MF and NeuMF checkpoints (the time does not depend on the
-# weights). Single-user top-10 requests (`GET /v1/users/1/recommendations?k=10`) from `hey`.
+# weights). Single-user top-10 requests for random users (`GET /v1/users/{1..99999}/recommendations
+# ?k=10`) from `oha` (cargo install oha).
 #
 #   scripts/bench-serve.sh [DATA]        # DURATION=15 seconds per load point, MODELS="mf neumf"
 #
-# Per model it prints: ncf-infer's users/s; each server's throughput at saturation (32 clients
-# without pause); p50/p99 latency with one client (unloaded) and at 25/50/90% of ncf-serve's
-# saturation (hey's rate limit: 8 clients, each at a fixed rate), failed requests, and
+# Per model it prints: ncf-infer's users/s and users per CPU-second; each server's throughput at
+# saturation (32 connections without pause) and the server's own CPU-seconds per request there;
+# p50/p99 latency with one connection (unloaded) and at 25/50/90% of ncf-serve's saturation (oha's
+# rate limit, requests spread evenly, latency corrected for coordinated omission); failed requests;
 # ncf-serve's resident memory (after start-up and its peak). The load generator shares the
 # machine's cores with the server, as it would on a 2-core box: read the ratios, not the absolutes.
 set -euo pipefail
@@ -20,7 +22,7 @@ duration="${DURATION:-15}"
 for b in ncf-serve ncf-infer ncf-prepare; do
   [ -x "$bin/$b" ] || { echo "bench-serve: $bin/$b not found; run 'make release'" >&2; exit 1; }
 done
-command -v hey >/dev/null || { echo "bench-serve: needs hey (Debian: apt-get install hey)" >&2; exit 1; }
+command -v oha >/dev/null || { echo "bench-serve: needs oha (cargo install oha)" >&2; exit 1; }
 "$python" -c "import fastapi, uvicorn" 2>/dev/null || { echo "bench-serve: $python needs fastapi and uvicorn (pip install fastapi uvicorn)" >&2; exit 1; }
 # shellcheck source=scripts/ml20m-shaped.sh
 source "$here/scripts/ml20m-shaped.sh"
@@ -35,21 +37,22 @@ wait_up() { # url
   for _ in $(seq 1 600); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "bench-serve: $1 did not come up" >&2; return 1
 }
-# hey's figures: requests/s, p50 ms, p99 ms, non-200 answers and errors.
-hey_run() { # hey arguments...
-  local out; out="$(hey "$@" 2>&1)"
-  local rps p50 p99 ok total errors
-  rps=$(awk '/Requests\/sec:/{print $2}' <<<"$out")
-  p50=$(awk '$1 == "50%" && $2 == "in" {print $3 * 1000}' <<<"$out")
-  p99=$(awk '$1 == "99%" && $2 == "in" {print $3 * 1000}' <<<"$out")
-  # "Status code distribution:" lines are "[200]<tab>N responses"; "Error distribution:" lines "[N]<tab>why".
-  ok=$(awk '$1 == "[200]" && $3 == "responses" {print $2}' <<<"$out"); ok=${ok:-0}
-  total=$(awk '$1 ~ /^\[[0-9]+\]$/ && $3 == "responses" {s += $2} END {print s + 0}' <<<"$out")
-  errors=$(sed -n '/Error distribution/,$p' <<<"$out" | awk '$1 ~ /^\[[0-9]+\]$/ {s += substr($1, 2, length($1) - 2)} END {print s + 0}')
-  echo "${rps:-0} ${p50:-nan} ${p99:-nan} $((total - ok + errors))"
+# oha's figures: requests/s, p50 ms, p99 ms, failed (non-200 answers and errors).
+load() { # oha arguments... (the URL pattern last)
+  oha --no-tui --output-format json "$@" | "$python" -c '
+import json, sys
+d = json.load(sys.stdin)
+p = d["latencyPercentiles"]
+ok = d["statusCodeDistribution"].get("200", 0)
+# oha cancels the requests still in flight when -z ends ("aborted due to deadline"): not failures.
+errors = sum(v for k, v in d["errorDistribution"].items() if "deadline" not in k)
+total = sum(d["statusCodeDistribution"].values()) + errors
+fmt = lambda x: "nan" if x is None else f"{x * 1000:.1f}"
+rps = d["summary"]["requestsPerSec"]
+print("%.1f %s %s %d" % (rps, fmt(p.get("p50")), fmt(p.get("p99")), total - ok))'
 }
+cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 rss_mb() { awk '/VmRSS/{print int($2/1024)}' "/proc/$1/status"; }
-hwm_mb() { awk '/VmHWM/{print int($2/1024)}' "/proc/$1/status"; }
 
 for model in ${MODELS:-mf neumf}; do
   ckpt="$work/$model.pth"
@@ -61,32 +64,56 @@ for model in ${MODELS:-mf neumf}; do
     n=${NEUMF_USERS:-600}
     which=(--users "$("$python" -c "import torch,sys; print(','.join(str(x) for x in torch.load(sys.argv[1]).tolist()[:int(sys.argv[2])]))" "$data/user_ids.pt" "$n")")
   fi
-  infer=$("$bin/ncf-infer" recommend --data "$data" --load_checkpoint_path "$ckpt" "${which[@]}" -k 10 \
-    --device cpu --output "$work/recs.csv" 2>&1 | sed -n 's/.*users in .* s (\([0-9]*\) users\/s).*/\1/p')
+  "$bin/ncf-infer" recommend --data "$data" --load_checkpoint_path "$ckpt" "${which[@]}" -k 10 \
+    --device cpu --output "$work/recs.csv" 2>"$work/infer.log" &
+  ipid=$!
+  # Its CPU-seconds over the recommending alone (sampled when it prints its rate, before writing).
+  infer_cpu0=""
+  while kill -0 "$ipid" 2>/dev/null; do
+    if [ -z "$infer_cpu0" ] && grep -q "ncf-infer: .* from " "$work/infer.log" 2>/dev/null; then infer_cpu0=$(cpu_s "$ipid"); fi
+    if grep -q "users in" "$work/infer.log" 2>/dev/null; then infer_cpu1=$(cpu_s "$ipid" 2>/dev/null || echo 0); break; fi
+    sleep 0.05
+  done
+  wait "$ipid"
+  infer=$(sed -n 's/.*users in .* s (\([0-9]*\) users\/s).*/\1/p' "$work/infer.log")
+  infer_s=$(sed -n 's/.* users in \([0-9.]*\) s (.*/\1/p' "$work/infer.log")
+  per_cpu=$(awk -v n="$n" -v a="${infer_cpu0:-0}" -v b="${infer_cpu1:-0}" 'BEGIN {printf "%.0f", (b > a ? n / (b - a) : 0)}')
   echo
-  echo "== $model: ncf-infer recommend: $infer users/s ($n users)"
+  echo "== $model: ncf-infer recommend: $infer users/s ($n users in $infer_s s; $per_cpu users per CPU-second)"
 
   port=18090
+  # SERVE_ARGS_MF / SERVE_ARGS_NEUMF: extra ncf-serve flags per model (e.g. --threads 1).
+  extra_var="SERVE_ARGS_$(tr '[:lower:]' '[:upper:]' <<<"$model")"
+  read -r -a extra <<<"${!extra_var:-}"
   "$bin/ncf-serve" --data "$data" --load_checkpoint_path "$ckpt" --listen "127.0.0.1:$port" --device cpu \
-    --max-queue 4096 --request-timeout-ms 30000 2>"$work/serve.log" &
+    --max-queue 4096 --request-timeout-ms 30000 "${extra[@]}" 2>"$work/serve.log" &
   spid=$!; pids+=("$spid")
-  url="http://127.0.0.1:$port/v1/users/1/recommendations?k=10"
+  echo "ncf-serve flags: --max-queue 4096 --request-timeout-ms 30000 ${extra[*]}"
+  pattern="http://127.0.0.1:$port/v1/users/[1-9][0-9]{0,4}/recommendations\?k=10"
   wait_up "http://127.0.0.1:$port/readyz"
   rss_start=$(rss_mb "$spid")
-  read -r _ idle50 idle99 _ < <(hey_run -n 200 -c 1 "$url")
-  read -r sat _ satp99 satfail < <(hey_run -z "${duration}s" -c 32 "$url")
+  # Resident memory under load: sampled every 0.2 s while the load runs (VmHWM would also count
+  # start-up's transient peak, reading the train mapping).
+  (while kill -0 "$spid" 2>/dev/null; do rss_mb "$spid" 2>/dev/null; sleep 0.2; done) >"$work/rss.txt" &
+  rpid=$!
+  read -r _ idle50 idle99 _ < <(load -n 300 -c 1 --rand-regex-url "$pattern")
+  c0=$(cpu_s "$spid")
+  read -r sat _ satp99 satfail < <(load -z "${duration}s" -c 32 --rand-regex-url "$pattern")
+  c1=$(cpu_s "$spid")
+  served_per_cpu=$(awk -v r="$sat" -v d="$duration" -v a="$c0" -v b="$c1" 'BEGIN {printf "%.0f", r * d / (b - a)}')
   echo "| server | load | requests/s | p50 ms | p99 ms | failed |"
   echo "|---|---|---|---|---|---|"
-  echo "| ncf-serve | 1 client, no pause | | $idle50 | $idle99 | |"
-  echo "| ncf-serve | saturation (32 clients) | $sat | | $satp99 | $satfail |"
+  echo "| ncf-serve | 1 connection, no pause | | $idle50 | $idle99 | |"
+  echo "| ncf-serve | saturation (32 connections) | $sat | | $satp99 | $satfail |"
   rates=()
   for frac in 25 50 90; do
-    rate=$(awk -v s="$sat" -v f="$frac" 'BEGIN {r = s * f / 100; print (r < 0.8 ? 0.8 : r)}')
+    rate=$(awk -v s="$sat" -v f="$frac" 'BEGIN {printf "%.1f", s * f / 100}')
     rates+=("$frac:$rate")
-    read -r rps p50 p99 fail < <(hey_run -z "${duration}s" -c 8 -q "$(awk -v r="$rate" 'BEGIN {print r / 8}')" "$url")
+    read -r rps p50 p99 fail < <(load -z "${duration}s" -c 32 -q "$rate" --latency-correction --rand-regex-url "$pattern")
     echo "| ncf-serve | $frac% ($rate/s offered) | $rps | $p50 | $p99 | $fail |"
   done
-  peak=$(hwm_mb "$spid")
+  kill "$rpid" 2>/dev/null || true
+  peak=$(sort -n "$work/rss.txt" | tail -1)
   kill -TERM "$spid"; wait "$spid" 2>/dev/null || true
 
   for shape in "1 2" "2 1"; do
@@ -95,16 +122,16 @@ for model in ${MODELS:-mf neumf}; do
     "$python" "$here/scripts/serve_fastapi.py" --data "$data" --load_checkpoint_path "$ckpt" --port "$fport" \
       --workers "$workers" --threads "$threads" 2>"$work/fastapi.log" &
     fpid=$!; pids+=("$fpid")
-    furl="http://127.0.0.1:$fport/v1/users/1/recommendations?k=10"
-    wait_up "$furl"
+    fpattern="http://127.0.0.1:$fport/v1/users/[1-9][0-9]{0,4}/recommendations\?k=10"
+    wait_up "http://127.0.0.1:$fport/v1/users/1/recommendations?k=10"
     name="FastAPI ${workers}w x ${threads}t"
-    read -r _ fidle50 fidle99 _ < <(hey_run -n 100 -c 1 "$furl")
-    read -r fsat _ fsatp99 ffail < <(hey_run -z "${duration}s" -c 32 "$furl")
-    echo "| $name | 1 client, no pause | | $fidle50 | $fidle99 | |"
-    echo "| $name | saturation (32 clients) | $fsat | | $fsatp99 | $ffail |"
+    read -r _ fidle50 fidle99 _ < <(load -n 100 -c 1 --rand-regex-url "$fpattern")
+    read -r fsat _ fsatp99 ffail < <(load -z "${duration}s" -c 32 --rand-regex-url "$fpattern")
+    echo "| $name | 1 connection, no pause | | $fidle50 | $fidle99 | |"
+    echo "| $name | saturation (32 connections) | $fsat | | $fsatp99 | $ffail |"
     for fr in "${rates[@]}"; do
       frac=${fr%%:*}; rate=${fr#*:}
-      read -r rps p50 p99 fail < <(hey_run -z "${duration}s" -c 8 -q "$(awk -v r="$rate" 'BEGIN {print r / 8}')" "$furl")
+      read -r rps p50 p99 fail < <(load -z "${duration}s" -c 32 -q "$rate" --latency-correction --rand-regex-url "$fpattern")
       echo "| $name | ncf-serve's $frac% ($rate/s offered) | $rps | $p50 | $p99 | $fail |"
     done
     kill "$fpid" 2>/dev/null || true; pkill -f "serve_fastapi.py.*--port $fport" 2>/dev/null || true
@@ -112,6 +139,6 @@ for model in ${MODELS:-mf neumf}; do
   done
   size=$(du -m "$ckpt" | cut -f1)
   echo
-  echo "ncf-serve resident memory ($model): ${rss_start} MB after start-up (checkpoint file ${size} MB), peak ${peak} MB; the load added $((peak - rss_start)) MB"
-  echo "saturation: ncf-serve $sat requests/s = $(awk -v a="$sat" -v b="$infer" 'BEGIN {printf "%.2f", a / b}')x ncf-infer's users/s"
+  echo "ncf-serve resident memory ($model): ${rss_start} MB after start-up (checkpoint file ${size} MB), at most ${peak} MB under load: the load added $((peak - rss_start)) MB"
+  echo "saturation: ncf-serve $sat requests/s = $(awk -v a="$sat" -v b="$infer" 'BEGIN {printf "%.2f", a / b}')x ncf-infer's users/s; per CPU-second of the server itself: $served_per_cpu requests = $(awk -v a="$served_per_cpu" -v b="$per_cpu" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')x ncf-infer's"
 done

@@ -50,9 +50,10 @@ struct Cli {
     /// Users scored together at most in one batch of concurrent requests.
     #[arg(long = "max-batch-users", default_value_t = 64, value_name = "N")]
     max_batch_users: usize,
-    /// How long the first request of a batch waits for others, in microseconds (0: no waiting;
-    /// requests that arrive while a batch is scored still share the next one).
-    #[arg(long = "max-queue-delay-us", default_value_t = 500, value_name = "US")]
+    /// How long the first request of a batch waits for others, in microseconds. 0 (the default)
+    /// adds no latency: requests that arrive while a batch is scored still share the next one,
+    /// so batches fill under load anyway.
+    #[arg(long = "max-queue-delay-us", default_value_t = 0, value_name = "US")]
     max_queue_delay_us: u64,
     /// Requests that may wait for the scorer; more are answered 503 with Retry-After.
     #[arg(long = "max-queue", default_value_t = 256, value_name = "N")]
