@@ -18,7 +18,7 @@ model="${MODEL:-neumf}"
 for b in ncf-serve ncf-prepare; do
   [ -x "$bin/$b" ] || { echo "soak-serve: $bin/$b not found; run 'make release'" >&2; exit 1; }
 done
-command -v hey >/dev/null || { echo "soak-serve: needs hey (Debian: apt-get install hey)" >&2; exit 1; }
+command -v oha >/dev/null || { echo "soak-serve: needs oha (cargo install oha)" >&2; exit 1; }
 # ml20m-shaped.sh reads a dataset folder from $1: DATA, or none (it makes one).
 set -- "${DATA:-}"
 # shellcheck source=scripts/ml20m-shaped.sh
@@ -40,20 +40,33 @@ spid=$!
 trap 'kill $spid 2>/dev/null || true; [ -z "${BENCH_DIR:-}" ] && rm -rf "$work"' EXIT
 for _ in $(seq 1 600); do curl -sf "$base/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$spid/status"; }
-p50() { hey "$@" 2>&1 | awk '$1 == "50%" && $2 == "in" {print $3 * 1000}'; }
+pattern="$base/v1/users/[1-9][0-9]{0,4}/recommendations\?k=10"
+# oha's JSON: "requests/s p50_ms p99_ms ok_200 n_503 failed" (failed: neither 200 nor 503, errors
+# but the requests oha itself cancels when -z ends).
+load() {
+  oha --no-tui --output-format json "$@" | "$python" -c '
+import json, sys
+d = json.load(sys.stdin)
+p = d["latencyPercentiles"]; codes = d["statusCodeDistribution"]
+errors = sum(v for k, v in d["errorDistribution"].items() if "deadline" not in k)
+other = sum(v for k, v in codes.items() if k not in ("200", "503")) + errors
+fmt = lambda x: "nan" if x is None else "%.1f" % (x * 1000)
+print("%.1f %s %s %d %d %d" % (d["summary"]["requestsPerSec"], fmt(p.get("p50")), fmt(p.get("p99")), codes.get("200", 0), codes.get("503", 0), other))'
+}
 echo "soak-serve: $model on $users users x $items items, $(nproc) cores of $cpu"
-idle=$(p50 -n 200 -c 1 "$url")
-sat=$(hey -z 10s -c 32 "$url" 2>&1 | awk '/Requests\/sec:/{print $2}')
-half=$(awk -v s="$sat" 'BEGIN {print s / 2}')
+read -r _ idle _ _ _ _ < <(load -n 200 -c 1 --rand-regex-url "$pattern")
+read -r sat _ _ _ _ _ < <(load -z 10s -c 32 --rand-regex-url "$pattern")
+half=$(awk -v s="$sat" 'BEGIN {printf "%.1f", s / 2}')
 echo "unloaded p50 ${idle} ms; saturation ${sat} requests/s; soak at ${half}/s for ${minutes} min"
 
 # 1. The soak.
-hey -z "${minutes}m" -c 8 -q "$(awk -v r="$half" 'BEGIN {print r / 8}')" "$url" >"$work/soak.txt" 2>&1 &
-hpid=$!
+load -z "${minutes}m" -c 32 -q "$half" --latency-correction --rand-regex-url "$pattern" >"$work/soak.txt" &
+lpid=$!
 samples=()
 reloads_ok=0; reloads=0; t=0
-while kill -0 "$hpid" 2>/dev/null; do
+while kill -0 "$lpid" 2>/dev/null; do
   sleep 10; t=$((t + 10))
+  kill -0 "$lpid" 2>/dev/null || break
   samples+=("$(rss)")
   if [ $((t % 30)) -eq 0 ]; then
     next="$ckpt"; [ $(((t / 30) % 2)) -eq 1 ] && next="$work/$model-b.pth"
@@ -62,23 +75,18 @@ while kill -0 "$hpid" 2>/dev/null; do
     reloads=$((reloads + 1)); [ "$code" = 200 ] && reloads_ok=$((reloads_ok + 1))
   fi
 done
-wait "$hpid" || true
-ok=$(awk '$1 == "[200]" && $3 == "responses" {print $2}' "$work/soak.txt"); ok=${ok:-0}
-total=$(awk '$1 ~ /^\[[0-9]+\]$/ && $3 == "responses" {s += $2} END {print s + 0}' "$work/soak.txt")
-errors=$(sed -n '/Error distribution/,$p' "$work/soak.txt" | awk '$1 ~ /^\[[0-9]+\]$/ {s += substr($1, 2, length($1) - 2)} END {print s + 0}')
-soak99=$(awk '$1 == "99%" && $2 == "in" {print $3 * 1000}' "$work/soak.txt")
+wait "$lpid" || true
+read -r srps s50 s99 s200 s503 sfail <"$work/soak.txt"
 version=$(curl -s "$base/v1/model" | "$python" -c "import json,sys; print(json.load(sys.stdin)['version'])")
-echo "soak: $total requests, $((total - ok + errors)) failed, p99 ${soak99} ms; reloads $reloads_ok of $reloads succeeded (model version now $version)"
+echo "soak: ${srps} requests/s answered, ${s200} answered 200, ${s503} answered 503, ${sfail} failed otherwise; p50 ${s50} ms, p99 ${s99} ms; reloads $reloads_ok of $reloads succeeded (model version now $version)"
 echo "soak: resident MB every 10 s: ${samples[*]}"
 printf '%s\n' "${samples[@]}" | awk 'NR > 6 {if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1} END {print "soak: after the first minute resident memory stayed within " min "-" max " MB"}'
 
 # 2. 2x overload, then back to normal.
-over=$(hey -z 20s -c 512 -q "$(awk -v s="$sat" 'BEGIN {print 2 * s / 512}')" "$url" 2>&1)
-o200=$(awk '$1 == "[200]" && $3 == "responses" {print $2}' <<<"$over"); o503=$(awk '$1 == "[503]" && $3 == "responses" {print $2}' <<<"$over")
-oerr=$(sed -n '/Error distribution/,$p' <<<"$over" | awk '$1 ~ /^\[[0-9]+\]$/ {s += substr($1, 2, length($1) - 2)} END {print s + 0}')
+read -r _ _ o99 o200 o503 ofail < <(load -z 20s -c 512 -q "$(awk -v s="$sat" 'BEGIN {print 2 * s}')" --rand-regex-url "$pattern")
 kill -0 "$spid" && alive=yes || alive=no
-after=$(p50 -n 200 -c 1 "$url")
-echo "overload 2x for 20 s: ${o200:-0} answered 200, ${o503:-0} answered 503, ${oerr} client errors; server alive: $alive; unloaded p50 after: ${after} ms (before: ${idle} ms)"
+read -r _ after _ _ _ _ < <(load -n 200 -c 1 --rand-regex-url "$pattern")
+echo "overload 2x for 20 s (512 connections): ${o200} answered 200, ${o503} answered 503, ${ofail} failed otherwise; server alive: $alive; unloaded p50 after: ${after} ms (before: ${idle} ms)"
 
 # 3. Malformed requests.
 "$python" - "$base" <<'PY'

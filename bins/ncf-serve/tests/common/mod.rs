@@ -28,7 +28,7 @@ pub fn dataset(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     preprocess::prepare(&raw, &data, &preprocess::PrepareOptions { negatives: 20, ..Default::default() }, |_| {})
         .unwrap();
-    let items: std::collections::BTreeSet<i64> = raw_ratings(dir).into_iter().flat_map(|(_, items)| items).collect();
+    let items: std::collections::BTreeSet<i64> = raw_ratings(dir).into_values().flatten().collect();
     let mut names = String::from("movieId,title,genres\n");
     for i in items {
         // A title with a comma and quotes, as movies.csv has ("Shawshank Redemption, The").
