@@ -65,7 +65,7 @@ struct Cli {
     #[arg(long = "max-users-per-request", default_value_t = 1000, value_name = "N")]
     max_users_per_request: usize,
     /// Pairs in one POST /v1/scores at most.
-    #[arg(long = "max-pairs-per-request", default_value_t = 100_000, value_name = "N")]
+    #[arg(long = "max-pairs-per-request", default_value_t = 10_000, value_name = "N")]
     max_pairs_per_request: usize,
     /// Largest k a request may ask for (at most the number of items).
     #[arg(long = "max-k", default_value_t = 1000, value_name = "N")]
@@ -102,9 +102,15 @@ fn main() -> ExitCode {
 
 fn admin_token(cli: &Cli) -> Result<Option<String>> {
     if let Some(path) = &cli.admin_token_file {
-        let token = std::fs::read_to_string(path)
+        let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the admin token from {}", path.display()))?;
-        let token = token.trim().to_owned();
+        let token = text.lines().next().unwrap_or("").trim().to_owned();
+        if token.chars().any(|c| c.is_control() || c == ' ') {
+            bail!(
+                "{}: the token (the file's first line) holds spaces or control characters, which an Authorization header cannot carry",
+                path.display()
+            );
+        }
         if token.is_empty() {
             bail!("{} is empty: write the admin token in it, or leave --admin-token-file out to turn the admin routes off", path.display());
         }
@@ -148,13 +154,18 @@ fn run(cli: Cli) -> Result<()> {
         admin_token: admin_token(&cli)?,
     };
     let admin = config.admin_token.is_some();
-    let service = Service::start(config)
-        .with_context(|| format!("loading {} for {}", cli.load_checkpoint_path.display(), cli.data.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(serve(service, &cli, admin))
+    runtime.block_on(async {
+        // SIGHUP's handler first: until it is registered, a SIGHUP (a deploy script's reload sent
+        // while the model still loads) would end the process.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP")?;
+        let service = tokio::task::block_in_place(|| Service::start(config))
+            .with_context(|| format!("loading {} for {}", cli.load_checkpoint_path.display(), cli.data.display()))?;
+        serve(service, &cli, admin, hangup).await
+    })
 }
 
-async fn serve(service: Service, cli: &Cli, admin: bool) -> Result<()> {
+async fn serve(service: Service, cli: &Cli, admin: bool, mut hangup: tokio::signal::unix::Signal) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await
         .with_context(|| format!("listening on {} (another server there? pick another with --listen)", cli.listen))?;
@@ -173,8 +184,8 @@ async fn serve(service: Service, cli: &Cli, admin: bool) -> Result<()> {
     );
     eprintln!("ncf-serve: listening on http://{addr}");
 
-    // SIGHUP: reload the checkpoint, as POST /v1/admin/reload does.
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP")?;
+    // SIGHUP: reload the checkpoint, as POST /v1/admin/reload does (one sent during start-up is
+    // delivered now).
     let on_hangup = service.clone();
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {

@@ -121,13 +121,26 @@ fn a_reload_under_load_fails_no_request_and_a_bad_checkpoint_is_refused() {
     assert!(metrics.contains("ncf_serve_reloads_total{result=\"refused\"} 3"), "{metrics}");
     assert!(metrics.contains("ncf_serve_model_version 2"), "{metrics}");
 
+    // A client that gives up mid-reload (5 ms) does not cancel it: the reload finishes and swaps.
+    let impatient = reqwest::blocking::Client::builder().timeout(Duration::from_millis(5)).build().unwrap();
+    let _ = impatient
+        .post(format!("{url}/v1/admin/reload"))
+        .header("authorization", "Bearer s3cret")
+        .body(json!({"checkpoint": s(&b)}).to_string())
+        .send();
+    let start = Instant::now();
+    while get(&c, &format!("{url}/v1/model")).1["version"] != 3 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the abandoned reload never finished:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // SIGHUP re-reads the last checkpoint loaded: b's file, now holding a's weights.
     std::fs::copy(&a, &b).unwrap();
     server.signal(libc::SIGHUP);
     let start = Instant::now();
     loop {
         let (_, info) = get(&c, &format!("{url}/v1/model"));
-        if info["version"] == 3 {
+        if info["version"] == 4 {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "no reload after SIGHUP:\n{}", server.log());
@@ -135,7 +148,7 @@ fn a_reload_under_load_fails_no_request_and_a_bad_checkpoint_is_refused() {
     }
     let (_, now) = get(&c, &format!("{url}/v1/users/{user}/recommendations?k=5"));
     assert_eq!(item_ids(&items(&now)), item_ids(&want_a));
-    assert!(server.log().contains("SIGHUP: serving version 3"), "{}", server.log());
+    assert!(server.log().contains("SIGHUP: serving version 4"), "{}", server.log());
 }
 
 #[test]
@@ -242,12 +255,18 @@ fn bad_starts_are_errors_that_name_the_cause() {
     let busy = server.url.trim_start_matches("http://").to_owned();
     let empty_token = dir.path().join("empty");
     std::fs::write(&empty_token, "\n").unwrap();
+    let spaced_token = dir.path().join("spaced");
+    std::fs::write(&spaced_token, "two words\nsecond line\n").unwrap();
     let bad_names = dir.path().join("names.txt");
     std::fs::write(&bad_names, "just one column\n1\n").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--load_checkpoint_path".into(), s(&dir.path().join("nope.pth"))], "nope.pth"),
         (vec!["--load_checkpoint_path".into(), s(&ckpt), "--listen".into(), busy.clone()], "listening on"),
         (vec!["--load_checkpoint_path".into(), s(&ckpt), "--admin-token-file".into(), s(&empty_token)], "is empty"),
+        (
+            vec!["--load_checkpoint_path".into(), s(&ckpt), "--admin-token-file".into(), s(&spaced_token)],
+            "spaces or control",
+        ),
         (vec!["--load_checkpoint_path".into(), s(&ckpt), "--item-names".into(), s(&bad_names)], "names.txt"),
         (vec!["--load_checkpoint_path".into(), s(&ckpt), "--max-batch-users".into(), "0".into()], "at least 1"),
     ];

@@ -28,6 +28,14 @@ pub enum InferenceError {
     #[error("{what} id {id} is outside the model's {count} {what}s (ids run from 0 to {count} - 1)")]
     IdOutOfRange { what: String, id: i64, count: u64 },
 
+    /// The train mapping cannot give each user's items (or a tensor could not be read back).
+    #[error("the dataset's train mapping: {0}")]
+    Train(String),
+
+    /// Scores computed but not readable back from the device (an internal error).
+    #[error("reading the scores back from libtorch: {0}")]
+    Readback(String),
+
     /// Pairs to score given as two lists of different lengths.
     #[error("{users} users but {items} items: pairs need one of each")]
     PairLengths { users: usize, items: usize },

@@ -82,12 +82,30 @@ impl Catalog {
 
         // The items each user already has: train rows with a positive label.
         let train = tch_data::load_mapping(&spec, "train", Device::Cpu)?;
-        let u = Vec::<i64>::try_from(&train.features[&layout.user]).unwrap_or_default();
-        let i = Vec::<i64>::try_from(&train.features[&layout.item]).unwrap_or_default();
-        let l = Vec::<f32>::try_from(&train.features[&layout.label].to_kind(Kind::Float)).unwrap_or_default();
+        let column = |name: &str, kind: Kind| {
+            let t = train.features[name].to_kind(kind).view([-1]);
+            (t.numel(), t)
+        };
+        let ((nu, u), (ni, i), (nl, l)) =
+            (column(&layout.user, Kind::Int64), column(&layout.item, Kind::Int64), column(&layout.label, Kind::Float));
+        if nu != ni || nu != nl {
+            return Err(InferenceError::Train(format!(
+                "the train mapping's columns differ in length: {nu} users, {ni} items, {nl} labels"
+            )));
+        }
+        let u = Vec::<i64>::try_from(&u).map_err(|e| InferenceError::Train(e.to_string()))?;
+        let i = Vec::<i64>::try_from(&i).map_err(|e| InferenceError::Train(e.to_string()))?;
+        let l = Vec::<f32>::try_from(&l).map_err(|e| InferenceError::Train(e.to_string()))?;
+        if let Some((&user, &item)) =
+            u.iter().zip(&i).find(|(&u, &i)| !(0..users as i64).contains(&u) || !(0..items as i64).contains(&i))
+        {
+            return Err(InferenceError::Train(format!(
+                "a train row holds user {user}, item {item}: outside the spec's {users} users and {items} items (ncf-prepare verify names the file)"
+            )));
+        }
         let mut seen_start = vec![0usize; users as usize + 1];
         for (&user, &label) in u.iter().zip(&l) {
-            if label > 0.5 && (0..users as i64).contains(&user) {
+            if label > 0.5 {
                 seen_start[user as usize + 1] += 1;
             }
         }
@@ -97,7 +115,7 @@ impl Catalog {
         let mut fill = seen_start.clone();
         let mut seen_items = vec![0i64; seen_start[users as usize]];
         for ((&user, &item), &label) in u.iter().zip(&i).zip(&l) {
-            if label > 0.5 && (0..users as i64).contains(&user) {
+            if label > 0.5 {
                 seen_items[fill[user as usize]] = item;
                 fill[user as usize] += 1;
             }
@@ -319,9 +337,9 @@ impl Recommender {
                 self.model
                     .forward_sigmoid(&Tensor::from_slice(u).to_device(device), &Tensor::from_slice(i).to_device(device))
             });
-            out.extend(
-                Vec::<f32>::try_from(&p.to_kind(Kind::Float).to_device(Device::Cpu).view([-1])).unwrap_or_default(),
-            );
+            let scores = Vec::<f32>::try_from(&p.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]))
+                .map_err(|e| InferenceError::Readback(e.to_string()))?;
+            out.extend(scores);
         }
         Ok(out)
     }

@@ -13,7 +13,7 @@ use crate::ApiError;
 use axum::http::StatusCode;
 use inference::Recommendation;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,13 +49,17 @@ pub(crate) struct Job {
     pub work: Work,
     pub model: Arc<LoadedModel>,
     pub deadline: Instant,
+    /// Set when the scorer takes the job: a request past its deadline is then 504 (scoring took
+    /// too long), else 503 (it waited in the queue).
+    pub started: Arc<AtomicBool>,
 }
 
 impl Job {
     fn users(&self) -> usize {
         match &self.work {
             Work::Recommend { users, .. } => users.len(),
-            Work::Score { .. } => 1,
+            // Pairs cost about 1/items of a user each; counted as at least one user.
+            Work::Score { users, .. } => users.len().div_ceil(1024).max(1),
         }
     }
 
@@ -74,35 +78,41 @@ impl Job {
     }
 }
 
-/// The queue's sending end and its depth; the scoring thread runs until every handle is dropped.
+/// The queue's sending end; the scoring thread runs until every handle is dropped.
 pub(crate) struct Batcher {
     sender: SyncSender<Job>,
-    depth: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
+    alive: Arc<AtomicBool>,
 }
 
 impl Batcher {
     /// Starts the scoring thread.
     pub fn start(config: BatchConfig, metrics: Arc<Metrics>) -> std::io::Result<Batcher> {
         let (sender, receiver) = sync_channel(config.queue_capacity.max(1));
-        let depth = Arc::new(AtomicUsize::new(0));
-        let (d, m) = (depth.clone(), metrics.clone());
-        std::thread::Builder::new().name("ncf-serve-scorer".into()).spawn(move || run(receiver, config, d, m))?;
-        Ok(Batcher { sender, depth, metrics })
+        let alive = Arc::new(AtomicBool::new(true));
+        let (m, a) = (metrics.clone(), alive.clone());
+        std::thread::Builder::new().name("ncf-serve-scorer".into()).spawn(move || {
+            run(receiver, config, &m);
+            a.store(false, Ordering::SeqCst);
+        })?;
+        Ok(Batcher { sender, metrics, alive })
+    }
+
+    /// Whether the scoring thread still runs (for `/readyz`).
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
     }
 
     /// Queues a job; a full queue is a 503 with `Retry-After: 1`.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
-        self.depth.fetch_add(1, Ordering::SeqCst);
-        self.metrics.queue_depth.set(self.depth.load(Ordering::SeqCst) as i64);
+        self.metrics.queue_depth.inc();
         match self.sender.try_send(job) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.depth.fetch_sub(1, Ordering::SeqCst);
-                self.metrics.queue_depth.set(self.depth.load(Ordering::SeqCst) as i64);
+                self.metrics.queue_depth.dec();
                 let message = match e {
                     TrySendError::Full(_) => "the scoring queue is full; retry after the Retry-After seconds",
-                    TrySendError::Disconnected(_) => "the scorer has stopped (the server is shutting down)",
+                    TrySendError::Disconnected(_) => "the scorer has stopped; the server needs a restart",
                 };
                 Err(ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message) })
             }
@@ -110,15 +120,22 @@ impl Batcher {
     }
 }
 
-fn run(receiver: Receiver<Job>, config: BatchConfig, depth: Arc<AtomicUsize>, metrics: Arc<Metrics>) {
+fn run(receiver: Receiver<Job>, config: BatchConfig, metrics: &Metrics) {
     let take = |job: Job| {
-        depth.fetch_sub(1, Ordering::SeqCst);
-        metrics.queue_depth.set(depth.load(Ordering::SeqCst) as i64);
+        metrics.queue_depth.dec();
         job
     };
-    // `recv` fails once every sender is gone: the service was dropped.
-    while let Ok(first) = receiver.recv() {
-        let first = take(first);
+    // A job that would overflow the batch it arrived in waits for the next one.
+    let mut carried: Option<Job> = None;
+    loop {
+        // `recv` fails once every sender is gone: the service was dropped.
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match receiver.recv() {
+                Ok(job) => take(job),
+                Err(_) => return,
+            },
+        };
         let opened = Instant::now();
         let mut users = first.users();
         let mut batch = vec![first];
@@ -129,16 +146,20 @@ fn run(receiver: Receiver<Job>, config: BatchConfig, depth: Arc<AtomicUsize>, me
                 true => receiver.try_recv().map_err(|_| ()),
                 false => receiver.recv_timeout(left).map_err(|_| ()),
             };
-            match next {
-                Ok(job) => {
-                    let job = take(job);
-                    users += job.users();
-                    batch.push(job);
-                }
-                Err(()) => break,
+            let Ok(job) = next else { break };
+            let job = take(job);
+            if users + job.users() > config.max_batch_users {
+                carried = Some(job);
+                break;
             }
+            users += job.users();
+            batch.push(job);
         }
-        score_batch(batch, &metrics);
+        // A panic anywhere in scoring fails this batch's requests (their replies are dropped:
+        // 500), not the thread.
+        if catch_unwind(AssertUnwindSafe(|| score_batch(batch, metrics))).is_err() {
+            tracing::error!("scoring a batch panicked; its requests were answered 500");
+        }
     }
 }
 
@@ -148,6 +169,7 @@ fn score_batch(batch: Vec<Job>, metrics: &Metrics) {
     let now = Instant::now();
     let mut live = Vec::with_capacity(batch.len());
     for job in batch {
+        job.started.store(true, Ordering::SeqCst);
         if job.abandoned() {
             continue;
         }
@@ -263,7 +285,8 @@ fn score_group(group: Vec<Job>, model: &LoadedModel) {
     let mut at = 0;
     for job in group {
         if let Work::Score { users, reply, .. } = job.work {
-            let _ = reply.send(Ok(scores[at..at + users.len()].to_vec()));
+            let mine = scores.get(at..at + users.len()).map(<[f32]>::to_vec);
+            let _ = reply.send(mine.ok_or_else(|| internal("the model returned fewer scores than pairs")));
             at += users.len();
         }
     }

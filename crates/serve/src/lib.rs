@@ -63,7 +63,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_users_per_request: 1000,
-            max_pairs_per_request: 100_000,
+            max_pairs_per_request: 10_000,
             max_k: 1000,
             max_body_bytes: 1 << 20,
             request_deadline: Duration::from_secs(5),
@@ -179,13 +179,28 @@ impl Service {
     /// started with. A checkpoint that fails is refused with the reason, and the old model keeps
     /// serving. One reload at a time ([`ServeError::ReloadBusy`]).
     pub async fn reload(&self, checkpoint: Option<PathBuf>) -> Result<ModelInfo, ServeError> {
+        self.reload_from(checkpoint).await.map(|(_, info)| info)
+    }
+
+    /// [`Service::reload`], also returning what served before. The reload runs on a task of its
+    /// own, so it finishes (and swaps, and is counted) even if the caller is dropped, e.g. an HTTP
+    /// client that disconnects mid-reload.
+    pub async fn reload_from(&self, checkpoint: Option<PathBuf>) -> Result<(ModelInfo, ModelInfo), ServeError> {
+        let service = self.clone();
+        tokio::spawn(async move { service.reload_now(checkpoint).await })
+            .await
+            .unwrap_or_else(|e| Err(ServeError::Config(format!("the reload's task failed: {e}"))))
+    }
+
+    async fn reload_now(&self, checkpoint: Option<PathBuf>) -> Result<(ModelInfo, ModelInfo), ServeError> {
         let state = &self.state;
         let _one_at_a_time = state.reloading.try_lock().map_err(|_| ServeError::ReloadBusy)?;
         let path = match checkpoint {
             Some(p) => p,
             None => state.checkpoint.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         };
-        let version = state.model().info.version + 1;
+        let previous = state.model().info.clone();
+        let version = previous.version + 1;
         let (catalog, options, p) = (state.catalog.clone(), state.options.clone(), path.clone());
         let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(catalog, &p, &options, version))
             .await
@@ -198,7 +213,7 @@ impl Service {
                 state.metrics.serving(info.version, &info.kind, &info.sha256);
                 state.metrics.reloads.with_label_values(&["ok"]).inc();
                 tracing::info!("serving version {} ({} from {})", info.version, info.kind, info.checkpoint.display());
-                Ok(info)
+                Ok((previous, info))
             }
             Err(e) => {
                 state.metrics.reloads.with_label_values(&["refused"]).inc();

@@ -65,6 +65,15 @@ impl LoadedModel {
         version: u64,
     ) -> Result<LoadedModel, ServeError> {
         let start = Instant::now();
+        // A FIFO or a device (an admin's typo: /dev/zero) would be read forever.
+        let meta =
+            std::fs::metadata(checkpoint).map_err(|source| ServeError::Io { path: checkpoint.to_owned(), source })?;
+        if !meta.is_file() {
+            return Err(ServeError::Io {
+                path: checkpoint.to_owned(),
+                source: std::io::Error::other("not a regular file"),
+            });
+        }
         let sha256 = sha256_of(checkpoint)?;
         let mut rec = Recommender::with_catalog(catalog.clone(), checkpoint, options.device)?;
         if !options.device.is_cuda() {

@@ -65,6 +65,12 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(Shared(s): Shared<Arc<State>>) -> Result<Json<Value>, ApiError> {
+    if !s.batcher.alive() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the scorer has stopped; the server needs a restart",
+        ));
+    }
     match s.ready.load(Ordering::SeqCst) {
         true => Ok(Json(serde_json::json!({"ready": true, "model_version": s.model().info.version}))),
         false => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down: finishing the requests in flight")),
@@ -218,13 +224,24 @@ async fn ask<T>(
     let version = model.info.version;
     let (reply, answer) = oneshot::channel();
     let deadline = Instant::now() + s.limits.request_deadline;
-    s.batcher.submit(Job { work: work(reply), model, deadline })?;
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    s.batcher.submit(Job { work: work(reply), model, deadline, started: started.clone() })?;
     match tokio::time::timeout(s.limits.request_deadline, answer).await {
         Ok(Ok(result)) => result.map(|r| (r, version)),
         Ok(Err(_)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the scorer dropped the request")),
+        Err(_) if !started.load(Ordering::SeqCst) => Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "waited in the queue past the request deadline of {:?} (the server is overloaded)",
+                    s.limits.request_deadline
+                ),
+            )
+        }),
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
-            format!("not answered within the request deadline of {:?}", s.limits.request_deadline),
+            format!("not scored within the request deadline of {:?}", s.limits.request_deadline),
         )),
     }
 }
@@ -389,8 +406,9 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
     given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
@@ -425,9 +443,11 @@ async fn reload(
         Some(other) => return Err(ApiError::bad_request(format!("checkpoint must be a path (a string); got {other}"))),
     };
     let serving = s.model().info.clone();
-    match (Service { state: s.clone() }).reload(checkpoint).await {
-        Ok(info) => Ok(Json(serde_json::json!({"reloaded": true, "previous_version": serving.version, "model": info}))
-            .into_response()),
+    match (Service { state: s.clone() }).reload_from(checkpoint).await {
+        Ok((previous, info)) => {
+            Ok(Json(serde_json::json!({"reloaded": true, "previous_version": previous.version, "model": info}))
+                .into_response())
+        }
         Err(crate::ServeError::ReloadBusy) => {
             Err(ApiError::new(StatusCode::CONFLICT, "another reload is under way; try again when it ends"))
         }
