@@ -286,3 +286,32 @@ fn bad_starts_are_errors_that_name_the_cause() {
     }
     drop(server);
 }
+
+#[test]
+fn a_request_still_waiting_at_its_deadline_is_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let ckpt = dir.path().join("model.pth");
+    model(&data, 3, &ckpt);
+    // The scorer holds each batch open 2 s for company; the deadline is 300 ms: a lone request is
+    // never scored in time, and was never started, so it is 503 (retry), not 504.
+    let server = Server::start(&[
+        "--data",
+        &s(&data),
+        "--load_checkpoint_path",
+        &s(&ckpt),
+        "--max-queue-delay-us",
+        "2000000",
+        "--request-timeout-ms",
+        "300",
+    ]);
+    let user = *raw_ratings(dir.path()).keys().min().unwrap();
+    let start = Instant::now();
+    let r = client().get(format!("{}/v1/users/{user}/recommendations?k=3", server.url)).send().unwrap();
+    let waited = start.elapsed();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()), Some("1".into()));
+    let body: serde_json::Value = r.json().unwrap();
+    assert!(body["error"].as_str().unwrap().contains("waited in the queue past the request deadline"), "{body}");
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(2), "{waited:?}");
+}
