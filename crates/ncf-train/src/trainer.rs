@@ -424,44 +424,35 @@ impl Trainer {
             Tensor::cat(&scores, 0)
         };
         let hits = series.top_k_hits(&scores, self.config.topk)?;
-        let mut sums = RankSums::from_hits(&hits);
         let mut validation_loss = metrics::validation_loss(&losses).unwrap_or(f64::NAN);
         let mut rows = rows;
-        if let Some(g) = self.group.as_deref_mut() {
-            // The reference all-reduces hits, NDCG and loss; the loss is then averaged over ranks.
-            let world = g.world_size() as f64;
-            let f = full.unwrap_or_default();
-            let local = [
-                sums.hits as f64,
-                sums.ndcg,
-                sums.lists as f64,
-                validation_loss,
-                rows as f64,
-                f.users as f64,
-                f.hits,
-                f.ndcg,
-                f.mrr,
-                f.precision,
-                f.map,
-            ];
-            let total = dist::sum_values(&local, g, self.config.device)?;
-            // HR and NDCG from every rank's hit matrix, stacked in list order and added up once,
-            // rather than the reference's sum of per-rank float sums: the same bits as one process
-            // evaluating every list (equal to the reference's within float32 rounding).
-            sums = RankSums::from_hits(&dist::gather_rows(&hits, g, self.config.device)?.ge(0.5));
-            validation_loss = total[3] / world;
-            rows = total[4].round() as i64;
-            if full.is_some() {
-                full = Some(FullRankSums {
-                    users: total[5].round() as i64,
-                    hits: total[6],
-                    ndcg: total[7],
-                    mrr: total[8],
-                    precision: total[9],
-                    map: total[10],
-                });
+        let sums = match self.group.as_deref_mut() {
+            None => RankSums::from_hits(&hits),
+            Some(g) => {
+                // The reference all-reduces the loss (then averaged over ranks) and the sums.
+                let world = g.world_size() as f64;
+                let f = full.unwrap_or_default();
+                let local = [validation_loss, rows as f64, f.users as f64, f.hits, f.ndcg, f.mrr, f.precision, f.map];
+                let total = dist::sum_values(&local, g, self.config.device)?;
+                validation_loss = total[0] / world;
+                rows = total[1].round() as i64;
+                if full.is_some() {
+                    full = Some(FullRankSums {
+                        users: total[2].round() as i64,
+                        hits: total[3],
+                        ndcg: total[4],
+                        mrr: total[5],
+                        precision: total[6],
+                        map: total[7],
+                    });
+                }
+                // HR and NDCG from every rank's hit matrix, stacked in list order and added up
+                // once, rather than the reference's sum of per-rank float sums: the same bits as
+                // one process evaluating every list (equal to the reference's within float32
+                // rounding).
+                RankSums::from_hits(&dist::gather_rows(&hits, g, self.config.device)?.ge(0.5))
             }
-        }
+        };
         let seconds = start.elapsed().as_secs_f64();
         Ok(Evaluation {
             hr: sums.hit_rate(),
