@@ -37,20 +37,10 @@ wait_up() { # url
   for _ in $(seq 1 600); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "bench-serve: $1 did not come up" >&2; return 1
 }
-# oha's figures: requests/s, p50 ms, p99 ms, failed (non-200 answers and errors).
-load() { # oha arguments... (the URL pattern last)
-  oha --no-tui --output-format json "$@" | "$python" -c '
-import json, sys
-d = json.load(sys.stdin)
-p = d["latencyPercentiles"]
-ok = d["statusCodeDistribution"].get("200", 0)
-# oha cancels the requests still in flight when -z ends ("aborted due to deadline"): not failures.
-errors = sum(v for k, v in d["errorDistribution"].items() if "deadline" not in k)
-total = sum(d["statusCodeDistribution"].values()) + errors
-fmt = lambda x: "nan" if x is None else f"{x * 1000:.1f}"
-rps = d["summary"]["requestsPerSec"]
-print("%.1f %s %s %d" % (rps, fmt(p.get("p50")), fmt(p.get("p99")), total - ok))'
-}
+# shellcheck source=scripts/oha-load.sh
+source "$here/scripts/oha-load.sh"
+# oha's figures: requests/s, p50 ms, p99 ms, failed (every answer but a 200, and errors).
+load() { oha_load "$@" | awk '{print $1, $2, $3, $5 + $6}'; }
 cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 rss_mb() { awk '/VmRSS/{print int($2/1024)}' "/proc/$1/status"; }
 

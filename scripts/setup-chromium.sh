@@ -8,20 +8,7 @@ for name in "${NCF_CHROMIUM:-}" chromium chromium-browser google-chrome; do
     exit 0
   fi
 done
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "setup-chromium: no chromium and no apt-get; install Chromium (or set NCF_CHROMIUM to a Chrome binary) for the page test" >&2
-  exit 0
-fi
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then sudo=sudo; else
-    echo "setup-chromium: no chromium; run as root: apt-get install chromium" >&2
-    exit 0
-  fi
-fi
-echo "setup-chromium: installing chromium (headless, for the ncf-serve page test; ~120 MB, once)"
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || {
-  $sudo apt-get update -qq >/dev/null 2>&1 || true
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-}
+# shellcheck source=scripts/apt-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+apt_install setup-chromium chromium "headless, for the ncf-serve page test; ~120 MB, once"
 command -v chromium >/dev/null && echo "setup-chromium: $(chromium --version 2>/dev/null || echo chromium) installed"

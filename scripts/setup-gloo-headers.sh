@@ -10,20 +10,7 @@ header=/usr/include/gloo/rendezvous/store.h
 if [ -f "$header" ]; then
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "setup-gloo-headers: no $header and no apt-get; install gloo's headers (Debian/Ubuntu: libgloo-dev)" >&2
-  exit 0
-fi
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then sudo=sudo; else
-    echo "setup-gloo-headers: no $header; run as root: apt-get install libgloo-dev" >&2
-    exit 0
-  fi
-fi
-echo "setup-gloo-headers: installing libgloo-dev (gloo's headers, for the gloo backend)"
-$sudo apt-get install -y -qq libgloo-dev >/dev/null 2>&1 || {
-  $sudo apt-get update -qq >/dev/null 2>&1 || true
-  $sudo apt-get install -y -qq libgloo-dev >/dev/null
-}
+# shellcheck source=scripts/apt-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+apt_install setup-gloo-headers libgloo-dev "gloo's headers, for the gloo backend"
 [ -f "$header" ] && echo "setup-gloo-headers: $header installed"

@@ -41,26 +41,16 @@ trap 'kill $spid 2>/dev/null || true; [ -z "${BENCH_DIR:-}" ] && rm -rf "$work"'
 for _ in $(seq 1 600); do curl -sf "$base/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$spid/status"; }
 pattern="$base/v1/users/[1-9][0-9]{0,4}/recommendations\?k=10"
-# oha's JSON: "requests/s p50_ms p99_ms ok_200 n_503 failed" (failed: neither 200 nor 503, errors
-# but the requests oha itself cancels when -z ends).
-load() {
-  oha --no-tui --output-format json "$@" | "$python" -c '
-import json, sys
-d = json.load(sys.stdin)
-p = d["latencyPercentiles"]; codes = d["statusCodeDistribution"]
-errors = sum(v for k, v in d["errorDistribution"].items() if "deadline" not in k)
-other = sum(v for k, v in codes.items() if k not in ("200", "503")) + errors
-fmt = lambda x: "nan" if x is None else "%.1f" % (x * 1000)
-print("%.1f %s %s %d %d %d" % (d["summary"]["requestsPerSec"], fmt(p.get("p50")), fmt(p.get("p99")), codes.get("200", 0), codes.get("503", 0), other))'
-}
+# shellcheck source=scripts/oha-load.sh
+source "$here/scripts/oha-load.sh"
 echo "soak-serve: $model on $users users x $items items, $(nproc) cores of $cpu"
-read -r _ idle _ _ _ _ < <(load -n 200 -c 1 --rand-regex-url "$pattern")
-read -r sat _ _ _ _ _ < <(load -z 10s -c 32 --rand-regex-url "$pattern")
+read -r _ idle _ _ _ _ < <(oha_load -n 200 -c 1 --rand-regex-url "$pattern")
+read -r sat _ _ _ _ _ < <(oha_load -z 10s -c 32 --rand-regex-url "$pattern")
 half=$(awk -v s="$sat" 'BEGIN {printf "%.1f", s / 2}')
 echo "unloaded p50 ${idle} ms; saturation ${sat} requests/s; soak at ${half}/s for ${minutes} min"
 
 # 1. The soak.
-load -z "${minutes}m" -c 32 -q "$half" --latency-correction --rand-regex-url "$pattern" >"$work/soak.txt" &
+oha_load -z "${minutes}m" -c 32 -q "$half" --latency-correction --rand-regex-url "$pattern" >"$work/soak.txt" &
 lpid=$!
 samples=()
 reloads_ok=0; reloads=0; t=0
@@ -83,9 +73,9 @@ echo "soak: resident MB every 10 s: ${samples[*]}"
 printf '%s\n' "${samples[@]}" | awk 'NR > 6 {if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1} END {print "soak: after the first minute resident memory stayed within " min "-" max " MB"}'
 
 # 2. 2x overload, then back to normal.
-read -r _ _ o99 o200 o503 ofail < <(load -z 20s -c 512 -q "$(awk -v s="$sat" 'BEGIN {print 2 * s}')" --rand-regex-url "$pattern")
+read -r _ _ o99 o200 o503 ofail < <(oha_load -z 20s -c 512 -q "$(awk -v s="$sat" 'BEGIN {print 2 * s}')" --rand-regex-url "$pattern")
 kill -0 "$spid" && alive=yes || alive=no
-read -r _ after _ _ _ _ < <(load -n 200 -c 1 --rand-regex-url "$pattern")
+read -r _ after _ _ _ _ < <(oha_load -n 200 -c 1 --rand-regex-url "$pattern")
 echo "overload 2x for 20 s (512 connections): ${o200} answered 200, ${o503} answered 503, ${ofail} failed otherwise; server alive: $alive; unloaded p50 after: ${after} ms (before: ${idle} ms)"
 
 # 3. Malformed requests.

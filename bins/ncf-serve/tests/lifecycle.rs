@@ -31,16 +31,7 @@ fn a_reload_under_load_fails_no_request_and_a_bad_checkpoint_is_refused() {
     model(&data, 4, &b);
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret\n").unwrap();
-    let server = Server::start(&[
-        "--data",
-        &s(&data),
-        "--load_checkpoint_path",
-        &s(&a),
-        "--admin-token-file",
-        &s(&token_file),
-        "--max-queue-delay-us",
-        "2000",
-    ]);
+    let server = Server::serving(&data, &a, &["--admin-token-file", &s(&token_file), "--max-queue-delay-us", "2000"]);
     let url = server.url.clone();
     let user = *raw_ratings(dir.path()).keys().min().unwrap();
     let (want_a, want_b) = (
@@ -154,25 +145,14 @@ fn a_reload_under_load_fails_no_request_and_a_bad_checkpoint_is_refused() {
 #[test]
 fn overload_is_answered_503_with_retry_after_and_the_server_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dataset(dir.path());
-    let ckpt = dir.path().join("model.pth");
-    model(&data, 3, &ckpt);
+    let (data, ckpt) = dataset_and_model(dir.path());
     // Requests of 1,000 users each, scored a few users per pass (--pass-memory-mb 1), keep the
     // scorer busy while a burst released at once arrives: a queue of 2 overflows.
-    let server = Server::start(&[
-        "--data",
-        &s(&data),
-        "--load_checkpoint_path",
-        &s(&ckpt),
-        "--max-queue",
-        "2",
-        "--max-batch-users",
-        "1000",
-        "--max-queue-delay-us",
-        "0",
-        "--pass-memory-mb",
-        "1",
-    ]);
+    let server = Server::serving(
+        &data,
+        &ckpt,
+        &["--max-queue", "2", "--max-batch-users", "1000", "--max-queue-delay-us", "0", "--pass-memory-mb", "1"],
+    );
     let url = server.url.clone();
     let user = *raw_ratings(dir.path()).keys().min().unwrap();
     let body = json!({"users": vec![user; 1000], "k": 3}).to_string();
@@ -207,20 +187,9 @@ fn overload_is_answered_503_with_retry_after_and_the_server_recovers() {
 #[test]
 fn sigterm_answers_the_requests_in_flight_then_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dataset(dir.path());
-    let ckpt = dir.path().join("model.pth");
-    model(&data, 3, &ckpt);
+    let (data, ckpt) = dataset_and_model(dir.path());
     // Each batch waits 400 ms for company, so requests are surely in flight at the signal.
-    let mut server = Server::start(&[
-        "--data",
-        &s(&data),
-        "--load_checkpoint_path",
-        &s(&ckpt),
-        "--max-queue-delay-us",
-        "400000",
-        "--max-batch-users",
-        "64",
-    ]);
+    let mut server = Server::serving(&data, &ckpt, &["--max-queue-delay-us", "400000", "--max-batch-users", "64"]);
     let url = server.url.clone();
     let user = *raw_ratings(dir.path()).keys().min().unwrap();
     let in_flight: Vec<_> = (0..4)
@@ -248,10 +217,8 @@ fn sigterm_answers_the_requests_in_flight_then_exits_0() {
 #[test]
 fn bad_starts_are_errors_that_name_the_cause() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dataset(dir.path());
-    let ckpt = dir.path().join("model.pth");
-    model(&data, 3, &ckpt);
-    let server = Server::start(&["--data", &s(&data), "--load_checkpoint_path", &s(&ckpt)]);
+    let (data, ckpt) = dataset_and_model(dir.path());
+    let server = Server::serving(&data, &ckpt, &[]);
     let busy = server.url.trim_start_matches("http://").to_owned();
     let empty_token = dir.path().join("empty");
     std::fs::write(&empty_token, "\n").unwrap();
@@ -290,21 +257,10 @@ fn bad_starts_are_errors_that_name_the_cause() {
 #[test]
 fn a_request_still_waiting_at_its_deadline_is_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dataset(dir.path());
-    let ckpt = dir.path().join("model.pth");
-    model(&data, 3, &ckpt);
+    let (data, ckpt) = dataset_and_model(dir.path());
     // The scorer holds each batch open 2 s for company; the deadline is 300 ms: a lone request is
     // never scored in time, and was never started, so it is 503 (retry), not 504.
-    let server = Server::start(&[
-        "--data",
-        &s(&data),
-        "--load_checkpoint_path",
-        &s(&ckpt),
-        "--max-queue-delay-us",
-        "2000000",
-        "--request-timeout-ms",
-        "300",
-    ]);
+    let server = Server::serving(&data, &ckpt, &["--max-queue-delay-us", "2000000", "--request-timeout-ms", "300"]);
     let user = *raw_ratings(dir.path()).keys().min().unwrap();
     let start = Instant::now();
     let r = client().get(format!("{}/v1/users/{user}/recommendations?k=3", server.url)).send().unwrap();

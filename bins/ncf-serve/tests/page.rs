@@ -54,11 +54,9 @@ fn rows(dom: &str, id: &str) -> Vec<i64> {
 #[test]
 fn the_page_shows_a_users_recommendations_and_history_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dataset(dir.path());
-    let ckpt = dir.path().join("model.pth");
-    model(&data, 3, &ckpt);
+    let (data, ckpt) = dataset_and_model(dir.path());
     let names = dir.path().join("names.csv");
-    let server = Server::start(&["--data", &s(&data), "--load_checkpoint_path", &s(&ckpt), "--item-names", &s(&names)]);
+    let server = Server::serving(&data, &ckpt, &["--item-names", &s(&names)]);
     let raw = raw_ratings(dir.path());
     let user = *raw.keys().max().unwrap();
 

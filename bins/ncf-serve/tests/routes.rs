@@ -14,7 +14,7 @@ fn every_route_answers_what_ncf_infer_the_ratings_and_the_checkpoint_say() {
     let ckpt = dir.path().join("model.pth");
     let model = model(&data, 3, &ckpt);
     let names = dir.path().join("names.csv");
-    let server = Server::start(&["--data", &s(&data), "--load_checkpoint_path", &s(&ckpt), "--item-names", &s(&names)]);
+    let server = Server::serving(&data, &ckpt, &["--item-names", &s(&names)]);
     let (c, url) = (client(), server.url.clone());
     let raw = raw_ratings(dir.path());
     let mut users: Vec<i64> = raw.keys().copied().collect();
@@ -125,21 +125,12 @@ fn every_route_answers_what_ncf_infer_the_ratings_and_the_checkpoint_say() {
 #[test]
 fn bad_requests_get_a_4xx_that_says_what_to_fix_and_the_server_stays_healthy() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dataset(dir.path());
-    let ckpt = dir.path().join("model.pth");
-    model(&data, 3, &ckpt);
-    let server = Server::start(&[
-        "--data",
-        &s(&data),
-        "--load_checkpoint_path",
-        &s(&ckpt),
-        "--max-users-per-request",
-        "4",
-        "--max-pairs-per-request",
-        "3",
-        "--max-body-bytes",
-        "2000",
-    ]);
+    let (data, ckpt) = dataset_and_model(dir.path());
+    let server = Server::serving(
+        &data,
+        &ckpt,
+        &["--max-users-per-request", "4", "--max-pairs-per-request", "3", "--max-body-bytes", "2000"],
+    );
     let (c, url) = (client(), server.url.clone());
     let u = *raw_ratings(dir.path()).keys().min().unwrap();
     let big = format!("{{\"users\": [{}]}}", vec!["1"; 1500].join(","));

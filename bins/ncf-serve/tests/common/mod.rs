@@ -38,6 +38,14 @@ pub fn dataset(dir: &Path) -> PathBuf {
     data
 }
 
+/// [`dataset`] in `dir` and a [`model`] for it (seed 3) at `dir/model.pth`: (data, checkpoint).
+pub fn dataset_and_model(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dataset(dir);
+    let ckpt = dir.join("model.pth");
+    model(&data, 3, &ckpt);
+    (data, ckpt)
+}
+
 /// Each raw user's distinct raw items in `dir/ratings.csv`.
 pub fn raw_ratings(dir: &Path) -> HashMap<i64, std::collections::BTreeSet<i64>> {
     let mut out: HashMap<i64, std::collections::BTreeSet<i64>> = HashMap::new();
@@ -121,15 +129,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `ncf-serve --listen 127.0.0.1:0 --device cpu ARGS` and waits for its address.
-    pub fn start(args: &[&str]) -> Server {
-        Server::start_with_env(args, &[])
-    }
-
-    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+    /// `ncf-serve --listen 127.0.0.1:0 --device cpu --data DATA --load_checkpoint_path CKPT
+    /// EXTRA...`, waiting for its address (the environment's admin token left out).
+    pub fn serving(data: &Path, ckpt: &Path, extra: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ncf-serve"));
-        cmd.args(["--listen", "127.0.0.1:0", "--device", "cpu"]).args(args);
-        cmd.env_remove("NCF_SERVE_ADMIN_TOKEN").envs(env.iter().copied());
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--device",
+            "cpu",
+            "--data",
+            &s(data),
+            "--load_checkpoint_path",
+            &s(ckpt),
+        ]);
+        cmd.args(extra).env_remove("NCF_SERVE_ADMIN_TOKEN");
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
