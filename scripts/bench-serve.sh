@@ -14,6 +14,11 @@
 # rate limit, requests spread evenly, latency corrected for coordinated omission); failed requests;
 # ncf-serve's resident memory (after start-up and its peak). The load generator shares the
 # machine's cores with the server, as it would on a 2-core box: read the ratios, not the absolutes.
+#
+# PIN=1 instead gives each side its own core, as a load generator on another machine would: the
+# model's side (ncf-infer, ncf-serve with --threads 1, FastAPI with one worker of one thread) runs
+# on core 0 alone and oha on core 1, so "served users/s against ncf-infer's" compares one core's
+# work with and without the serving around it.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${CARGO_TARGET_DIR:-$here/target}/release"
@@ -28,6 +33,15 @@ command -v oha >/dev/null || { echo "bench-serve: needs oha (cargo install oha)"
 source "$here/scripts/ml20m-shaped.sh"
 cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 echo "bench-serve: $users users x $items items, top 10 per request, $(nproc) cores of $cpu, ${duration} s per load point"
+# The model's side runs under $on_model_core; PIN=1 pins it to core 0 (one thread) and oha to core 1.
+on_model_core=()
+fastapi_shapes=("1 2" "2 1")
+if [ "${PIN:-0}" = 1 ]; then
+  on_model_core=(taskset -c 0 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1)
+  export OHA_PREFIX="taskset -c 1"
+  fastapi_shapes=("1 1")
+  echo "PIN=1: ncf-infer, ncf-serve (--threads 1) and FastAPI (1 worker x 1 thread) on core 0 alone, oha on core 1"
+fi
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -54,7 +68,7 @@ for model in ${MODELS:-mf neumf}; do
     n=${NEUMF_USERS:-600}
     which=(--users "$("$python" -c "import torch,sys; print(','.join(str(x) for x in torch.load(sys.argv[1]).tolist()[:int(sys.argv[2])]))" "$data/user_ids.pt" "$n")")
   fi
-  "$bin/ncf-infer" recommend --data "$data" --load_checkpoint_path "$ckpt" "${which[@]}" -k 10 \
+  "${on_model_core[@]}" "$bin/ncf-infer" recommend --data "$data" --load_checkpoint_path "$ckpt" "${which[@]}" -k 10 \
     --device cpu --output "$work/recs.csv" 2>"$work/infer.log" &
   ipid=$!
   # Its CPU-seconds over the recommending alone (sampled when it prints its rate, before writing).
@@ -75,7 +89,8 @@ for model in ${MODELS:-mf neumf}; do
   # SERVE_ARGS_MF / SERVE_ARGS_NEUMF: extra ncf-serve flags per model (e.g. --threads 1).
   extra_var="SERVE_ARGS_$(tr '[:lower:]' '[:upper:]' <<<"$model")"
   read -r -a extra <<<"${!extra_var:-}"
-  "$bin/ncf-serve" --data "$data" --load_checkpoint_path "$ckpt" --listen "127.0.0.1:$port" --device cpu \
+  [ "${PIN:-0}" = 1 ] && extra+=(--threads 1)
+  "${on_model_core[@]}" "$bin/ncf-serve" --data "$data" --load_checkpoint_path "$ckpt" --listen "127.0.0.1:$port" --device cpu \
     --max-queue 4096 --request-timeout-ms 30000 "${extra[@]}" 2>"$work/serve.log" &
   spid=$!; pids+=("$spid")
   echo "ncf-serve flags: --max-queue 4096 --request-timeout-ms 30000 ${extra[*]}"
@@ -106,10 +121,10 @@ for model in ${MODELS:-mf neumf}; do
   peak=$(sort -n "$work/rss.txt" | tail -1)
   kill -TERM "$spid"; wait "$spid" 2>/dev/null || true
 
-  for shape in "1 2" "2 1"; do
+  for shape in "${fastapi_shapes[@]}"; do
     read -r workers threads <<<"$shape"
     fport=18091
-    "$python" "$here/scripts/serve_fastapi.py" --data "$data" --load_checkpoint_path "$ckpt" --port "$fport" \
+    "${on_model_core[@]}" "$python" "$here/scripts/serve_fastapi.py" --data "$data" --load_checkpoint_path "$ckpt" --port "$fport" \
       --workers "$workers" --threads "$threads" 2>"$work/fastapi.log" &
     fpid=$!; pids+=("$fpid")
     fpattern="http://127.0.0.1:$fport/v1/users/[1-9][0-9]{0,4}/recommendations\?k=10"

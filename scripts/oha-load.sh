@@ -1,9 +1,10 @@
 # Sourced by bench-serve.sh and soak-serve.sh: `oha_load OHA-ARGS...` runs oha and prints
 # "requests/s p50_ms p99_ms answered_200 answered_503 failed_otherwise" (failed otherwise: any
 # other status, and errors but the requests oha itself cancels when -z ends, "aborted due to
-# deadline"). Needs $python.
+# deadline"). Needs $python. $OHA_PREFIX, when set, is a command oha runs under (`taskset -c 1`).
 oha_load() {
-  oha --no-tui --output-format json "$@" | "$python" -c '
+  # shellcheck disable=SC2086 # the prefix is words: a command and its arguments
+  ${OHA_PREFIX:-} oha --no-tui --output-format json "$@" | "$python" -c '
 import json, sys
 d = json.load(sys.stdin)
 p = d["latencyPercentiles"]; codes = d["statusCodeDistribution"]

@@ -124,11 +124,34 @@ struct RecommendArgs {
     #[arg(long = "load_checkpoint_path", alias = "load-checkpoint-path")]
     load_checkpoint_path: PathBuf,
     /// Raw user ids as in the ratings file (integers, or text ids such as u196), comma-separated.
-    #[arg(long, value_delimiter = ',', required_unless_present = "all", conflicts_with = "all")]
+    #[arg(long, value_delimiter = ',', required_unless_present_any = ["all", "history"], conflicts_with_all = ["all", "history"])]
     users: Vec<String>,
     /// Every user of the dataset.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "history")]
     all: bool,
+    /// People given by what they did, including people the model was never trained on: a CSV of
+    /// raw `user_id,item_id[,timestamp]` lines (a MovieLens ratings.csv reads as is). Each person
+    /// is folded in (their user vectors fitted to their items, the model fixed); a user the
+    /// dataset knows is refreshed instead (their train items plus the file's, from their own
+    /// vectors). Their items are left out of their list; items the dataset lacks are skipped and
+    /// counted.
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// Fold-in: Adam steps per person.
+    #[arg(long = "fold-in-steps", default_value_t = inference::FoldInOptions::default().steps)]
+    fold_in_steps: usize,
+    /// Fold-in: negatives drawn per history item at each step.
+    #[arg(long = "fold-in-negatives", default_value_t = inference::FoldInOptions::default().negatives)]
+    fold_in_negatives: usize,
+    /// Fold-in: Adam's learning rate, in standard deviations of the trained users' vectors.
+    #[arg(long = "fold-in-lr", default_value_t = inference::FoldInOptions::default().learning_rate)]
+    fold_in_lr: f64,
+    /// Fold-in: weight of the prior (the trained users' mean and spread; 0: none).
+    #[arg(long = "fold-in-prior-weight", default_value_t = inference::FoldInOptions::default().prior_weight)]
+    fold_in_prior_weight: f64,
+    /// Fold-in: seed of the negatives (the same seed, the same lists).
+    #[arg(long = "seed", default_value_t = 0)]
+    seed: u64,
     /// Items per user.
     #[arg(short = 'k', long, default_value_t = 10)]
     topk: usize,
@@ -340,6 +363,9 @@ fn recommend(args: RecommendArgs) -> Result<()> {
     if !rec.has_raw_ids() {
         eprintln!("ncf-infer: {} has no id maps; users and items are the dataset's 0-based ids", args.data.display());
     }
+    if let Some(path) = &args.history {
+        return recommend_histories(&rec, path, &args);
+    }
     let users = if args.all { rec.all_users() } else { rec.users_by_raw_id(&args.users)? };
     let start = Instant::now();
     let bar = indicatif::ProgressBar::new(users.len() as u64);
@@ -360,6 +386,79 @@ fn recommend(args: RecommendArgs) -> Result<()> {
         users.len(),
         users.len() as f64 / seconds.max(1e-9)
     );
+    match &args.output {
+        Some(path) => {
+            inference::write_recommendations(path, &recs)?;
+            eprintln!("ncf-infer: wrote {}", path.display());
+        }
+        None => inference::OutputFormat::Csv.write(&mut std::io::stdout().lock(), &recs)?,
+    }
+    Ok(())
+}
+
+/// `recommend --history`: each person of the file folded in (or a known user refreshed), then
+/// their top k.
+fn recommend_histories(rec: &inference::Recommender, path: &std::path::Path, args: &RecommendArgs) -> Result<()> {
+    let people = inference::read_histories(path)?;
+    let options = inference::FoldInOptions {
+        steps: args.fold_in_steps,
+        negatives: args.fold_in_negatives,
+        learning_rate: args.fold_in_lr,
+        prior_weight: args.fold_in_prior_weight,
+        seed: args.seed,
+    };
+    let start = Instant::now();
+    let bar = indicatif::ProgressBar::new(people.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("folding in [{bar:30}] {pos}/{len} people, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let (mut recs, mut skipped, mut known_people) = (Vec::with_capacity(people.len()), Vec::new(), 0usize);
+    for person in &people {
+        let (items, unknown) = rec.items_by_raw_id(&person.items);
+        skipped.extend(unknown);
+        let (vectors, mut exclude) = match rec.catalog().user(&person.user) {
+            Some(u) => {
+                known_people += 1;
+                let v = rec.refresh(u, &items, &options).with_context(|| format!("refreshing user {}", person.user))?;
+                (v, rec.catalog().seen(u).iter().chain(&items).copied().collect::<Vec<_>>())
+            }
+            None => {
+                let v = rec.fold_in(&items, &options).with_context(|| format!("folding in {}", person.user))?;
+                (v, items.clone())
+            }
+        };
+        if args.include_seen {
+            exclude.clear();
+        }
+        let items = rec.recommend_for(&vectors, args.topk, &exclude)?;
+        let user = person
+            .user
+            .parse::<i64>()
+            .map_or_else(|_| inference::RawId::Text(person.user.clone()), inference::RawId::Int);
+        recs.push(inference::Recommendation { user, items });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "ncf-infer: {} people from {} ({} new to the model, {} known and refreshed) in {seconds:.2} s ({:.0} people/s)",
+        people.len(),
+        path.display(),
+        people.len() - known_people,
+        known_people,
+        people.len() as f64 / seconds.max(1e-9)
+    );
+    if !skipped.is_empty() {
+        let shown: Vec<&str> = skipped.iter().take(5).map(String::as_str).collect();
+        eprintln!(
+            "ncf-infer: skipped {} event(s) of items the dataset does not have ({}{})",
+            skipped.len(),
+            shown.join(", "),
+            if skipped.len() > shown.len() { ", ..." } else { "" }
+        );
+    }
     match &args.output {
         Some(path) => {
             inference::write_recommendations(path, &recs)?;

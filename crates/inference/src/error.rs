@@ -43,4 +43,12 @@ pub enum InferenceError {
     /// The checkpoint's model does not fit the dataset.
     #[error("the checkpoint has {model} {what}, the dataset {data}")]
     Shape { what: &'static str, model: i64, data: u64 },
+
+    /// A history file line that cannot be read (`line` 0: the file as a whole).
+    #[error("{}, line {line}: {reason}", path.display())]
+    HistoryFile { path: PathBuf, line: u64, reason: String },
+
+    /// Fold-in cannot run for this model or these rows.
+    #[error("fold-in: {0}")]
+    FoldIn(String),
 }

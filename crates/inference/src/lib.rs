@@ -10,6 +10,10 @@
 //! at a time on the CPU, where libtorch's per-operator cost dominates, goes through
 //! [`SmallBatchScorer`] (3x faster for one pair, the same scores).
 //!
+//! People the model was not trained on (or known users with new events) are folded in
+//! ([`FoldIn`]: their user rows fitted to the items they touched, the rest of the model fixed)
+//! and recommended for ([`Recommender::recommend_for`]).
+//!
 //! **What it is not:** a trainer (`ncf-train`) or a server; it computes and returns.
 //!
 //! ```
@@ -35,9 +39,13 @@
 
 pub mod bench;
 mod error;
+mod fold_in;
+mod history;
 mod recommend;
 mod small_batch;
 
 pub use error::InferenceError;
+pub use fold_in::{FoldIn, FoldInOptions, UserVectors};
+pub use history::{read_histories, History};
 pub use recommend::{write_recommendations, Catalog, OutputFormat, RawId, Recommendation, Recommender};
 pub use small_batch::{SmallBatchScorer, SMALL_BATCH_BELOW};

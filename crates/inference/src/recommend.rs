@@ -1,11 +1,12 @@
 //! Top-k recommendations for users, in the raw ids of the ratings file the dataset came from.
 
-use crate::InferenceError;
+use crate::{FoldIn, FoldInOptions, InferenceError, UserVectors};
 use featurespec::ncf::NcfLayout;
 use featurespec::FeatureSpec;
 use ncf_model::runtime::CpuMatmul;
 use ncf_model::{AnyModel, ItemSide, Model, ModelKind};
 use spec_dataset::{IdIndex, IdMap, IdSide};
+use std::cell::OnceCell;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -218,6 +219,8 @@ pub struct Recommender {
     item_side: ItemSide,
     catalog: Arc<Catalog>,
     pass_floats: i64,
+    /// Fold-in's prior (the users' mean rows), built on first use.
+    fold_in: OnceCell<FoldIn>,
 }
 
 impl Recommender {
@@ -240,7 +243,7 @@ impl Recommender {
         model.set_train(false);
         let item_side = model.item_side();
         let pass_floats = if device.is_cuda() { CUDA_PASS_FLOATS } else { CPU_PASS_FLOATS };
-        Ok(Recommender { model, kind, item_side, catalog, pass_floats })
+        Ok(Recommender { model, kind, item_side, catalog, pass_floats, fold_in: OnceCell::new() })
     }
 
     /// Which library scores in float32 on the CPU (oneDNN where the CPU has AVX-512, by default;
@@ -346,39 +349,130 @@ impl Recommender {
 
     fn recommend_batch(&self, users: &[i64], k: usize, include_seen: bool) -> Vec<Recommendation> {
         let device = self.model.device();
-        let n_items = self.model.items();
         let scores = tch::no_grad(|| {
             self.model.all_item_logits(&Tensor::from_slice(users).to_device(device), &self.item_side).sigmoid()
         });
-        if !include_seen {
-            let mut flat = Vec::new();
-            for (row, &u) in users.iter().enumerate() {
-                flat.extend(self.catalog.seen(u).iter().map(|&i| row as i64 * n_items + i));
-            }
-            if !flat.is_empty() {
-                let idx = Tensor::from_slice(&flat).to_device(device);
-                let _ = scores.view([-1]).index_fill_(0, &idx, f64::NEG_INFINITY);
-            }
+        let seen: Vec<&[i64]> =
+            users.iter().map(|&u| if include_seen { &[][..] } else { self.catalog.seen(u) }).collect();
+        self.top_k(&scores, &seen, k)
+            .into_iter()
+            .zip(users)
+            .map(|(items, &u)| Recommendation { user: self.catalog.user_raw_id(u), items })
+            .collect()
+    }
+
+    /// Each row's `k` best items of `scores` (`[U, items]` probabilities), `exclude[row]` left out,
+    /// best first, in raw ids.
+    fn top_k(&self, scores: &Tensor, exclude: &[&[i64]], k: usize) -> Vec<Vec<(RawId, f32)>> {
+        let n_items = self.model.items();
+        let mut flat = Vec::new();
+        for (row, items) in exclude.iter().enumerate() {
+            flat.extend(items.iter().map(|&i| row as i64 * n_items + i));
+        }
+        if !flat.is_empty() {
+            let idx = Tensor::from_slice(&flat).to_device(scores.device());
+            let _ = scores.view([-1]).index_fill_(0, &idx, f64::NEG_INFINITY);
         }
         let k = (k as i64).min(n_items);
         let (top_scores, top_items) = scores.topk(k, 1, true, true);
         let top_scores = Vec::<f32>::try_from(&top_scores.to_device(Device::Cpu).view([-1])).unwrap_or_default();
         let top_items = Vec::<i64>::try_from(&top_items.to_device(Device::Cpu).view([-1])).unwrap_or_default();
-        users
-            .iter()
-            .enumerate()
-            .map(|(row, &u)| {
+        (0..exclude.len())
+            .map(|row| {
                 let range = row * k as usize..(row + 1) * k as usize;
-                let items = top_items[range.clone()]
+                top_items[range.clone()]
                     .iter()
                     .zip(&top_scores[range])
                     // A user who has seen almost every item runs out of candidates.
                     .filter(|(_, s)| s.is_finite())
                     .map(|(&i, &s)| (self.catalog.item_raw_id(i), s))
-                    .collect();
-                Recommendation { user: self.catalog.user_raw_id(u), items }
+                    .collect()
             })
             .collect()
+    }
+
+    /// The dataset's items for raw item ids (`"318"`, `"tt0111161"`): those it knows, in order,
+    /// and the raw ids it does not (a history may name items newer than the model: reported, not
+    /// fatal).
+    pub fn items_by_raw_id<S: AsRef<str>>(&self, raw: &[S]) -> (Vec<i64>, Vec<String>) {
+        let (mut known, mut unknown) = (Vec::with_capacity(raw.len()), Vec::new());
+        for id in raw {
+            match self.catalog.item(id.as_ref()) {
+                Some(i) => known.push(i),
+                None => unknown.push(id.as_ref().to_owned()),
+            }
+        }
+        (known, unknown)
+    }
+
+    /// Fold-in for this model, prepared on first use (the users' mean rows).
+    pub fn fold_in_prepared(&self) -> Result<&FoldIn, InferenceError> {
+        if let Some(f) = self.fold_in.get() {
+            return Ok(f);
+        }
+        let f = FoldIn::new(self.model.as_ref())?;
+        Ok(self.fold_in.get_or_init(|| f))
+    }
+
+    /// A person's rows fitted to `history` (dataset item ids), the model fixed ([`FoldIn::fit`]).
+    pub fn fold_in(&self, history: &[i64], options: &FoldInOptions) -> Result<UserVectors, InferenceError> {
+        self.fold_in_prepared()?.fit(self.model.as_ref(), &self.item_side, history, options)
+    }
+
+    /// A trained user's rows refitted to their train items and `new_items` (dataset item ids),
+    /// from and toward their trained rows ([`FoldIn::refit`]): a known user after new events.
+    pub fn refresh(
+        &self,
+        user: i64,
+        new_items: &[i64],
+        options: &FoldInOptions,
+    ) -> Result<UserVectors, InferenceError> {
+        if !(0..self.catalog.users).contains(&user) {
+            return Err(InferenceError::IdOutOfRange {
+                what: "user".into(),
+                id: user,
+                count: self.catalog.users as u64,
+            });
+        }
+        let fold = self.fold_in_prepared()?;
+        let device = self.model.device();
+        let rows = tch::no_grad(|| self.model.user_rows(&Tensor::from_slice(&[user]).to_device(device)))
+            .ok_or_else(|| InferenceError::FoldIn(format!("the {} model gives no user rows", self.model.name())))?;
+        let own = UserVectors::from_rows(rows);
+        let history: Vec<i64> = self.catalog.seen(user).iter().chain(new_items).copied().collect();
+        fold.refit(self.model.as_ref(), &self.item_side, &own, &history, options)
+    }
+
+    /// The top `k` items for a person given as rows (a fold-in's, or a trained user's own),
+    /// best first, `exclude` (dataset item ids, e.g. their history) left out, in raw ids.
+    pub fn recommend_for(
+        &self,
+        user: &UserVectors,
+        k: usize,
+        exclude: &[i64],
+    ) -> Result<Vec<(RawId, f32)>, InferenceError> {
+        if let Some(&id) = exclude.iter().find(|&&i| !(0..self.catalog.items).contains(&i)) {
+            return Err(InferenceError::IdOutOfRange { what: "item".into(), id, count: self.catalog.items as u64 });
+        }
+        let scores = tch::no_grad(|| self.model.all_item_logits_of_rows(user.rows(), &self.item_side))
+            .ok_or_else(|| {
+                InferenceError::FoldIn(format!(
+                    "the {} model cannot score a user given as rows (its rows do not match its user tables)",
+                    self.model.name()
+                ))
+            })?
+            .sigmoid();
+        Ok(self.top_k(&scores, &[exclude], k).pop().unwrap_or_default())
+    }
+
+    /// The model itself (e.g. to fold in with [`FoldIn`] directly).
+    pub fn model(&self) -> &dyn Model {
+        self.model.as_ref()
+    }
+
+    /// The model's item side ([`Model::item_side`]), computed once at load.
+    pub fn item_side(&self) -> &ItemSide {
+        &self.item_side
     }
 }
 

@@ -3,7 +3,7 @@
 //! their own (`final.weight`, `final.bias`), so NeuMF's pre-training is a key copy
 //! ([`NeuMf::from_pretrained`]).
 
-use crate::model::{ItemSide, Model};
+use crate::model::{ItemSide, Model, UserTable};
 use crate::neumf::{Branches, ItemHalf};
 use crate::runtime::CpuMatmul;
 use crate::{ModelError, ModelKind, NeuMf, NeuMfConfig};
@@ -214,6 +214,24 @@ macro_rules! delegate_to_neumf {
                 match side.get::<ItemHalf>() {
                     Some(half) => self.core().all_item_logits(users, half),
                     None => self.core().all_item_logits(users, &self.core().item_half()),
+                }
+            }
+            fn user_tables(&self) -> Vec<UserTable> {
+                self.core().user_tables()
+            }
+            fn user_rows(&self, users: &Tensor) -> Option<Vec<Tensor>> {
+                Some(self.core().user_rows(users))
+            }
+            fn logits_of_rows(&self, rows: &[Tensor], items: &Tensor, side: &ItemSide) -> Option<Tensor> {
+                match side.get::<ItemHalf>() {
+                    Some(half) => self.core().logits_of_rows(rows, items, half),
+                    None => self.core().logits_of_rows(rows, items, &self.core().item_half()),
+                }
+            }
+            fn all_item_logits_of_rows(&self, rows: &[Tensor], side: &ItemSide) -> Option<Tensor> {
+                match side.get::<ItemHalf>() {
+                    Some(half) => self.core().all_item_logits_of_rows(rows, half),
+                    None => self.core().all_item_logits_of_rows(rows, &self.core().item_half()),
                 }
             }
         }

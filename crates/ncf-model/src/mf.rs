@@ -1,7 +1,7 @@
 //! Dot-product matrix factorisation, the baseline of Rendle, Krichene, Zhang and Anderson ("Neural
 //! Collaborative Filtering vs. Matrix Factorization Revisited", RecSys 2020).
 
-use crate::model::{ItemSide, Model};
+use crate::model::{ItemSide, Model, UserTable};
 use crate::ModelError;
 use std::path::Path;
 use tch::nn::{self, Init, Module};
@@ -127,6 +127,32 @@ impl Model for Mf {
 
     fn is_training(&self) -> bool {
         self.train
+    }
+
+    fn user_tables(&self) -> Vec<UserTable> {
+        vec![
+            UserTable { key: "user_embed.weight".into(), width: self.config.factors },
+            UserTable { key: "user_bias.weight".into(), width: 1 },
+        ]
+    }
+
+    fn user_rows(&self, users: &Tensor) -> Option<Vec<Tensor>> {
+        tch::no_grad(|| Some(vec![self.user_embed.forward(users).detach(), self.user_bias.forward(users).detach()]))
+    }
+
+    fn logits_of_rows(&self, rows: &[Tensor], items: &Tensor, _side: &ItemSide) -> Option<Tensor> {
+        let [embed, bias] = rows else { return None };
+        let q = self.item_embed.ws.detach().index_select(0, items);
+        let b_i = self.item_bias.ws.detach().index_select(0, items);
+        Some((embed * q).sum_dim_intlist(1, true, None) + bias + b_i + self.global_bias.detach())
+    }
+
+    fn all_item_logits_of_rows(&self, rows: &[Tensor], _side: &ItemSide) -> Option<Tensor> {
+        let [embed, bias] = rows else { return None };
+        tch::no_grad(|| {
+            let scores = embed.matmul(&self.item_embed.ws.tr());
+            Some(scores + bias + self.item_bias.ws.view([1, -1]) + &self.global_bias)
+        })
     }
 
     /// `P_users Q^T + b_users + b_items^T + b`, one matrix product for the block.

@@ -130,6 +130,34 @@ pub trait Model: Send {
         })
     }
 
+    /// The tables a user is a row of, in a fixed order: what a user outside the model (fold-in)
+    /// is represented by. NeuMF: the GMF then the MLP user embedding; GMF and MLP: their one; MF:
+    /// the embedding then the bias. Empty (the default) for a model that cannot score a user it
+    /// was not trained on; then [`Model::user_rows`] and the two `*_of_rows` verbs are `None`.
+    fn user_tables(&self) -> Vec<UserTable> {
+        Vec::new()
+    }
+
+    /// The rows of `users` (`[U]` int64) in each of [`Model::user_tables`]: `[U, width]` each,
+    /// copies detached from the parameters.
+    fn user_rows(&self, _users: &Tensor) -> Option<Vec<Tensor>> {
+        None
+    }
+
+    /// Logits `[N, 1]` for users given by their rows (one `[N, width]` tensor per user table, a
+    /// row per pair) against `items` (`[N]` int64), evaluation mode, equal to `forward` for a
+    /// trained user's own rows. Gradients flow to the rows and not to the parameters: what
+    /// fitting a new user's rows with the parameters fixed needs. `side` is [`Model::item_side`].
+    fn logits_of_rows(&self, _rows: &[Tensor], _items: &Tensor, _side: &ItemSide) -> Option<Tensor> {
+        None
+    }
+
+    /// Every item's logit `[U, items]` for users given by their rows (`[U, width]` per user table),
+    /// as [`Model::all_item_logits`] for a trained user's own rows; no gradients.
+    fn all_item_logits_of_rows(&self, _rows: &[Tensor], _side: &ItemSide) -> Option<Tensor> {
+        None
+    }
+
     /// Probabilities `[N, 1]`: `sigmoid(forward)`, what evaluation ranks by.
     fn forward_sigmoid(&self, users: &Tensor, items: &Tensor) -> Tensor {
         self.forward(users, items).sigmoid()
@@ -159,6 +187,15 @@ pub trait Model: Send {
     fn save(&self, path: &Path) -> Result<(), ModelError> {
         Ok(tch_data::save_tch_map(path, &self.state_dict())?)
     }
+}
+
+/// One table of a model's user side ([`Model::user_tables`]): its state-dict key and its width.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserTable {
+    /// The table's key in the state dict (`mf_user_embed.weight`, `user_bias.weight`).
+    pub key: String,
+    /// Floats per user.
+    pub width: i64,
 }
 
 /// A model of any kind, chosen at run time (`--model`, or a checkpoint's keys).
@@ -258,6 +295,18 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn floats_per_scored_pair(&self) -> i64 {
         (**self).floats_per_scored_pair()
+    }
+    fn user_tables(&self) -> Vec<UserTable> {
+        (**self).user_tables()
+    }
+    fn user_rows(&self, users: &Tensor) -> Option<Vec<Tensor>> {
+        (**self).user_rows(users)
+    }
+    fn logits_of_rows(&self, rows: &[Tensor], items: &Tensor, side: &ItemSide) -> Option<Tensor> {
+        (**self).logits_of_rows(rows, items, side)
+    }
+    fn all_item_logits_of_rows(&self, rows: &[Tensor], side: &ItemSide) -> Option<Tensor> {
+        (**self).all_item_logits_of_rows(rows, side)
     }
     fn item_side(&self) -> ItemSide {
         (**self).item_side()
