@@ -7,6 +7,7 @@
 # ?k=10`) from `oha` (cargo install oha).
 #
 #   scripts/bench-serve.sh [DATA]        # DURATION=15 seconds per load point, MODELS="mf neumf"
+#                                        # FASTAPI=0 skips the FastAPI rows
 #
 # Per model it prints: ncf-infer's users/s and users per CPU-second; each server's throughput at
 # saturation (32 connections without pause) and the server's own CPU-seconds per request there;
@@ -114,6 +115,9 @@ for model in ${MODELS:-mf neumf}; do
   for frac in 25 50 90; do
     rate=$(awk -v s="$sat" -v f="$frac" 'BEGIN {printf "%.1f", s * f / 100}')
     rates+=("$frac:$rate")
+    # The previous load point's last requests drain first (up to 32 in flight), so they do not
+    # count as this point's queueing.
+    sleep 3
     read -r rps p50 p99 fail < <(load -z "${duration}s" -c 32 -q "$rate" --latency-correction --rand-regex-url "$pattern")
     echo "| ncf-serve | $frac% ($rate/s offered) | $rps | $p50 | $p99 | $fail |"
   done
@@ -121,6 +125,7 @@ for model in ${MODELS:-mf neumf}; do
   peak=$(sort -n "$work/rss.txt" | tail -1)
   kill -TERM "$spid"; wait "$spid" 2>/dev/null || true
 
+  [ "${FASTAPI:-1}" = 0 ] && fastapi_shapes=()
   for shape in "${fastapi_shapes[@]}"; do
     read -r workers threads <<<"$shape"
     fport=18091
@@ -136,6 +141,7 @@ for model in ${MODELS:-mf neumf}; do
     echo "| $name | saturation (32 connections) | $fsat | | $fsatp99 | $ffail |"
     for fr in "${rates[@]}"; do
       frac=${fr%%:*}; rate=${fr#*:}
+      sleep 3
       read -r rps p50 p99 fail < <(load -z "${duration}s" -c 32 -q "$rate" --latency-correction --rand-regex-url "$fpattern")
       echo "| $name | ncf-serve's $frac% ($rate/s offered) | $rps | $p50 | $p99 | $fail |"
     done

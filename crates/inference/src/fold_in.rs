@@ -251,15 +251,29 @@ impl FoldIn {
             return Ok(UserVectors { rows: start.rows.iter().map(Tensor::copy).collect() });
         }
         let device = model.device();
-        let whitened: Vec<Tensor> = start
-            .rows
-            .iter()
-            .zip(self.mean.iter().zip(&self.std))
-            .map(|(r, (m, s))| ((r.detach() - m) / s).set_requires_grad(true))
-            .collect();
-        let mut first: Vec<Tensor> = whitened.iter().map(Tensor::zeros_like).collect();
-        let mut second: Vec<Tensor> = whitened.iter().map(Tensor::zeros_like).collect();
-        let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        // The rows are a few hundred floats: the whitening, the prior's gradient (`prior_weight *
+        // z`) and Adam run here in plain float32, leaving libtorch only the model's forward and
+        // backward (a step's cost was its operator overhead, not its arithmetic).
+        let to_vec = |t: &Tensor| Vec::<f32>::try_from(&t.to_kind(Kind::Float).to_device(tch::Device::Cpu).view([-1]));
+        let readback = |e: tch::TchError| InferenceError::Readback(e.to_string());
+        let mean: Vec<Vec<f32>> = self.mean.iter().map(to_vec).collect::<Result<_, _>>().map_err(readback)?;
+        let std: Vec<Vec<f32>> = self.std.iter().map(to_vec).collect::<Result<_, _>>().map_err(readback)?;
+        let mut z: Vec<Vec<f32>> = Vec::with_capacity(mean.len());
+        for ((r, m), sd) in start.rows.iter().zip(&mean).zip(&std) {
+            let r = to_vec(r).map_err(readback)?;
+            z.push(r.iter().zip(m).zip(sd).map(|((r, m), s)| (r - m) / s).collect());
+        }
+        let rows_of = |z: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            z.iter()
+                .zip(&mean)
+                .zip(&std)
+                .map(|((z, m), sd)| z.iter().zip(m).zip(sd).map(|((z, m), s)| m + s * z).collect())
+                .collect()
+        };
+        let mut first: Vec<Vec<f32>> = z.iter().map(|v| vec![0.0; v.len()]).collect();
+        let mut second = first.clone();
+        let (beta1, beta2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+        let (lr, prior) = (options.learning_rate as f32, options.prior_weight as f32);
         for (step, negs) in negatives.iter().enumerate() {
             let ids: Vec<i64> = history.iter().chain(negs).copied().collect();
             let n = ids.len() as i64;
@@ -267,36 +281,32 @@ impl FoldIn {
             labels.resize(ids.len(), 0.0);
             let item_ids = Tensor::from_slice(&ids).to_device(device);
             let labels = Tensor::from_slice(&labels).view([-1, 1]).to_device(device);
-            let expanded: Vec<Tensor> = whitened
+            let rows: Vec<Tensor> = rows_of(&z)
                 .iter()
-                .zip(self.mean.iter().zip(&self.std))
-                .map(|(z, (m, s))| (m + s * z).expand([n, z.size()[1]], false))
+                .map(|r| Tensor::from_slice(r).view([1, -1]).to_device(device).set_requires_grad(true))
                 .collect();
+            let expanded: Vec<Tensor> = rows.iter().map(|r| r.expand([n, r.size()[1]], false)).collect();
             let logits = model
                 .logits_of_rows(&expanded, &item_ids, side)
                 .ok_or_else(|| InferenceError::FoldIn(format!("the {} model cannot score rows", model.name())))?;
-            let mut loss = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, Reduction::Sum);
-            if options.prior_weight > 0.0 {
-                for z in &whitened {
-                    loss += z.square().sum(Kind::Float) * (options.prior_weight / 2.0);
-                }
-            }
-            let grads = Tensor::run_backward(&[loss], &whitened, false, false);
-            // Adam as torch.optim.Adam computes it (no weight decay, no amsgrad).
+            let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, Reduction::Sum);
+            let grads = Tensor::run_backward(&[loss], &rows, false, false);
+            // Adam on z as torch.optim.Adam computes it (no weight decay, no amsgrad); the loss's
+            // gradient reaches z through row = mean + std * z.
             let t = (step + 1) as i32;
             let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-            tch::no_grad(|| {
-                for ((z, g), (m, v)) in whitened.iter().zip(&grads).zip(first.iter_mut().zip(second.iter_mut())) {
-                    let _ = m.g_mul_scalar_(beta1).g_add_(&(g * (1.0 - beta1)));
-                    let _ = v.g_mul_scalar_(beta2).g_add_(&(g.square() * (1.0 - beta2)));
-                    let denom = (v.sqrt() / c2.sqrt()) + eps;
-                    let _ = z.shallow_clone().g_sub_(&(&*m / denom * (options.learning_rate / c1)));
+            for (k, g) in grads.iter().enumerate() {
+                let g = to_vec(g).map_err(readback)?;
+                for j in 0..g.len() {
+                    let grad = std[k][j] * g[j] + prior * z[k][j];
+                    first[k][j] = beta1 * first[k][j] + (1.0 - beta1) * grad;
+                    second[k][j] = beta2 * second[k][j] + (1.0 - beta2) * grad * grad;
+                    let denom = second[k][j].sqrt() / c2.sqrt() + eps;
+                    z[k][j] -= lr / c1 * first[k][j] / denom;
                 }
-            });
+            }
         }
-        let rows = tch::no_grad(|| {
-            whitened.iter().zip(self.mean.iter().zip(&self.std)).map(|(z, (m, s))| m + s * z.detach()).collect()
-        });
+        let rows = rows_of(&z).iter().map(|r| Tensor::from_slice(r).view([1, -1]).to_device(device)).collect();
         Ok(UserVectors { rows })
     }
 }

@@ -15,6 +15,9 @@ const ITEMS: i64 = 200;
 /// A model of each kind with spread weights: a fresh model's N(0, 0.01) embeddings give every
 /// item nearly the same score, and the fit nothing to move.
 fn models() -> Vec<AnyModel> {
+    // libtorch's generator is global: tests running at once would interleave their draws.
+    static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(21);
     let layers = vec![32, 16, 8];
     let mut out: Vec<AnyModel> = vec![
