@@ -250,3 +250,74 @@ fn bad_requests_get_a_4xx_that_says_what_to_fix_and_the_server_stays_healthy() {
     assert_eq!(get(&c, &format!("{url}/v1/users/{u}/recommendations?k=3")).0, 200);
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// `POST /v1/recommendations/for-history`: a person the model never met, folded in, answered as
+/// `ncf-infer recommend --history` answers the same history (the same fit, the same seed); items
+/// the dataset lacks listed back; the history's items left out unless asked.
+#[test]
+fn a_history_is_folded_in_as_ncf_infer_folds_it_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ckpt) = dataset_and_model(dir.path());
+    let server = Server::serving(&data, &ckpt, &[]);
+    let (c, url) = (client(), server.url.clone());
+    let raw = raw_ratings(dir.path());
+    let mut users: Vec<i64> = raw.keys().copied().collect();
+    users.sort();
+    let history: Vec<i64> = raw[&users[3]].iter().copied().take(8).collect();
+
+    let file = dir.path().join("history.csv");
+    let lines: String = history.iter().map(|i| format!("someone-new,{i}\n")).collect();
+    std::fs::write(&file, lines).unwrap();
+    let out = dir.path().join("recs.csv");
+    let o = std::process::Command::new(sibling_binary("ncf-infer"))
+        .args(["recommend", "--data", &s(&data), "--load_checkpoint_path", &s(&ckpt), "--history", &s(&file)])
+        .args(["-k", "5", "--output", &s(&out), "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want: Vec<(i64, f32)> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[2].parse().unwrap(), f[3].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(want.len(), 5);
+
+    let mut sent: Vec<serde_json::Value> = history.iter().map(|&i| json!(i)).collect();
+    sent.push(json!(999_999_999));
+    let (status, body) = post(&c, &format!("{url}/v1/recommendations/for-history"), json!({"items": sent, "k": 5}).to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(items(&body), want, "the server's fold-in differs from ncf-infer's");
+    assert_eq!(body["history_items_used"], 8);
+    assert_eq!(body["unknown_items"], json!([999_999_999]));
+    assert!(items(&body).iter().all(|(i, _)| !history.contains(i)), "{body}");
+
+    // exclude_seen=false may return the history's items; an empty history is the average user.
+    let (status, body) = post(
+        &c,
+        &format!("{url}/v1/recommendations/for-history"),
+        json!({"items": history, "k": 40, "exclude_seen": false}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(items(&body).iter().any(|(i, _)| history.contains(i)), "{body}");
+    let (status, body) = post(&c, &format!("{url}/v1/recommendations/for-history"), json!({"items": []}).to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(items(&body).len(), 10);
+
+    // Bad bodies: 400 naming what to fix.
+    for (bad, says) in [
+        (json!({"items": 5}), "`items` must be a list"),
+        (json!({"items": [1], "user": 3}), "user"),
+        (json!({"items": [[1]]}), "items[0]"),
+        (json!({"items": [1], "k": 0}), "k"),
+    ] {
+        let (status, body) = post(&c, &format!("{url}/v1/recommendations/for-history"), bad.to_string());
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].as_str().unwrap_or("").contains(says), "{bad}: {body}");
+    }
+    let (status, _) = get(&c, &format!("{url}/healthz"));
+    assert_eq!(status, 200);
+}

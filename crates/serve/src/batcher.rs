@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::model::LoadedModel;
 use crate::ApiError;
 use axum::http::StatusCode;
-use inference::Recommendation;
+use inference::{FoldInOptions, RawId, Recommendation};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -41,6 +41,8 @@ pub(crate) enum Work {
     },
     /// Probabilities of (user, item) pairs (dataset ids).
     Score { users: Vec<i64>, items: Vec<i64>, reply: oneshot::Sender<Result<Vec<f32>, ApiError>> },
+    /// The top `k` for a person given by their items (dataset ids), folded in.
+    FoldIn { items: Vec<i64>, k: usize, exclude_seen: bool, reply: oneshot::Sender<Result<Vec<(RawId, f32)>, ApiError>> },
 }
 
 /// A request in the queue, with the model it started on (a reload while it waits does not change
@@ -60,6 +62,8 @@ impl Job {
             Work::Recommend { users, .. } => users.len(),
             // Pairs cost about 1/items of a user each; counted as at least one user.
             Work::Score { users, .. } => users.len().div_ceil(1024).max(1),
+            // A fit (a few dozen small passes) and one user's scores.
+            Work::FoldIn { .. } => 1,
         }
     }
 
@@ -67,6 +71,7 @@ impl Job {
         match &self.work {
             Work::Recommend { reply, .. } => reply.is_closed(),
             Work::Score { reply, .. } => reply.is_closed(),
+            Work::FoldIn { reply, .. } => reply.is_closed(),
         }
     }
 
@@ -74,6 +79,7 @@ impl Job {
         match self.work {
             Work::Recommend { reply, .. } => drop(reply.send(Err(e))),
             Work::Score { reply, .. } => drop(reply.send(Err(e))),
+            Work::FoldIn { reply, .. } => drop(reply.send(Err(e))),
         }
     }
 }
@@ -191,26 +197,58 @@ fn score_batch(batch: Vec<Job>, metrics: &Metrics) {
         // The first job's kind of group, and every job that belongs to it.
         let head = &live[0];
         let model = head.model.clone();
-        let key = match &head.work {
-            Work::Recommend { include_seen, .. } => Some(*include_seen),
-            Work::Score { .. } => None,
-        };
-        let (group, rest): (Vec<Job>, Vec<Job>) = live.into_iter().partition(|j| {
-            Arc::ptr_eq(&j.model, &model)
-                && match (&j.work, key) {
-                    (Work::Recommend { include_seen, .. }, Some(k)) => *include_seen == k,
-                    (Work::Score { .. }, None) => true,
-                    _ => false,
-                }
-        });
+        let key = Group::of(&head.work);
+        let (group, rest): (Vec<Job>, Vec<Job>) =
+            live.into_iter().partition(|j| Arc::ptr_eq(&j.model, &model) && Group::of(&j.work) == key);
         live = rest;
         match key {
-            Some(include_seen) => recommend_group(group, &model, include_seen),
-            None => score_group(group, &model),
+            Group::Recommend { include_seen } => recommend_group(group, &model, include_seen),
+            Group::Score => score_group(group, &model),
+            Group::FoldIn => fold_in_group(group, &model),
         }
     }
     metrics.batch_users.observe(users as f64);
     metrics.batch_seconds.observe(start.elapsed().as_secs_f64());
+}
+
+/// Which jobs of a batch are scored together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Recommend { include_seen: bool },
+    Score,
+    FoldIn,
+}
+
+impl Group {
+    fn of(work: &Work) -> Group {
+        match work {
+            Work::Recommend { include_seen, .. } => Group::Recommend { include_seen: *include_seen },
+            Work::Score { .. } => Group::Score,
+            Work::FoldIn { .. } => Group::FoldIn,
+        }
+    }
+}
+
+/// Folds each person in (the default options: the same history, the same answer) and answers
+/// with their top k.
+fn fold_in_group(group: Vec<Job>, model: &LoadedModel) {
+    let scorer = model.scorer();
+    for job in group {
+        let Work::FoldIn { items, k, exclude_seen, reply } = job.work else { continue };
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let person = scorer.fold_in(&items, &FoldInOptions::default())?;
+            scorer.recommend_for(&person, k, if exclude_seen { &items } else { &[] })
+        }));
+        let answer = match result {
+            Ok(Ok(list)) => Ok(list),
+            Ok(Err(e)) => Err(ApiError::bad_request(e.to_string())),
+            Err(_) => {
+                tracing::error!("folding in a history of {} items panicked", items.len());
+                Err(internal("the model panicked"))
+            }
+        };
+        let _ = reply.send(answer);
+    }
 }
 
 fn internal(what: &str) -> ApiError {

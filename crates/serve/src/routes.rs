@@ -36,6 +36,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/users/{user}", get(user_history))
         .route("/v1/users/{user}/recommendations", get(recommend_one))
         .route("/v1/recommendations", post(recommend_many))
+        .route("/v1/recommendations/for-history", post(recommend_for_history))
         .route("/v1/scores", post(scores))
         .route("/v1/admin/reload", post(reload))
         .fallback(no_route)
@@ -299,6 +300,52 @@ async fn recommend_many(
     }
     let results = lists.iter().map(|r| recommendations_out(&s, r)).collect();
     Ok(Json(Out { model_version: version, results }).into_response())
+}
+
+/// `POST /v1/recommendations/for-history {"items": [...], "k": 10}`: the top k for a person the
+/// model may never have met, given by the items they touched (folded in); items the dataset does
+/// not have are listed back, not fatal.
+async fn recommend_for_history(
+    Shared(s): Shared<Arc<State>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_json(body, s.limits.max_body_bytes)?;
+    let example = "{\"items\": [1, 31, 1029], \"k\": 10}";
+    let Value::Object(body) = body else {
+        return Err(ApiError::bad_request(format!("the body must be a JSON object: {example}")));
+    };
+    no_unknown_keys(body.keys(), &["items", "k", "exclude_seen"], "key")?;
+    let Some(Value::Array(raw)) = body.get("items") else {
+        return Err(ApiError::bad_request(format!("`items` must be a list of item ids (may be empty): {example}")));
+    };
+    if raw.len() > s.limits.max_pairs_per_request {
+        return Err(ApiError::bad_request(format!(
+            "`items` holds {} ids; send at most {} per request (ncf-serve --max-pairs-per-request)",
+            raw.len(),
+            s.limits.max_pairs_per_request
+        )));
+    }
+    let k = parse_k(body.get("k"), &s)?;
+    let exclude_seen = parse_bool(body.get("exclude_seen"), "exclude_seen", true)?;
+    let (mut items, mut unknown) = (Vec::with_capacity(raw.len()), Vec::new());
+    for (n, v) in raw.iter().enumerate() {
+        let id = id_text(v, &format!("items[{n}]"))?;
+        match s.catalog.item(&id) {
+            Some(i) => items.push(i),
+            None => unknown.push(v.clone()),
+        }
+    }
+    let known = items.len();
+    let (list, version) = ask(&s, |reply| Work::FoldIn { items, k, exclude_seen, reply }).await?;
+    #[derive(Serialize)]
+    struct Out<'a> {
+        model_version: u64,
+        items: Vec<ItemOut<'a>>,
+        history_items_used: usize,
+        unknown_items: Vec<Value>,
+    }
+    let items = list.iter().map(|(item, score)| item_out(&s, item, Some(*score))).collect();
+    Ok(Json(Out { model_version: version, items, history_items_used: known, unknown_items: unknown }).into_response())
 }
 
 async fn scores(Shared(s): Shared<Arc<State>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
