@@ -138,19 +138,19 @@ struct RecommendArgs {
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
     /// Fold-in: Adam steps per person.
-    #[arg(long = "fold-in-steps", default_value_t = inference::FoldInOptions::default().steps)]
+    #[arg(long = "fold-in-steps", requires = "history", default_value_t = inference::FoldInOptions::default().steps)]
     fold_in_steps: usize,
     /// Fold-in: negatives drawn per history item at each step.
-    #[arg(long = "fold-in-negatives", default_value_t = inference::FoldInOptions::default().negatives)]
+    #[arg(long = "fold-in-negatives", requires = "history", default_value_t = inference::FoldInOptions::default().negatives)]
     fold_in_negatives: usize,
     /// Fold-in: Adam's learning rate, in standard deviations of the trained users' vectors.
-    #[arg(long = "fold-in-lr", default_value_t = inference::FoldInOptions::default().learning_rate)]
+    #[arg(long = "fold-in-lr", requires = "history", default_value_t = inference::FoldInOptions::default().learning_rate)]
     fold_in_lr: f64,
     /// Fold-in: weight of the prior (the trained users' mean and spread; 0: none).
-    #[arg(long = "fold-in-prior-weight", default_value_t = inference::FoldInOptions::default().prior_weight)]
+    #[arg(long = "fold-in-prior-weight", requires = "history", default_value_t = inference::FoldInOptions::default().prior_weight)]
     fold_in_prior_weight: f64,
     /// Fold-in: seed of the negatives (the same seed, the same lists).
-    #[arg(long = "seed", default_value_t = 0)]
+    #[arg(long = "seed", requires = "history", default_value_t = 0)]
     seed: u64,
     /// Items per user.
     #[arg(short = 'k', long, default_value_t = 10)]
@@ -418,7 +418,8 @@ fn recommend_histories(rec: &inference::Recommender, path: &std::path::Path, arg
     for person in &people {
         let (items, unknown) = rec.items_by_raw_id(&person.items);
         skipped.extend(unknown);
-        let (vectors, mut exclude) = match rec.catalog().user(&person.user) {
+        let known = rec.catalog().user(&person.user);
+        let (vectors, mut exclude) = match known {
             Some(u) => {
                 known_people += 1;
                 let v = rec.refresh(u, &items, &options).with_context(|| format!("refreshing user {}", person.user))?;
@@ -433,10 +434,15 @@ fn recommend_histories(rec: &inference::Recommender, path: &std::path::Path, arg
             exclude.clear();
         }
         let items = rec.recommend_for(&vectors, args.topk, &exclude)?;
-        let user = person
-            .user
-            .parse::<i64>()
-            .map_or_else(|_| inference::RawId::Text(person.user.clone()), inference::RawId::Int);
+        // A known user as the dataset writes them; a new one as a number only when the text is
+        // one exactly (`007` stays text).
+        let user = match known {
+            Some(u) => rec.catalog().user_raw_id(u),
+            None => match person.user.parse::<i64>() {
+                Ok(n) if n.to_string() == person.user => inference::RawId::Int(n),
+                _ => inference::RawId::Text(person.user.clone()),
+            },
+        };
         recs.push(inference::Recommendation { user, items });
         bar.inc(1);
     }

@@ -64,7 +64,7 @@ struct Cli {
     /// Users in one POST /v1/recommendations at most.
     #[arg(long = "max-users-per-request", default_value_t = 1000, value_name = "N")]
     max_users_per_request: usize,
-    /// Pairs in one POST /v1/scores at most.
+    /// Pairs in one POST /v1/scores, and items in one POST /v1/recommendations/for-history, at most.
     #[arg(long = "max-pairs-per-request", default_value_t = 10_000, value_name = "N")]
     max_pairs_per_request: usize,
     /// Largest k a request may ask for (at most the number of items).

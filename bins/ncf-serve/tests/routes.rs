@@ -288,7 +288,8 @@ fn a_history_is_folded_in_as_ncf_infer_folds_it_in() {
 
     let mut sent: Vec<serde_json::Value> = history.iter().map(|&i| json!(i)).collect();
     sent.push(json!(999_999_999));
-    let (status, body) = post(&c, &format!("{url}/v1/recommendations/for-history"), json!({"items": sent, "k": 5}).to_string());
+    let (status, body) =
+        post(&c, &format!("{url}/v1/recommendations/for-history"), json!({"items": sent, "k": 5}).to_string());
     assert_eq!(status, 200, "{body}");
     assert_eq!(items(&body), want, "the server's fold-in differs from ncf-infer's");
     assert_eq!(body["history_items_used"], 8);

@@ -174,19 +174,45 @@ impl FoldIn {
     pub fn negatives(&self, history: &[i64], options: &FoldInOptions) -> Vec<Vec<i64>> {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(options.seed);
         let seen: HashSet<i64> = history.iter().copied().collect();
-        let all_seen = seen.len() as i64 >= self.items;
+        let draws = history.len() * options.negatives;
+        // A history covering most items would make drawing until an unseen one comes up slow:
+        // then the unseen items are listed once and drawn from directly.
+        let unseen: Option<Vec<i64>> =
+            (seen.len() as i64 * 2 > self.items).then(|| (0..self.items).filter(|i| !seen.contains(i)).collect());
         (0..options.steps)
-            .map(|_| {
-                (0..history.len() * options.negatives)
+            .map(|_| match &unseen {
+                Some(list) if list.is_empty() => (0..draws).map(|_| rng.random_range(0..self.items)).collect(),
+                Some(list) => (0..draws).map(|_| list[rng.random_range(0..list.len())]).collect(),
+                None => (0..draws)
                     .map(|_| loop {
                         let item = rng.random_range(0..self.items);
-                        if all_seen || !seen.contains(&item) {
+                        if !seen.contains(&item) {
                             break item;
                         }
                     })
-                    .collect()
+                    .collect(),
             })
             .collect()
+    }
+
+    /// Refuses options a fit cannot use, and item ids outside the model.
+    fn check(&self, history: &[i64], options: &FoldInOptions) -> Result<(), InferenceError> {
+        if !(options.learning_rate.is_finite() && options.learning_rate > 0.0) {
+            return Err(InferenceError::FoldIn(format!(
+                "the learning rate must be a positive number, not {}",
+                options.learning_rate
+            )));
+        }
+        if !(options.prior_weight.is_finite() && options.prior_weight >= 0.0) {
+            return Err(InferenceError::FoldIn(format!(
+                "the prior weight must be 0 or more, not {}",
+                options.prior_weight
+            )));
+        }
+        if let Some(&i) = history.iter().find(|&&i| !(0..self.items).contains(&i)) {
+            return Err(InferenceError::IdOutOfRange { what: "item".into(), id: i, count: self.items as u64 });
+        }
+        Ok(())
     }
 
     /// Fits a person's rows to `history` (the model's 0-based item ids, repeats allowed), from
@@ -199,13 +225,14 @@ impl FoldIn {
         history: &[i64],
         options: &FoldInOptions,
     ) -> Result<UserVectors, InferenceError> {
+        self.check(history, options)?;
         let negatives = self.negatives(history, options);
         self.fit_with_negatives(model, side, &self.prior(), history, &negatives, options)
     }
 
     /// Refits a known person's rows (a trained user's own, [`Model::user_rows`], or an earlier
-    /// fold-in) to `history` (what they had and what they did since), starting from those rows:
-    /// new events without retraining.
+    /// fold-in) to `history` (what they had and what they did since), starting from those rows
+    /// (the prior is still the trained users' mean and spread): new events without retraining.
     pub fn refit(
         &self,
         model: &dyn Model,
@@ -214,6 +241,7 @@ impl FoldIn {
         history: &[i64],
         options: &FoldInOptions,
     ) -> Result<UserVectors, InferenceError> {
+        self.check(history, options)?;
         let negatives = self.negatives(history, options);
         self.fit_with_negatives(model, side, user, history, &negatives, options)
     }
@@ -241,6 +269,7 @@ impl FoldIn {
                 self.tables.iter().map(|t| format!("{} [1, {}]", t.key, t.width)).collect::<Vec<_>>().join(", ")
             )));
         }
+        self.check(&[], options)?;
         let items = model.items();
         for &i in history.iter().chain(negatives.iter().flatten()) {
             if !(0..items).contains(&i) {
@@ -290,7 +319,12 @@ impl FoldIn {
                 .logits_of_rows(&expanded, &item_ids, side)
                 .ok_or_else(|| InferenceError::FoldIn(format!("the {} model cannot score rows", model.name())))?;
             let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, Reduction::Sum);
-            let grads = Tensor::run_backward(&[loss], &rows, false, false);
+            let grads = Tensor::f_run_backward(&[loss], &rows, false, false).map_err(|e| {
+                InferenceError::FoldIn(format!(
+                    "the {} model's scores do not depend on its user rows: {e}",
+                    model.name()
+                ))
+            })?;
             // Adam on z as torch.optim.Adam computes it (no weight decay, no amsgrad); the loss's
             // gradient reaches z through row = mean + std * z.
             let t = (step + 1) as i32;

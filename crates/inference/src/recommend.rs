@@ -419,8 +419,9 @@ impl Recommender {
         self.fold_in_prepared()?.fit(self.model.as_ref(), &self.item_side, history, options)
     }
 
-    /// A trained user's rows refitted to their train items and `new_items` (dataset item ids),
-    /// from and toward their trained rows ([`FoldIn::refit`]): a known user after new events.
+    /// A trained user's rows refitted to their train items and those of `new_items` (dataset item
+    /// ids) they did not have, starting from their trained rows ([`FoldIn::refit`]): a known user
+    /// after new events.
     pub fn refresh(
         &self,
         user: i64,
@@ -439,7 +440,10 @@ impl Recommender {
         let rows = tch::no_grad(|| self.model.user_rows(&Tensor::from_slice(&[user]).to_device(device)))
             .ok_or_else(|| InferenceError::FoldIn(format!("the {} model gives no user rows", self.model.name())))?;
         let own = UserVectors::from_rows(rows);
-        let history: Vec<i64> = self.catalog.seen(user).iter().chain(new_items).copied().collect();
+        // An item they had in train counts once, however often the events repeat it.
+        let seen = self.catalog.seen(user);
+        let had: std::collections::HashSet<i64> = seen.iter().copied().collect();
+        let history: Vec<i64> = seen.iter().chain(new_items.iter().filter(|i| !had.contains(i))).copied().collect();
         fold.refit(self.model.as_ref(), &self.item_side, &own, &history, options)
     }
 

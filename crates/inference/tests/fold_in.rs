@@ -148,6 +148,18 @@ fn negatives_follow_the_seed_and_bad_items_are_refused() {
     let side = model.item_side();
     let err = fold.fit(model.as_ref(), &side, &[1, ITEMS], &a).unwrap_err().to_string();
     assert!(err.contains(&format!("item id {ITEMS}")), "{err}");
+    // A history of all but three items: every negative is one of the three (drawn from the list
+    // of unseen items, not by retrying).
+    let dense: Vec<i64> = (0..ITEMS).filter(|i| ![5, 77, 150].contains(i)).collect();
+    let negatives = fold.negatives(&dense, &FoldInOptions { steps: 2, ..a.clone() });
+    assert!(negatives.iter().flatten().all(|i| [5, 77, 150].contains(i)));
+    assert_eq!(negatives[0].len(), dense.len() * 4);
+    // Options a fit cannot use are refused.
+    for bad in
+        [FoldInOptions { prior_weight: -1.0, ..a.clone() }, FoldInOptions { learning_rate: f64::NAN, ..a.clone() }]
+    {
+        assert!(fold.fit(model.as_ref(), &side, &history, &bad).is_err(), "{bad:?}");
+    }
     // No history: the trained users' mean.
     let empty = fold.fit(model.as_ref(), &side, &[], &a).unwrap();
     assert_eq!(empty.to_vecs(), fold.prior().to_vecs());

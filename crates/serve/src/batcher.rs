@@ -42,7 +42,12 @@ pub(crate) enum Work {
     /// Probabilities of (user, item) pairs (dataset ids).
     Score { users: Vec<i64>, items: Vec<i64>, reply: oneshot::Sender<Result<Vec<f32>, ApiError>> },
     /// The top `k` for a person given by their items (dataset ids), folded in.
-    FoldIn { items: Vec<i64>, k: usize, exclude_seen: bool, reply: oneshot::Sender<Result<Vec<(RawId, f32)>, ApiError>> },
+    FoldIn {
+        items: Vec<i64>,
+        k: usize,
+        exclude_seen: bool,
+        reply: oneshot::Sender<Result<Vec<(RawId, f32)>, ApiError>>,
+    },
 }
 
 /// A request in the queue, with the model it started on (a reload while it waits does not change
@@ -62,8 +67,8 @@ impl Job {
             Work::Recommend { users, .. } => users.len(),
             // Pairs cost about 1/items of a user each; counted as at least one user.
             Work::Score { users, .. } => users.len().div_ceil(1024).max(1),
-            // A fit (a few dozen small passes) and one user's scores.
-            Work::FoldIn { .. } => 1,
+            // One user's scores and a fit of 30 passes over the history and its negatives.
+            Work::FoldIn { items, .. } => 1 + items.len() / 256,
         }
     }
 

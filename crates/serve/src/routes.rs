@@ -88,7 +88,7 @@ async fn model_info(Shared(s): Shared<Arc<State>>) -> Json<crate::ModelInfo> {
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no route {method} {}; the routes are GET /v1/users/{{user}}/recommendations, POST /v1/recommendations, POST /v1/scores, GET /v1/users, GET /v1/users/{{user}}, GET /v1/model, GET /healthz, GET /readyz, GET /metrics and GET / (a page)",
+        "no route {method} {}; the routes are GET /v1/users/{{user}}/recommendations, POST /v1/recommendations, POST /v1/recommendations/for-history, POST /v1/scores, GET /v1/users, GET /v1/users/{{user}}, GET /v1/model, GET /healthz, GET /readyz, GET /metrics and GET / (a page)",
         uri.path()
     ))
 }
