@@ -9,5 +9,5 @@ fn the_guide_page_lists_every_flag_and_no_other() {
 }
 
 /// Flags the page names that are not this binary's: those of the commands in its examples.
-const OTHERS: [&str; 7] =
-    ["--path", "--output", "--checkpoint_dir", "--load-checkpoint-path", "--help", "--mode", "--all"];
+const OTHERS: [&str; 8] =
+    ["--path", "--output", "--checkpoint_dir", "--load-checkpoint-path", "--help", "--mode", "--all", "--history"];
