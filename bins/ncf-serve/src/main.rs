@@ -81,6 +81,11 @@ struct Cli {
     /// Without a token the admin routes are off.
     #[arg(long = "admin-token-file", value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// A folder for the interaction journal: POST /v1/users/{user}/interactions appends every
+    /// event there (one CSV per day, MovieLens' layout, flushed to the disk before the answer)
+    /// and the journal is replayed at start. Without it that route is off.
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
     /// After SIGTERM/SIGINT, how many seconds requests in flight get before the server exits anyway.
     #[arg(long = "shutdown-timeout-s", default_value_t = 30, value_name = "S")]
     shutdown_timeout_s: u64,
@@ -152,6 +157,7 @@ fn run(cli: Cli) -> Result<()> {
             request_deadline: Duration::from_millis(cli.request_timeout_ms.max(1)),
         },
         admin_token: admin_token(&cli)?,
+        journal: cli.journal.clone(),
     };
     let admin = config.admin_token.is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
@@ -182,6 +188,19 @@ async fn serve(service: Service, cli: &Cli, admin: bool, mut hangup: tokio::sign
         m.device,
         if admin { "on" } else { "off" }
     );
+    if let Some(dir) = &cli.journal {
+        let r = service.replayed();
+        for w in &r.warnings {
+            eprintln!("ncf-serve: warning: {w}");
+        }
+        eprintln!(
+            "ncf-serve: journal {}: replayed {} events of {} people ({} of items the dataset lacks)",
+            dir.display(),
+            r.events,
+            r.people,
+            r.unknown_items
+        );
+    }
     eprintln!("ncf-serve: listening on http://{addr}");
 
     // SIGHUP: reload the checkpoint, as POST /v1/admin/reload does (one sent during start-up is

@@ -41,6 +41,14 @@ pub(crate) enum Work {
     },
     /// Probabilities of (user, item) pairs (dataset ids).
     Score { users: Vec<i64>, items: Vec<i64>, reply: oneshot::Sender<Result<Vec<f32>, ApiError>> },
+    /// The top `k` for a known user after new events (dataset ids), refreshed from their own rows.
+    Refresh {
+        user: i64,
+        items: Vec<i64>,
+        k: usize,
+        exclude_seen: bool,
+        reply: oneshot::Sender<Result<Vec<(RawId, f32)>, ApiError>>,
+    },
     /// The top `k` for a person given by their items (dataset ids), folded in.
     FoldIn {
         items: Vec<i64>,
@@ -68,7 +76,7 @@ impl Job {
             // Pairs cost about 1/items of a user each; counted as at least one user.
             Work::Score { users, .. } => users.len().div_ceil(1024).max(1),
             // One user's scores and a fit of 30 passes over the history and its negatives.
-            Work::FoldIn { items, .. } => 1 + items.len() / 256,
+            Work::FoldIn { items, .. } | Work::Refresh { items, .. } => 1 + items.len() / 256,
         }
     }
 
@@ -76,7 +84,7 @@ impl Job {
         match &self.work {
             Work::Recommend { reply, .. } => reply.is_closed(),
             Work::Score { reply, .. } => reply.is_closed(),
-            Work::FoldIn { reply, .. } => reply.is_closed(),
+            Work::FoldIn { reply, .. } | Work::Refresh { reply, .. } => reply.is_closed(),
         }
     }
 
@@ -84,7 +92,7 @@ impl Job {
         match self.work {
             Work::Recommend { reply, .. } => drop(reply.send(Err(e))),
             Work::Score { reply, .. } => drop(reply.send(Err(e))),
-            Work::FoldIn { reply, .. } => drop(reply.send(Err(e))),
+            Work::FoldIn { reply, .. } | Work::Refresh { reply, .. } => drop(reply.send(Err(e))),
         }
     }
 }
@@ -229,7 +237,7 @@ impl Group {
         match work {
             Work::Recommend { include_seen, .. } => Group::Recommend { include_seen: *include_seen },
             Work::Score { .. } => Group::Score,
-            Work::FoldIn { .. } => Group::FoldIn,
+            Work::FoldIn { .. } | Work::Refresh { .. } => Group::FoldIn,
         }
     }
 }
@@ -239,10 +247,19 @@ impl Group {
 fn fold_in_group(group: Vec<Job>, model: &LoadedModel) {
     let scorer = model.scorer();
     for job in group {
-        let Work::FoldIn { items, k, exclude_seen, reply } = job.work else { continue };
+        let (user, items, k, exclude_seen, reply) = match job.work {
+            Work::FoldIn { items, k, exclude_seen, reply } => (None, items, k, exclude_seen, reply),
+            Work::Refresh { user, items, k, exclude_seen, reply } => (Some(user), items, k, exclude_seen, reply),
+            _ => continue,
+        };
         let result = catch_unwind(AssertUnwindSafe(|| {
-            let person = scorer.fold_in(&items, &FoldInOptions::default())?;
-            scorer.recommend_for(&person, k, if exclude_seen { &items } else { &[] })
+            let options = FoldInOptions::default();
+            let (person, mut exclude) = match user {
+                None => (scorer.fold_in(&items, &options)?, Vec::new()),
+                Some(u) => (scorer.refresh(u, &items, &options)?, scorer.catalog().seen(u).to_vec()),
+            };
+            exclude.extend_from_slice(&items);
+            scorer.recommend_for(&person, k, if exclude_seen { &exclude } else { &[] })
         }));
         let answer = match result {
             Ok(Ok(list)) => Ok(list),

@@ -27,6 +27,10 @@ pub enum ServeError {
     #[error("another reload is under way; try again when it ends")]
     ReloadBusy,
 
+    /// A journal line that is not an event (a torn last line is cut, not an error).
+    #[error("{}, line {line}: {message}; the journal is corrupt (move the file aside to start without it)", path.display())]
+    Journal { path: PathBuf, line: usize, message: String },
+
     /// A setting out of its range.
     #[error("{0}")]
     Config(String),

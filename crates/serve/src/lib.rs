@@ -25,6 +25,7 @@
 
 mod batcher;
 mod error;
+pub mod journal;
 mod metrics;
 mod model;
 mod names;
@@ -38,6 +39,8 @@ pub use names::ItemNames;
 
 use batcher::Batcher;
 use inference::Catalog;
+use journal::Journal;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -85,6 +88,21 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// The bearer token the admin routes require; `None` turns them off (404).
     pub admin_token: Option<String>,
+    /// The interaction journal's folder; `None` turns `POST /v1/users/{user}/interactions` off.
+    pub journal: Option<PathBuf>,
+}
+
+/// What the journal held at start ([`Service::replayed`]).
+#[derive(Debug, Clone, Default)]
+pub struct Replayed {
+    /// Events replayed into the running state.
+    pub events: usize,
+    /// People with journal events.
+    pub people: usize,
+    /// Events of items the dataset does not have (kept in the journal, not in the state).
+    pub unknown_items: usize,
+    /// Torn last lines cut off, one message each.
+    pub warnings: Vec<String>,
 }
 
 /// What every request handler shares.
@@ -101,9 +119,18 @@ pub(crate) struct State {
     checkpoint: Mutex<PathBuf>,
     reloading: tokio::sync::Mutex<()>,
     ready: AtomicBool,
+    journal: Option<Journal>,
+    /// Each person with journal events (raw id) and their items (dataset ids), oldest first.
+    people: Mutex<HashMap<String, Vec<i64>>>,
+    replayed: Replayed,
 }
 
 impl State {
+    /// The items the journal holds for a person (raw id), if any.
+    fn journal_items(&self, raw: &str) -> Option<Vec<i64>> {
+        self.people.lock().unwrap_or_else(|e| e.into_inner()).get(raw).cloned()
+    }
+
     /// The serving model (requests hold on to it until they are answered).
     fn model(&self) -> Arc<LoadedModel> {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -132,6 +159,27 @@ impl Service {
             .map_err(|source| ServeError::Io { path: "(the scoring thread)".into(), source })?;
         let mut limits = config.limits;
         limits.max_k = limits.max_k.min(catalog.items().max(1) as usize);
+        let (journal, people, replayed) = match &config.journal {
+            None => (None, HashMap::new(), Replayed::default()),
+            Some(dir) => {
+                let (journal, replay) = Journal::open(dir)?;
+                let mut people: HashMap<String, Vec<i64>> = HashMap::new();
+                let mut unknown_items = 0;
+                for e in &replay.events {
+                    match catalog.item(&e.item) {
+                        Some(i) => people.entry(e.user.clone()).or_default().push(i),
+                        None => unknown_items += 1,
+                    }
+                }
+                let replayed = Replayed {
+                    events: replay.events.len(),
+                    people: people.len(),
+                    unknown_items,
+                    warnings: replay.warnings,
+                };
+                (Some(journal), people, replayed)
+            }
+        };
         Ok(Service {
             state: Arc::new(State {
                 catalog,
@@ -145,8 +193,16 @@ impl Service {
                 checkpoint: Mutex::new(config.checkpoint),
                 reloading: tokio::sync::Mutex::new(()),
                 ready: AtomicBool::new(true),
+                journal,
+                people: Mutex::new(people),
+                replayed,
             }),
         })
+    }
+
+    /// What the journal held at start (nothing without one).
+    pub fn replayed(&self) -> &Replayed {
+        &self.state.replayed
     }
 
     /// The routes, ready for `axum::serve`.

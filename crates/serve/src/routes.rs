@@ -2,7 +2,7 @@
 //! writing the answer. Every failure is an [`ApiError`] (JSON, a 4xx that says what to fix).
 
 use crate::batcher::{Job, Work};
-use crate::{ApiError, Service, State};
+use crate::{journal, ApiError, Service, State};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State as Shared};
@@ -35,6 +35,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/users", get(list_users))
         .route("/v1/users/{user}", get(user_history))
         .route("/v1/users/{user}/recommendations", get(recommend_one))
+        .route("/v1/users/{user}/interactions", post(record_interactions))
         .route("/v1/recommendations", post(recommend_many))
         .route("/v1/recommendations/for-history", post(recommend_for_history))
         .route("/v1/scores", post(scores))
@@ -88,7 +89,7 @@ async fn model_info(Shared(s): Shared<Arc<State>>) -> Json<crate::ModelInfo> {
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no route {method} {}; the routes are GET /v1/users/{{user}}/recommendations, POST /v1/recommendations, POST /v1/recommendations/for-history, POST /v1/scores, GET /v1/users, GET /v1/users/{{user}}, GET /v1/model, GET /healthz, GET /readyz, GET /metrics and GET / (a page)",
+        "no route {method} {}; the routes are GET /v1/users/{{user}}/recommendations, POST /v1/recommendations, POST /v1/recommendations/for-history, POST /v1/users/{{user}}/interactions, POST /v1/scores, GET /v1/users, GET /v1/users/{{user}}, GET /v1/model, GET /healthz, GET /readyz, GET /metrics and GET / (a page)",
         uri.path()
     ))
 }
@@ -110,11 +111,13 @@ fn id_text(v: &Value, what: &str) -> Result<String, ApiError> {
 }
 
 fn user_of(s: &State, raw: &str) -> Result<i64, ApiError> {
-    s.catalog.user(raw).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "user {raw} is not in the dataset (it had no ratings when the dataset was prepared); the model has no embedding for it"
-        ))
-    })
+    s.catalog.user(raw).ok_or_else(|| unknown_user(raw))
+}
+
+fn unknown_user(raw: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "user {raw} is not in the dataset (it had no ratings when the dataset was prepared) and has no recorded interactions; POST /v1/recommendations/for-history recommends from a list of items"
+    ))
 }
 
 fn item_of(s: &State, raw: &str) -> Result<i64, ApiError> {
@@ -257,6 +260,11 @@ async fn recommend_one(
     no_unknown_keys(q.keys(), &["k", "exclude_seen"], "query parameter")?;
     let k = parse_k(q.get("k"), &s)?;
     let exclude_seen = parse_bool(q.get("exclude_seen"), "exclude_seen", true)?;
+    // A person with journal events: folded in (new) or refreshed (known) from them.
+    if let Some(events) = s.journal_items(&raw) {
+        let (items, version) = ask_person(&s, &raw, events, k, exclude_seen).await?;
+        return Ok(person_answer(&s, &raw, version, &items));
+    }
     let user = user_of(&s, &raw)?;
     let (lists, version) =
         ask(&s, |reply| Work::Recommend { users: vec![user], k, include_seen: !exclude_seen, reply }).await?;
@@ -268,6 +276,121 @@ async fn recommend_one(
         list: UserRecommendations<'a>,
     }
     Ok(Json(Out { model_version: version, list: recommendations_out(&s, list) }).into_response())
+}
+
+/// The top `k` for a person with journal `events`: a known user refreshed, a new one folded in.
+async fn ask_person(
+    s: &State,
+    raw: &str,
+    events: Vec<i64>,
+    k: usize,
+    exclude_seen: bool,
+) -> Result<(Vec<(RawId, f32)>, u64), ApiError> {
+    match s.catalog.user(raw) {
+        Some(user) => ask(s, |reply| Work::Refresh { user, items: events, k, exclude_seen, reply }).await,
+        None => ask(s, |reply| Work::FoldIn { items: events, k, exclude_seen, reply }).await,
+    }
+}
+
+fn person_answer(s: &State, raw: &str, version: u64, items: &[(RawId, f32)]) -> Response {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        model_version: u64,
+        user: Value,
+        items: Vec<ItemOut<'a>>,
+    }
+    let user = s.catalog.user(raw).map_or_else(|| Value::String(raw.to_owned()), |u| s.catalog.user_raw_id(u).json());
+    let items = items.iter().map(|(item, score)| item_out(s, item, Some(*score))).collect();
+    Json(Out { model_version: version, user, items }).into_response()
+}
+
+/// `POST /v1/users/{user}/interactions {"items": [...]}`: records what a person (known or new)
+/// just did in the journal, flushed to the disk before the answer, then answers with their
+/// refreshed top k. A journal that cannot be written is a 503 and nothing is recorded.
+async fn record_interactions(
+    Shared(s): Shared<Arc<State>>,
+    user: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let raw = path(user)?;
+    let q = query(q)?;
+    no_unknown_keys(q.keys(), &["k", "exclude_seen"], "query parameter")?;
+    let k = parse_k(q.get("k"), &s)?;
+    let exclude_seen = parse_bool(q.get("exclude_seen"), "exclude_seen", true)?;
+    if s.journal.is_none() {
+        return Err(ApiError::not_found(
+            "interactions are off: start ncf-serve with --journal DIR, where every acknowledged event is kept",
+        ));
+    }
+    let body = body_json(body, s.limits.max_body_bytes)?;
+    let example = "{\"items\": [31, 1029]}";
+    let Value::Object(body) = body else {
+        return Err(ApiError::bad_request(format!("the body must be a JSON object: {example}")));
+    };
+    no_unknown_keys(body.keys(), &["items"], "key")?;
+    let Some(Value::Array(raw_items)) = body.get("items") else {
+        return Err(ApiError::bad_request(format!("`items` must be a list of item ids: {example}")));
+    };
+    if raw_items.is_empty() || raw_items.len() > s.limits.max_pairs_per_request {
+        return Err(ApiError::bad_request(format!(
+            "`items` holds {} ids; send 1 to {} per request (ncf-serve --max-pairs-per-request)",
+            raw_items.len(),
+            s.limits.max_pairs_per_request
+        )));
+    }
+    let ids: Vec<String> =
+        raw_items.iter().enumerate().map(|(n, v)| id_text(v, &format!("items[{n}]"))).collect::<Result<_, _>>()?;
+    if raw.is_empty() || raw.contains(['\n', '\r']) {
+        return Err(ApiError::bad_request("a user id must be non-empty text on one line"));
+    }
+    let timestamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let events: Vec<journal::Event> =
+        ids.iter().map(|item| journal::Event { user: raw.clone(), item: item.clone(), timestamp }).collect();
+    // Written and flushed before anything is acknowledged; the state changes only after.
+    let write = {
+        let events = events.clone();
+        let state = s.clone();
+        tokio::task::spawn_blocking(move || match state.journal.as_ref() {
+            Some(j) => j.append(&events),
+            None => Ok(()),
+        })
+    };
+    match write.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!("the journal cannot be written: {e}");
+            return Err(ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the journal cannot be written ({e}): nothing was recorded; reads keep working"),
+                )
+            });
+        }
+        Err(_) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "writing the journal failed")),
+    }
+    let (known, unknown): (Vec<&String>, Vec<&String>) = ids.iter().partition(|i| s.catalog.item(i).is_some());
+    let all = {
+        let mut people = s.people.lock().unwrap_or_else(|e| e.into_inner());
+        let list = people.entry(raw.clone()).or_default();
+        list.extend(known.iter().filter_map(|i| s.catalog.item(i)));
+        list.clone()
+    };
+    let (items, version) = ask_person(&s, &raw, all, k, exclude_seen).await?;
+    #[derive(Serialize)]
+    struct Out<'a> {
+        model_version: u64,
+        user: Value,
+        recorded: usize,
+        unknown_items: Vec<&'a String>,
+        items: Vec<ItemOut<'a>>,
+    }
+    let user = s.catalog.user(&raw).map_or_else(|| Value::String(raw.clone()), |u| s.catalog.user_raw_id(u).json());
+    let items = items.iter().map(|(item, score)| item_out(&s, item, Some(*score))).collect();
+    Ok(Json(Out { model_version: version, user, recorded: events.len(), unknown_items: unknown, items })
+        .into_response())
 }
 
 async fn recommend_many(
@@ -433,16 +556,24 @@ async fn user_history(
     user: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let raw = path(user)?;
-    let user = user_of(&s, &raw)?;
+    // Train items, then what the journal recorded since (a new person has only the latter).
+    let events = s.journal_items(&raw);
+    let (user_json, train) = match (s.catalog.user(&raw), &events) {
+        (Some(u), _) => (s.catalog.user_raw_id(u).json(), s.catalog.seen(u).to_vec()),
+        (None, Some(_)) => (Value::String(raw.clone()), Vec::new()),
+        (None, None) => return Err(unknown_user(&raw)),
+    };
+    let recorded = events.unwrap_or_default();
     let seen: Vec<ItemOut> =
-        s.catalog.seen(user).iter().map(|&i| item_out(&s, &s.catalog.item_raw_id(i), None)).collect();
+        train.iter().chain(&recorded).map(|&i| item_out(&s, &s.catalog.item_raw_id(i), None)).collect();
     #[derive(Serialize)]
     struct Out<'a> {
         user: Value,
         seen_count: usize,
+        recorded_count: usize,
         seen: Vec<ItemOut<'a>>,
     }
-    Ok(Json(Out { user: s.catalog.user_raw_id(user).json(), seen_count: seen.len(), seen }).into_response())
+    Ok(Json(Out { user: user_json, seen_count: seen.len(), recorded_count: recorded.len(), seen }).into_response())
 }
 
 // ---------------------------------------------------------------------------------------------
