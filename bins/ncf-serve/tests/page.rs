@@ -1,6 +1,7 @@
 //! The page at `/` in a real browser: headless Chromium loads it against a running `ncf-serve`,
 //! and the DOM it builds shows a known user's recommendations (ncf-infer's, in order) beside their
-//! history, titles included; an unknown user shows the server's error. A screenshot is saved
+//! history, titles included; an unknown user shows the server's error; the new-visitor panel,
+//! clicked twice, shows the server's fold-in of the two items. A screenshot is saved
 //! (`target/tmp/ncf-serve-page.png`) for a person to look at.
 //!
 //! Needs Chromium: `scripts/setup-chromium.sh` installs Debian's (`.ci/run` and `make test` call
@@ -77,10 +78,35 @@ fn the_page_shows_a_users_recommendations_and_history_in_a_real_browser() {
         "{unknown}"
     );
 
+    // The new-visitor panel: two clicks, each on the list the previous one produced; the history
+    // and list it then shows are the server's fold-in of those two items.
+    let c = client();
+    let for_history = |items: &[i64]| {
+        let (status, body) = post(
+            &c,
+            &format!("{}/v1/recommendations/for-history", server.url),
+            serde_json::json!({"items": items, "k": 10}).to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+        items_of(&body)
+    };
+    let first = for_history(&[])[2];
+    let second = for_history(&[first])[0];
+    let want = for_history(&[first, second]);
+    let dom = browse(&["--dump-dom"], &format!("{}/?user={user}&visitor={first},{second}", server.url));
+    assert!(dom.contains(&format!("data-visitor=\"{first},{second}\"")), "the panel did not take both clicks:\n{dom}");
+    assert_eq!(rows(&dom, "visitor-history"), vec![first, second]);
+    assert_eq!(rows(&dom, "visitor-recs"), want, "the visitor's recommendations, top to bottom");
+    assert!(dom.contains("Their history: 2 items"));
+
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ncf-serve-page.png");
     let _ = std::fs::remove_file(&shot);
-    browse(&[&format!("--screenshot={}", shot.display())], &format!("{}/?user={user}", server.url));
+    browse(&[&format!("--screenshot={}", shot.display())], &format!("{}/?user={user}&visitor={first}", server.url));
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
     eprintln!("screenshot: {}", shot.display());
+}
+
+fn items_of(body: &serde_json::Value) -> Vec<i64> {
+    body["items"].as_array().unwrap().iter().map(|i| i["item"].as_i64().unwrap()).collect()
 }
