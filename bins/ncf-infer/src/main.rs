@@ -368,12 +368,7 @@ fn recommend(args: RecommendArgs) -> Result<()> {
     }
     let users = if args.all { rec.all_users() } else { rec.users_by_raw_id(&args.users)? };
     let start = Instant::now();
-    let bar = indicatif::ProgressBar::new(users.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("recommending [{bar:30}] {pos}/{len} users, {per_sec}, eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(users.len(), "recommending [{bar:30}] {pos}/{len} users, {per_sec}, eta {eta}");
     let mut recs = Vec::with_capacity(users.len());
     for chunk in users.chunks(rec.users_per_batch() * 16) {
         recs.extend(rec.recommend(chunk, args.topk, args.include_seen));
@@ -386,14 +381,7 @@ fn recommend(args: RecommendArgs) -> Result<()> {
         users.len(),
         users.len() as f64 / seconds.max(1e-9)
     );
-    match &args.output {
-        Some(path) => {
-            inference::write_recommendations(path, &recs)?;
-            eprintln!("ncf-infer: wrote {}", path.display());
-        }
-        None => inference::OutputFormat::Csv.write(&mut std::io::stdout().lock(), &recs)?,
-    }
-    Ok(())
+    write_output(args.output.as_deref(), &recs)
 }
 
 /// `recommend --history`: each person of the file folded in (or a known user refreshed), then
@@ -408,32 +396,16 @@ fn recommend_histories(rec: &inference::Recommender, path: &std::path::Path, arg
         seed: args.seed,
     };
     let start = Instant::now();
-    let bar = indicatif::ProgressBar::new(people.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("folding in [{bar:30}] {pos}/{len} people, {per_sec}, eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(people.len(), "folding in [{bar:30}] {pos}/{len} people, {per_sec}, eta {eta}");
     let (mut recs, mut skipped, mut known_people) = (Vec::with_capacity(people.len()), Vec::new(), 0usize);
     for person in &people {
         let (items, unknown) = rec.items_by_raw_id(&person.items);
         skipped.extend(unknown);
         let known = rec.catalog().user(&person.user);
-        let (vectors, mut exclude) = match known {
-            Some(u) => {
-                known_people += 1;
-                let v = rec.refresh(u, &items, &options).with_context(|| format!("refreshing user {}", person.user))?;
-                (v, rec.catalog().seen(u).iter().chain(&items).copied().collect::<Vec<_>>())
-            }
-            None => {
-                let v = rec.fold_in(&items, &options).with_context(|| format!("folding in {}", person.user))?;
-                (v, items.clone())
-            }
-        };
-        if args.include_seen {
-            exclude.clear();
-        }
-        let items = rec.recommend_for(&vectors, args.topk, &exclude)?;
+        known_people += usize::from(known.is_some());
+        let items = rec
+            .recommend_for_history(known, &items, args.topk, args.include_seen, &options)
+            .with_context(|| format!("recommending for {} from their history", person.user))?;
         // A known user as the dataset writes them; a new one as a number only when the text is
         // one exactly (`007` stays text).
         let user = match known {
@@ -465,12 +437,29 @@ fn recommend_histories(rec: &inference::Recommender, path: &std::path::Path, arg
             if skipped.len() > shown.len() { ", ..." } else { "" }
         );
     }
-    match &args.output {
+    write_output(args.output.as_deref(), &recs)
+}
+
+/// A progress bar of `len` steps drawn with `template` (indicatif's).
+fn progress_bar(len: usize, template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Recommendations to `--output` (format from its extension, written whole or not at all), or
+/// CSV on stdout without it.
+fn write_output(output: Option<&std::path::Path>, recs: &[inference::Recommendation]) -> Result<()> {
+    match output {
         Some(path) => {
-            inference::write_recommendations(path, &recs)?;
+            inference::write_recommendations(path, recs)?;
             eprintln!("ncf-infer: wrote {}", path.display());
         }
-        None => inference::OutputFormat::Csv.write(&mut std::io::stdout().lock(), &recs)?,
+        None => inference::OutputFormat::Csv.write(&mut std::io::stdout().lock(), recs)?,
     }
     Ok(())
 }

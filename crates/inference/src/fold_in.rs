@@ -225,9 +225,7 @@ impl FoldIn {
         history: &[i64],
         options: &FoldInOptions,
     ) -> Result<UserVectors, InferenceError> {
-        self.check(history, options)?;
-        let negatives = self.negatives(history, options);
-        self.fit_with_negatives(model, side, &self.prior(), history, &negatives, options)
+        self.refit(model, side, &self.prior(), history, options)
     }
 
     /// Refits a known person's rows (a trained user's own, [`Model::user_rows`], or an earlier

@@ -447,6 +447,26 @@ impl Recommender {
         fold.refit(self.model.as_ref(), &self.item_side, &own, &history, options)
     }
 
+    /// The top `k` for a person given by the items they touched (dataset ids): a trained `user`
+    /// refreshed from their own rows ([`Recommender::refresh`]), anyone else folded in
+    /// ([`Recommender::fold_in`]); their items, and a trained user's train items, left out unless
+    /// `include_seen`. What `ncf-infer recommend --history` and `ncf-serve` answer for a history.
+    pub fn recommend_for_history(
+        &self,
+        user: Option<i64>,
+        items: &[i64],
+        k: usize,
+        include_seen: bool,
+        options: &FoldInOptions,
+    ) -> Result<Vec<(RawId, f32)>, InferenceError> {
+        let (person, mut exclude) = match user {
+            Some(u) => (self.refresh(u, items, options)?, self.catalog.seen(u).to_vec()),
+            None => (self.fold_in(items, options)?, Vec::new()),
+        };
+        exclude.extend_from_slice(items);
+        self.recommend_for(&person, k, if include_seen { &[] } else { &exclude })
+    }
+
     /// The top `k` items for a person given as rows (a fold-in's, or a trained user's own),
     /// best first, `exclude` (dataset item ids, e.g. their history) left out, in raw ids.
     pub fn recommend_for(

@@ -41,16 +41,10 @@ pub(crate) enum Work {
     },
     /// Probabilities of (user, item) pairs (dataset ids).
     Score { users: Vec<i64>, items: Vec<i64>, reply: oneshot::Sender<Result<Vec<f32>, ApiError>> },
-    /// The top `k` for a known user after new events (dataset ids), refreshed from their own rows.
-    Refresh {
-        user: i64,
-        items: Vec<i64>,
-        k: usize,
-        exclude_seen: bool,
-        reply: oneshot::Sender<Result<Vec<(RawId, f32)>, ApiError>>,
-    },
-    /// The top `k` for a person given by their items (dataset ids), folded in.
-    FoldIn {
+    /// The top `k` for a person given by their items (dataset ids): a trained `user` refreshed
+    /// from their own rows, anyone else (`None`) folded in.
+    History {
+        user: Option<i64>,
         items: Vec<i64>,
         k: usize,
         exclude_seen: bool,
@@ -76,7 +70,7 @@ impl Job {
             // Pairs cost about 1/items of a user each; counted as at least one user.
             Work::Score { users, .. } => users.len().div_ceil(1024).max(1),
             // One user's scores and a fit of 30 passes over the history and its negatives.
-            Work::FoldIn { items, .. } | Work::Refresh { items, .. } => 1 + items.len() / 256,
+            Work::History { items, .. } => 1 + items.len() / 256,
         }
     }
 
@@ -84,7 +78,7 @@ impl Job {
         match &self.work {
             Work::Recommend { reply, .. } => reply.is_closed(),
             Work::Score { reply, .. } => reply.is_closed(),
-            Work::FoldIn { reply, .. } | Work::Refresh { reply, .. } => reply.is_closed(),
+            Work::History { reply, .. } => reply.is_closed(),
         }
     }
 
@@ -92,7 +86,7 @@ impl Job {
         match self.work {
             Work::Recommend { reply, .. } => drop(reply.send(Err(e))),
             Work::Score { reply, .. } => drop(reply.send(Err(e))),
-            Work::FoldIn { reply, .. } | Work::Refresh { reply, .. } => drop(reply.send(Err(e))),
+            Work::History { reply, .. } => drop(reply.send(Err(e))),
         }
     }
 }
@@ -217,7 +211,7 @@ fn score_batch(batch: Vec<Job>, metrics: &Metrics) {
         match key {
             Group::Recommend { include_seen } => recommend_group(group, &model, include_seen),
             Group::Score => score_group(group, &model),
-            Group::FoldIn => fold_in_group(group, &model),
+            Group::History => history_group(group, &model),
         }
     }
     metrics.batch_users.observe(users as f64);
@@ -229,7 +223,7 @@ fn score_batch(batch: Vec<Job>, metrics: &Metrics) {
 enum Group {
     Recommend { include_seen: bool },
     Score,
-    FoldIn,
+    History,
 }
 
 impl Group {
@@ -237,29 +231,19 @@ impl Group {
         match work {
             Work::Recommend { include_seen, .. } => Group::Recommend { include_seen: *include_seen },
             Work::Score { .. } => Group::Score,
-            Work::FoldIn { .. } | Work::Refresh { .. } => Group::FoldIn,
+            Work::History { .. } => Group::History,
         }
     }
 }
 
-/// Folds each person in (the default options: the same history, the same answer) and answers
-/// with their top k.
-fn fold_in_group(group: Vec<Job>, model: &LoadedModel) {
+/// Folds each person in (or refreshes a trained user), with the default options (the same
+/// history, the same answer), and answers with their top k.
+fn history_group(group: Vec<Job>, model: &LoadedModel) {
     let scorer = model.scorer();
     for job in group {
-        let (user, items, k, exclude_seen, reply) = match job.work {
-            Work::FoldIn { items, k, exclude_seen, reply } => (None, items, k, exclude_seen, reply),
-            Work::Refresh { user, items, k, exclude_seen, reply } => (Some(user), items, k, exclude_seen, reply),
-            _ => continue,
-        };
+        let Work::History { user, items, k, exclude_seen, reply } = job.work else { continue };
         let result = catch_unwind(AssertUnwindSafe(|| {
-            let options = FoldInOptions::default();
-            let (person, mut exclude) = match user {
-                None => (scorer.fold_in(&items, &options)?, Vec::new()),
-                Some(u) => (scorer.refresh(u, &items, &options)?, scorer.catalog().seen(u).to_vec()),
-            };
-            exclude.extend_from_slice(&items);
-            scorer.recommend_for(&person, k, if exclude_seen { &exclude } else { &[] })
+            scorer.recommend_for_history(user, &items, k, !exclude_seen, &FoldInOptions::default())
         }));
         let answer = match result {
             Ok(Ok(list)) => Ok(list),

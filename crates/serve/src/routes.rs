@@ -286,10 +286,13 @@ async fn ask_person(
     k: usize,
     exclude_seen: bool,
 ) -> Result<(Vec<(RawId, f32)>, u64), ApiError> {
-    match s.catalog.user(raw) {
-        Some(user) => ask(s, |reply| Work::Refresh { user, items: events, k, exclude_seen, reply }).await,
-        None => ask(s, |reply| Work::FoldIn { items: events, k, exclude_seen, reply }).await,
-    }
+    let user = s.catalog.user(raw);
+    ask(s, |reply| Work::History { user, items: events, k, exclude_seen, reply }).await
+}
+
+/// A person's id in an answer: a trained user's as the dataset writes it, anyone else's as sent.
+fn person_json(s: &State, raw: &str) -> Value {
+    s.catalog.user(raw).map_or_else(|| Value::String(raw.to_owned()), |u| s.catalog.user_raw_id(u).json())
 }
 
 fn person_answer(s: &State, raw: &str, version: u64, items: &[(RawId, f32)]) -> Response {
@@ -299,7 +302,7 @@ fn person_answer(s: &State, raw: &str, version: u64, items: &[(RawId, f32)]) -> 
         user: Value,
         items: Vec<ItemOut<'a>>,
     }
-    let user = s.catalog.user(raw).map_or_else(|| Value::String(raw.to_owned()), |u| s.catalog.user_raw_id(u).json());
+    let user = person_json(s, raw);
     let items = items.iter().map(|(item, score)| item_out(s, item, Some(*score))).collect();
     Json(Out { model_version: version, user, items }).into_response()
 }
@@ -387,7 +390,7 @@ async fn record_interactions(
         unknown_items: Vec<&'a String>,
         items: Vec<ItemOut<'a>>,
     }
-    let user = s.catalog.user(&raw).map_or_else(|| Value::String(raw.clone()), |u| s.catalog.user_raw_id(u).json());
+    let user = person_json(&s, &raw);
     let items = items.iter().map(|(item, score)| item_out(&s, item, Some(*score))).collect();
     Ok(Json(Out { model_version: version, user, recorded: events.len(), unknown_items: unknown, items })
         .into_response())
@@ -459,7 +462,7 @@ async fn recommend_for_history(
         }
     }
     let known = items.len();
-    let (list, version) = ask(&s, |reply| Work::FoldIn { items, k, exclude_seen, reply }).await?;
+    let (list, version) = ask(&s, |reply| Work::History { user: None, items, k, exclude_seen, reply }).await?;
     #[derive(Serialize)]
     struct Out<'a> {
         model_version: u64,
