@@ -36,6 +36,10 @@ pub enum InferenceError {
     #[error("reading the scores back from libtorch: {0}")]
     Readback(String),
 
+    /// Ids given as a tensor of another dtype, shape or device than scoring needs.
+    #[error("{0}")]
+    TensorArgument(String),
+
     /// Pairs to score given as two lists of different lengths.
     #[error("{users} users but {items} items: pairs need one of each")]
     PairLengths { users: usize, items: usize },

@@ -41,11 +41,13 @@ pub mod bench;
 mod error;
 mod fold_in;
 mod history;
+mod pairs;
 mod recommend;
 mod small_batch;
 
 pub use error::InferenceError;
 pub use fold_in::{FoldIn, FoldInOptions, UserVectors};
 pub use history::{read_histories, History};
+pub use pairs::score_tensors;
 pub use recommend::{write_recommendations, Catalog, OutputFormat, RawId, Recommendation, Recommender};
 pub use small_batch::{SmallBatchScorer, SMALL_BATCH_BELOW};

@@ -65,6 +65,10 @@ pub struct Summary {
     pub reached_threshold: bool,
     /// Whether `--patience` stopped the run.
     pub stopped_early: bool,
+    /// Whether [`Observer::should_stop`] stopped the run mid-epoch. The unfinished epoch was
+    /// neither evaluated nor saved: `model.pth` and the training state are the last finished
+    /// epoch's, so `--resume` continues from there.
+    pub interrupted: bool,
     /// Data-parallel runs: how many times the ranks found their parameters bit-identical
     /// ([`TrainConfig::replica_check`]); 0 for a single process.
     pub replica_checks: u64,
@@ -78,6 +82,12 @@ pub trait Observer {
     fn batches_done(&mut self, _done: u64) {}
     /// The epoch is trained and evaluated.
     fn epoch_finished(&mut self, _report: &EpochReport) {}
+    /// Asked after every optimizer step: `true` stops the run there (e.g. the user pressed
+    /// Ctrl-C), leaving the files as the last finished epoch wrote them ([`Summary::interrupted`]).
+    /// In a data-parallel group every rank must answer alike, or the others wait for it.
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that does nothing.
@@ -479,8 +489,8 @@ impl Trainer {
         }
     }
 
-    /// Trains one epoch; returns (seconds, last batch loss).
-    fn train_epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> Result<(f64, f64), TrainError> {
+    /// Trains one epoch; returns (seconds, last batch loss), or `None` when the observer stopped it.
+    fn train_epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> Result<Option<(f64, f64)>, TrainError> {
         // Every epoch's randomness (negatives, order, dropout) comes from (seed, epoch), so a run is
         // reproducible and a resumed run continues exactly as an uninterrupted one.
         let seed = epoch_seed(self.progress.seed, epoch);
@@ -534,6 +544,10 @@ impl Trainer {
                 self.check_replicas(&format!("after step {} of epoch {}", step + 1, epoch + 1))?;
             }
             observer.batches_done(((step + 1) * group) as u64);
+            if observer.should_stop() {
+                tracing::info!(epoch, step = step + 1, "stopped by the caller; the unfinished epoch is not saved");
+                return Ok(None);
+            }
         }
         let mut loss = last_loss.map_or(f64::NAN, |l| l.double_value(&[]));
         if let Some(g) = self.group.as_deref_mut() {
@@ -541,7 +555,7 @@ impl Trainer {
             let world = g.world_size() as f64;
             loss = dist::sum_values(&[loss], g, self.config.device)?.first().copied().unwrap_or(f64::NAN) / world;
         }
-        Ok((start.elapsed().as_secs_f64(), loss))
+        Ok(Some((start.elapsed().as_secs_f64(), loss)))
     }
 
     /// Runs the configured job: `--mode test` evaluates once; training runs the remaining epochs,
@@ -578,6 +592,7 @@ impl Trainer {
                 selected_by,
                 best_selection,
                 stopped_early: false,
+                interrupted: false,
                 replica_checks: 0,
             });
         }
@@ -585,11 +600,15 @@ impl Trainer {
         let mut reports: Vec<EpochReport> = Vec::new();
         let mut reached = false;
         let mut stopped_early = false;
+        let mut interrupted = false;
         let mut last = None;
         let empty = Evaluation::empty();
         let mut selected_by = self.selection(&empty, self.validation.as_ref().map(|_| &empty)).0;
         for epoch in self.progress.next_epoch..self.config.epochs {
-            let (train_seconds, train_loss) = self.train_epoch(epoch, observer)?;
+            let Some((train_seconds, train_loss)) = self.train_epoch(epoch, observer)? else {
+                interrupted = true;
+                break;
+            };
             if self.config.replica_check == ReplicaCheck::Epoch {
                 self.check_replicas(&format!("after epoch {}", epoch + 1))?;
             }
@@ -679,6 +698,7 @@ impl Trainer {
             best_selection: self.progress.best_hr,
             reached_threshold: reached,
             stopped_early,
+            interrupted,
             replica_checks: self.replica_checks,
         })
     }
