@@ -5,7 +5,7 @@
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
-.PHONY: all setup build release test unit lint check-linking demo doc clean
+.PHONY: all setup build release test unit lint check-linking demo doc clean python python-test
 
 all: build
 
@@ -26,7 +26,8 @@ release: setup
 # The README's test command: unit, integration and doc tests, the API docs without a warning
 # (broken intra-doc links included; the libraries: a binary's docs are its --help), the two main examples (run, small),
 # the crate outside the workspace that trains its own model through the libraries (examples/downstream),
-# then lints, then the CUDA-linking check. `--no-fail-fast`: one failing test binary does not hide
+# then the Python package (built into the set-up venv, its pytest suite and quickstart), then lints,
+# then the CUDA-linking check. `--no-fail-fast`: one failing test binary does not hide
 # the others' results (each CPU this runs on may fail another way).
 EXAMPLE_DIR := $(TARGET_DIR)/example-run
 SHARED_DIR := $(or $(NCF_SHARED_DIR),$(CURDIR)/../shared)
@@ -39,9 +40,25 @@ test: setup
 	$(CARGO) run --quiet --example recommend -- $(EXAMPLE_DIR)/data $(EXAMPLE_DIR)/checkpoints/model.pth 1
 	cd examples/downstream && CARGO_TARGET_DIR="$(TARGET_DIR)" $(CARGO) run --quiet -- "$(SHARED_DIR)/data/reference-prepared/ml-latest-small" 2
 	$(CARGO) fmt --manifest-path examples/downstream/Cargo.toml --check
+	$(MAKE) --no-print-directory python-test
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all --check
 	bash scripts/check-cuda-linking.sh "$(TARGET_DIR)/debug"
+
+# The Python package (python/, `import ncf_rs`): built by maturin into the set-up venv (.torch-venv,
+# the one with torch 2.11.0), editable, so `.torch-venv/bin/python3 -c "import ncf_rs"` works after.
+# A debug build (the crates' own opt-levels make training fast enough); `pip install ./python`
+# builds a release wheel instead.
+VENV := $(CURDIR)/.torch-venv
+python: setup
+	@bash scripts/setup-python.sh
+	cd python && VIRTUAL_ENV="$(VENV)" PATH="$(VENV)/bin:$$PATH" CARGO_TARGET_DIR="$(TARGET_DIR)" maturin develop --quiet
+
+python-test: python
+	NCF_SHARED_DIR="$(SHARED_DIR)" "$(VENV)/bin/python3" -m pytest python/tests -q -p no:cacheprovider
+	"$(VENV)/bin/python3" examples/python/quickstart.py "$(SHARED_DIR)/data/ml-latest-small/ratings.csv" "$(EXAMPLE_DIR)/python"
+	cd python && PATH="$(VENV)/bin:$$PATH" CARGO_TARGET_DIR="$(TARGET_DIR)" $(CARGO) clippy -- -D warnings
+	$(CARGO) fmt --manifest-path python/Cargo.toml --check
 
 lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -14,9 +14,6 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use tch::{Device, Tensor};
 
-/// prepare(path, output, format=None, validation=False, seed=1, negatives=100, force=False)
-/// --
-///
 /// Raw ratings -> a feature-spec dataset folder, as `ncf-prepare --path PATH --output OUTPUT`
 /// (the reference's convert.py): sort, deduplicate, renumber, leave the latest item out for test,
 /// draw `negatives` test negatives per user with `seed`.
@@ -42,7 +39,8 @@ pub fn prepare<'py>(
     negatives: usize,
     force: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let format = format.map(|f| f.parse::<RawFormat>().map_err(|e| raise(Kind::Value, format!("format: {e}")))).transpose()?;
+    let format =
+        format.map(|f| f.parse::<RawFormat>().map_err(|e| raise(Kind::Value, format!("format: {e}")))).transpose()?;
     let out = PyDict::new(py);
     out.set_item("output", output.display().to_string())?;
     if output.join("feature_spec.yaml").exists() && !force {
@@ -58,7 +56,10 @@ pub fn prepare<'py>(
     if output.exists() && !force && output.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(raise(
             Kind::Value,
-            format!("{} exists and is not a prepared dataset; choose another output or pass force=True", output.display()),
+            format!(
+                "{} exists and is not a prepared dataset; choose another output or pass force=True",
+                output.display()
+            ),
         ));
     }
     let options = PrepareOptions { format, negatives, seed, replace: true, validation };
@@ -76,9 +77,6 @@ pub fn prepare<'py>(
     Ok(out)
 }
 
-/// transcode(path, output, feature_spec_in="feature_spec.yaml", feature_spec_out="feature_spec.yaml")
-/// --
-///
 /// A CSV feature-spec dataset in folder `path` -> PyTorch tensor files in `output`, as
 /// `ncf-transcode` (the reference's transcode.py). `output` is written whole and renamed into
 /// place. Returns a dict: rows (per mapping), users, items, spec (the written spec's path).
@@ -92,7 +90,10 @@ pub fn transcode<'py>(
     feature_spec_out: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     if path.canonicalize().ok().is_some_and(|p| output.canonicalize().ok() == Some(p)) {
-        return Err(raise(Kind::Value, "output must be another folder than path (it is written whole and renamed into place)"));
+        return Err(raise(
+            Kind::Value,
+            "output must be another folder than path (it is written whole and renamed into place)",
+        ));
     }
     let spec_in = path.join(feature_spec_in);
     let s = py.allow_threads(|| ::transcode::transcode(&spec_in, &output, feature_spec_out)).or_raise()?;
@@ -104,9 +105,6 @@ pub fn transcode<'py>(
     Ok(out)
 }
 
-/// verify(dir, template=None)
-/// --
-///
 /// Checks a prepared dataset as `ncf-prepare verify` (the reference's correctness test): the
 /// spec's rules, every file's dtype and shape, ids below their cardinality, test series of equal
 /// length and, with `template`, the spec equal to it. Returns a dict: rows (per mapping), users,

@@ -99,9 +99,6 @@ impl Model {
 
 #[pymethods]
 impl Model {
-    /// Model.load(checkpoint, data=None, device="cpu")
-    /// --
-    ///
     /// Loads a checkpoint (`model.pth` from ncf_rs.train, ncf-train or the PyTorch reference) of
     /// any kind. `data`: the prepared dataset folder it was trained on (needed to recommend; its
     /// sizes must match the checkpoint's). `device`: "cpu", "cuda", "cuda:N" or "auto".
@@ -162,9 +159,6 @@ impl Model {
         })
     }
 
-    /// score(users, items)
-    /// --
-    ///
     /// Probabilities sigmoid(model(user, item)) for pairs of dataset ids (0-based, what
     /// Dataset.test holds): two int64 vectors of one length, torch tensors on the model's device
     /// (used as they are, no copy) or numpy arrays / lists. Returns a float32 tensor [N], equal to
@@ -177,9 +171,6 @@ impl Model {
         Ok(PyTensor(out.map_err(inference_err)?))
     }
 
-    /// recommend(users, k=10, exclude_seen=True)
-    /// --
-    ///
     /// The top `k` items for each of `users` (raw user ids as in the ratings file: an id or a
     /// list), best first, their train items left out unless exclude_seen=False. Returns a pandas
     /// DataFrame with columns user, rank (1 = best), item (raw id) and score (probability).
@@ -192,17 +183,17 @@ impl Model {
         k: usize,
         exclude_seen: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let raw: Vec<String> = if users.is_instance_of::<pyo3::types::PyString>() || users.is_instance_of::<pyo3::types::PyInt>() {
-            vec![users.str()?.to_string()]
-        } else {
-            users.try_iter()?.map(|u| Ok(u?.str()?.to_string())).collect::<PyResult<_>>()?
-        };
+        let raw: Vec<String> =
+            if users.is_instance_of::<pyo3::types::PyString>() || users.is_instance_of::<pyo3::types::PyInt>() {
+                vec![users.str()?.to_string()]
+            } else {
+                users.try_iter()?.map(|u| Ok(u?.str()?.to_string())).collect::<PyResult<_>>()?
+            };
         let guard = self.lock()?;
         let recommender = self.with_data(&guard, "recommend")?;
         let ids = recommender.users_by_raw_id(&raw).map_err(inference_err)?;
         let recs = without_gil(py, || recommender.recommend(&ids, k, !exclude_seen));
-        let (user, rank, item, score) =
-            (PyList::empty(py), PyList::empty(py), PyList::empty(py), PyList::empty(py));
+        let (user, rank, item, score) = (PyList::empty(py), PyList::empty(py), PyList::empty(py), PyList::empty(py));
         for rec in &recs {
             let u = py_raw(py, &rec.user)?;
             for (r, (i, s)) in rec.items.iter().enumerate() {
@@ -215,10 +206,6 @@ impl Model {
         Model::frame(py, vec![("user", user), ("rank", rank), ("item", item), ("score", score)])
     }
 
-    /// recommend_for_history(items, k=10, user=None, exclude_seen=True, steps=30, negatives=4,
-    ///                       learning_rate=0.1, prior_weight=1.0, seed=0)
-    /// --
-    ///
     /// The top `k` for a person the model may not know, given the raw ids of the items they
     /// touched: their user rows are fitted to those items with the model fixed (fold-in: `steps`
     /// Adam steps on the training loss with `negatives` fresh negatives per item, a Gaussian prior
@@ -272,9 +259,6 @@ impl Model {
         Model::frame(py, vec![("rank", rank), ("item", item), ("score", score)])
     }
 
-    /// state_dict()
-    /// --
-    ///
     /// The parameters as an OrderedDict of torch tensors, keyed and ordered as PyTorch's
     /// `model.state_dict()` for the same model, so `module.load_state_dict(m.state_dict())`
     /// takes them. Detached views of the model's own memory (no copy): clone them to keep a
@@ -302,4 +286,3 @@ impl Model {
         ))
     }
 }
-

@@ -14,7 +14,10 @@ enum Show {
     /// A callable given a dict per event.
     Callback(PyObject),
     /// A tqdm bar per epoch when tqdm is installed, and a line per epoch on sys.stderr.
-    Bars { tqdm: Option<PyObject>, bar: Option<PyObject> },
+    Bars {
+        tqdm: Option<PyObject>,
+        bar: Option<PyObject>,
+    },
 }
 
 /// The trainer's hooks, run with the GIL taken back for each; remembers the first Python error
@@ -183,9 +186,6 @@ where
     value.parse::<T>().map_err(|e| raise(Kind::Value, format!("{what}: {e}")))
 }
 
-/// train(data, model=None, epochs=30, batch_size=1048576, ...)
-/// --
-///
 /// Trains and evaluates a model on a prepared dataset, as `ncf-train` does with the same flags
 /// (the reference's ncf.py; its defaults are the reference's): each epoch trains, evaluates HR@k
 /// and NDCG@k on the test lists, writes `model.pth` to checkpoint_dir when HR improves and the
@@ -212,6 +212,9 @@ where
 /// best_hr, best_ndcg, selected_by, train_throughput (mean samples/s), eval_throughput,
 /// checkpoint (the path of model.pth, or None), log, reached_threshold, stopped_early.
 #[pyfunction]
+#[pyo3(
+    text_signature = "(data, model=None, *, epochs=30, batch_size=1048576, valid_batch_size=1048576, factors=64, layers=[256, 256, 128, 64], negative_samples=4, learning_rate=0.0045, topk=10, seed=None, threshold=1.0, beta1=0.25, beta2=0.5, eps=1e-08, dropout=0.5, checkpoint_dir='/data/checkpoints/', load_checkpoint_path=None, mode='train', grads_accumulated=1, amp=False, tf32=True, cpu_matmul='auto', eval='sampled', eval_users=None, patience=None, log_path='log.json', device='auto', resume=None, pretrained_gmf=None, pretrained_mlp=None, alpha=0.5, feature_spec_file='feature_spec.yaml', progress=None)"
+)]
 #[pyo3(signature = (
     data, model=None, *, epochs=30, batch_size=1<<20, valid_batch_size=1<<20, factors=64,
     layers=vec![256, 256, 128, 64], negative_samples=4, learning_rate=0.0045, topk=10, seed=None,
@@ -303,7 +306,9 @@ pub fn train<'py>(
         eval_users,
         patience,
         log_path: log_path.clone(),
-        device: parse::<DeviceChoice>("device", device)?.resolve().map_err(|e| raise(Kind::Value, format!("device: {e}")))?,
+        device: parse::<DeviceChoice>("device", device)?
+            .resolve()
+            .map_err(|e| raise(Kind::Value, format!("device: {e}")))?,
         resume,
         replica_check: ReplicaCheck::Off,
     };
