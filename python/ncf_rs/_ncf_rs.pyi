@@ -34,7 +34,7 @@ class NcfTypeError(NcfError, TypeError):
 def prepare(
     path: StrPath,
     output: StrPath,
-    format: Optional[Literal["ml-20m", "ml-1m", "like-movielens"]] = None,
+    format: Optional[Literal["ml-20m", "ml-1m", "ml-10m", "ml-100k", "like-movielens"]] = None,
     validation: bool = False,
     seed: int = 1,
     negatives: int = 100,
@@ -142,11 +142,11 @@ class Model:
     def parameter_count(self) -> int: ...
     @property
     def device(self) -> str: ...
-    def score(self, users: Ids, items: Ids) -> torch.Tensor: ...
+    def score(self, users: Ids, items: Ids, out: Optional[torch.Tensor] = None) -> torch.Tensor: ...
     def recommend(self, users: Union[RawId, Iterable[RawId]], k: int = 10, exclude_seen: bool = True) -> pd.DataFrame: ...
     def recommend_for_history(
         self,
-        items: Iterable[RawId],
+        items: Union[RawId, Iterable[RawId]],
         k: int = 10,
         user: Optional[RawId] = None,
         exclude_seen: bool = True,

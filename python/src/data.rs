@@ -6,26 +6,28 @@ use featurespec::ncf::NcfLayout;
 use featurespec::FeatureSpec;
 use preprocess::{PrepareOptions, RawFormat};
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
 use pyo3::types::{PyDict, PyList};
 use pyo3_tch::PyTensor;
 use spec_dataset::{IdIndex, IdMap, IdSide};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use tch::{Device, Tensor};
 
 /// Raw ratings -> a feature-spec dataset folder, as `ncf-prepare --path PATH --output OUTPUT`
 /// (the reference's convert.py): sort, deduplicate, renumber, leave the latest item out for test,
 /// draw `negatives` test negatives per user with `seed`.
 ///
-/// format: "ml-20m" (MovieLens ratings.csv), "ml-1m" (ratings.dat), "like-movielens"
-///     (user,item,rating,timestamp without header) or None to detect it.
+/// format: "ml-20m" (MovieLens ratings.csv), "ml-1m", "ml-10m" (ratings.dat), "ml-100k"
+///     (u.data), "like-movielens" (user,item,rating,timestamp without header) or None to detect it.
 /// validation: also hold out each user's second-latest item as a validation mapping.
-/// force: replace `output` if it holds a dataset already (otherwise that dataset is reused, as
-///     ncf-prepare does, and the dict says "reused": True).
+/// force: replace `output` if it holds a dataset already. Otherwise that dataset is checked and
+///     reused with a warning, as ncf-prepare does (an error if validation=True and it has none).
 ///
 /// Returns a dict: users, items, train_rows, test_rows, validation_rows, ratings, duplicates,
-/// format, seconds, output, reused. The GIL is released while it runs.
+/// format, seconds, output, reused (a reused dataset: users, items, <mapping>_rows, output,
+/// reused). The GIL is released while it runs.
 #[pyfunction]
 #[pyo3(signature = (path, output, format=None, validation=false, seed=1, negatives=100, force=false))]
 #[allow(clippy::too_many_arguments)]
@@ -44,7 +46,20 @@ pub fn prepare<'py>(
     let out = PyDict::new(py);
     out.set_item("output", output.display().to_string())?;
     if output.join("feature_spec.yaml").exists() && !force {
+        // ncf-prepare's rule: a prepared folder is reused (checked first), as the reference does.
         let report = py.allow_threads(|| preprocess::verify(&output, None)).or_raise()?;
+        let has_validation = report.rows.iter().any(|(m, _)| m == featurespec::ncf::VALIDATION_MAPPING);
+        if validation && !has_validation {
+            return Err(raise(
+                Kind::Value,
+                format!(
+                    "{} holds a dataset prepared without validation=True; pass force=True to prepare it again",
+                    output.display()
+                ),
+            ));
+        }
+        let message = format!("using the dataset already prepared at {} (force=True to rebuild)", output.display());
+        py.import("warnings")?.getattr("warn")?.call1((message,))?;
         out.set_item("users", report.users)?;
         out.set_item("items", report.items)?;
         for (mapping, rows) in &report.rows {
@@ -160,7 +175,8 @@ impl Dataset {
         if !self.spec.source_spec.contains_key(name) {
             return Ok(None);
         }
-        let mut cache = self.mappings.lock().map_err(|_| raise(Kind::Value, "the dataset's cache is poisoned"))?;
+        // Waiting for the lock without the GIL: a thread loading a mapping holds it meanwhile.
+        let mut cache = self.mappings.lock_py_attached(py).unwrap_or_else(PoisonError::into_inner);
         if !cache.contains_key(name) {
             let loaded = py.allow_threads(|| tch_data::load_mapping(&self.spec, name, Device::Cpu)).or_raise()?;
             cache.insert(name.to_owned(), loaded.features.into_iter().collect());

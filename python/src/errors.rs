@@ -129,26 +129,3 @@ impl<T, E: Error + 'static> OrRaise<T> for Result<T, E> {
         self.map_err(|e| to_py(&e))
     }
 }
-
-/// Runs `f` with the GIL released (other Python threads run meanwhile), on this thread.
-///
-/// `Python::allow_threads` asks its closure to be `Send` as a proxy for "holds nothing tied to
-/// the GIL"; our closures borrow models behind a lock this thread holds, which are `Send` but not
-/// `Sync`, so the proxy refuses them although nothing leaves the thread. The closures passed here
-/// capture no Python object (only Rust data and plain values).
-pub fn without_gil<T: Send, F: FnOnce() -> T>(py: Python<'_>, f: F) -> T {
-    struct OnThisThread<F>(F);
-    // SAFETY: allow_threads runs the closure on the calling thread; nothing is sent anywhere, and
-    // the callers' closures capture no GIL-bound value.
-    unsafe impl<F> Send for OnThisThread<F> {}
-    impl<F> OnThisThread<F> {
-        fn call<T>(self) -> T
-        where
-            F: FnOnce() -> T,
-        {
-            (self.0)()
-        }
-    }
-    let f = OnThisThread(f);
-    py.allow_threads(move || f.call())
-}

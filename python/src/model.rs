@@ -1,29 +1,55 @@
 //! `Model`: a trained checkpoint of any kind, for scoring pairs, recommending and its state dict.
 
-use crate::errors::{raise, to_py, without_gil, Kind};
+use crate::errors::{raise, to_py, Kind};
 use inference::{FoldInOptions, InferenceError, RawId, Recommender};
 use ncf_model::runtime::DeviceChoice;
-use ncf_model::{AnyModel, Model as _, ModelKind};
+use ncf_model::{AnyModel, Model as _, ModelKind, PairTables};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::sync::MutexExt;
+use pyo3::types::{PyDict, PyInt, PyList, PyString};
 use pyo3_tch::PyTensor;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tch::Device;
 
 /// The model with the dataset it was trained on (recommending needs its id maps and train items),
 /// or alone (scoring dataset ids and the state dict need nothing else).
-enum Loaded {
+enum Source {
     WithData(Box<Recommender>),
     Alone(AnyModel),
 }
 
+/// The model and what scoring pairs keeps between calls.
+struct Loaded {
+    source: Source,
+    /// [`ncf_model::Model::pair_tables`], made on the first `score`: `None` until then.
+    tables: Option<Option<PairTables>>,
+    /// Set once `state_dict` has handed out views of the parameters: they may change at any time
+    /// after, so tables made from them could be stale and are not used again.
+    views_out: bool,
+}
+
 impl Loaded {
     fn model(&self) -> &dyn ncf_model::Model {
-        match self {
-            Loaded::WithData(r) => r.model(),
-            Loaded::Alone(m) => m.as_ref(),
+        match &self.source {
+            Source::WithData(r) => r.model(),
+            Source::Alone(m) => m.as_ref(),
         }
+    }
+
+    /// Makes the pair tables on first use (not once views are out).
+    fn make_tables(&mut self) {
+        if !self.views_out && self.tables.is_none() {
+            self.tables = Some(self.model().pair_tables());
+        }
+    }
+
+    /// The pair tables to score with, if made and still valid.
+    fn tables(&self) -> Option<&PairTables> {
+        if self.views_out {
+            return None;
+        }
+        self.tables.as_ref().and_then(Option::as_ref)
     }
 }
 
@@ -55,30 +81,51 @@ fn inference_err(e: InferenceError) -> PyErr {
     }
 }
 
-/// A tensor from a torch.Tensor as is, or from anything `torch.as_tensor` takes (a numpy array
-/// without a copy, a list).
-fn tensor_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<tch::Tensor> {
+/// How PyTorch spells a device.
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".to_owned(),
+    }
+}
+
+/// A tensor from a torch.Tensor as is, or from anything `torch.as_tensor` takes (a numpy array,
+/// whose memory it shares on the CPU; a list), placed on `device`.
+fn tensor_of(obj: &Bound<'_, PyAny>, what: &str, device: Device) -> PyResult<tch::Tensor> {
     let torch = obj.py().import("torch")?;
     let obj = if obj.is_instance(&torch.getattr("Tensor")?)? {
         obj.clone()
     } else {
+        let kwargs = PyDict::new(obj.py());
+        kwargs.set_item("device", device_name(device))?;
         torch
             .getattr("as_tensor")?
-            .call1((obj,))
+            .call((obj,), Some(&kwargs))
             .map_err(|e| raise(Kind::Type, format!("{what}: expected a torch.Tensor or an array of ids ({e})")))?
     };
     Ok(obj.extract::<PyTensor>()?.0)
 }
 
+/// Raw ids from one id (an int or a str) or an iterable of them.
+fn raw_ids(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyInt>() {
+        return Ok(vec![obj.str()?.to_string()]);
+    }
+    obj.try_iter()?.map(|u| Ok(u?.str()?.to_string())).collect()
+}
+
 impl Model {
-    fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, Loaded>> {
-        self.loaded.lock().map_err(|_| raise(Kind::Value, "the model is unusable after a panic in another thread"))
+    /// The model, waiting for it without holding the GIL (a thread scoring with the GIL released
+    /// holds it meanwhile). A panic in another call cannot have left it half-changed (no call
+    /// changes the parameters under the lock), so a poisoned lock is taken as it is.
+    fn lock(&self, py: Python<'_>) -> MutexGuard<'_, Loaded> {
+        self.loaded.lock_py_attached(py).unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn with_data<'a>(&self, loaded: &'a Loaded, what: &str) -> PyResult<&'a Recommender> {
-        match loaded {
-            Loaded::WithData(r) => Ok(r),
-            Loaded::Alone(_) => Err(raise(
+    fn with_data<'a>(&self, loaded: &'a mut Loaded, what: &str) -> PyResult<&'a mut Recommender> {
+        match &mut loaded.source {
+            Source::WithData(r) => Ok(r),
+            Source::Alone(_) => Err(raise(
                 Kind::Value,
                 format!(
                     "{what} needs the dataset the model was trained on: Model.load('{}', data='path/to/dataset')",
@@ -109,20 +156,22 @@ impl Model {
             .parse::<DeviceChoice>()
             .and_then(|d| d.resolve())
             .map_err(|e| raise(Kind::Value, format!("device: {e}")))?;
-        let (kind, loaded) = without_gil(py, || -> Result<(ModelKind, Loaded), InferenceError> {
-            Ok(match &data {
-                Some(dir) => {
-                    let r = Recommender::open(dir, &checkpoint, device)?;
-                    (r.model_kind(), Loaded::WithData(Box::new(r)))
-                }
-                None => {
-                    let (kind, mut model) = ncf_model::load_any(&checkpoint, 0.0, device)?;
-                    model.set_train(false);
-                    (kind, Loaded::Alone(model))
-                }
+        let (kind, source) = py
+            .allow_threads(|| -> Result<(ModelKind, Source), InferenceError> {
+                Ok(match &data {
+                    Some(dir) => {
+                        let r = Recommender::open(dir, &checkpoint, device)?;
+                        (r.model_kind(), Source::WithData(Box::new(r)))
+                    }
+                    None => {
+                        let (kind, mut model) = ncf_model::load_any(&checkpoint, 0.0, device)?;
+                        model.set_train(false);
+                        (kind, Source::Alone(model))
+                    }
+                })
             })
-        })
-        .map_err(inference_err)?;
+            .map_err(inference_err)?;
+        let loaded = Loaded { source, tables: None, views_out: false };
         Ok(Model { loaded: Mutex::new(loaded), kind, path: checkpoint, data })
     }
 
@@ -134,41 +183,76 @@ impl Model {
 
     /// Number of users the model has rows for.
     #[getter]
-    fn users(&self) -> PyResult<i64> {
-        Ok(self.lock()?.model().users())
+    fn users(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.lock(py).model().users())
     }
 
     /// Number of items.
     #[getter]
-    fn items(&self) -> PyResult<i64> {
-        Ok(self.lock()?.model().items())
+    fn items(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.lock(py).model().items())
     }
 
     /// Number of parameters.
     #[getter]
-    fn parameter_count(&self) -> PyResult<i64> {
-        Ok(self.lock()?.model().parameter_count())
+    fn parameter_count(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.lock(py).model().parameter_count())
     }
 
     /// The device the parameters live on ("cpu" or "cuda:N").
     #[getter]
-    fn device(&self) -> PyResult<String> {
-        Ok(match self.lock()?.model().device() {
-            Device::Cuda(i) => format!("cuda:{i}"),
-            _ => "cpu".to_owned(),
-        })
+    fn device(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(device_name(self.lock(py).model().device()))
     }
 
     /// Probabilities sigmoid(model(user, item)) for pairs of dataset ids (0-based, what
     /// Dataset.test holds): two int64 vectors of one length, torch tensors on the model's device
-    /// (used as they are, no copy) or numpy arrays / lists. Returns a float32 tensor [N], equal to
-    /// PyTorch's forward of the same state dict in eval mode. The GIL is released while it runs.
-    fn score(&self, py: Python<'_>, users: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<PyTensor> {
-        let (users, items) = (tensor_of(users, "users")?, tensor_of(items, "items")?);
-        let guard = self.lock()?;
-        let loaded: &Loaded = &guard;
-        let out = without_gil(py, move || inference::score_tensors(loaded.model(), &users, &items));
-        Ok(PyTensor(out.map_err(inference_err)?))
+    /// (used as they are, no copy) or numpy arrays / lists (through torch.as_tensor). Returns a
+    /// float32 tensor [N], equal to PyTorch's forward of the same state dict in eval mode; with
+    /// `out` (a float32 tensor [N] on the model's device) the probabilities are written into it
+    /// and `out` itself is returned. NeuMF and MLP read their first layer from per-user and
+    /// per-item tables made on the first call (until state_dict() hands out views). The GIL is
+    /// released while it runs.
+    #[pyo3(signature = (users, items, out=None))]
+    fn score<'py>(
+        &self,
+        py: Python<'py>,
+        users: &Bound<'py, PyAny>,
+        items: &Bound<'py, PyAny>,
+        out: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut guard = self.lock(py);
+        let device = guard.model().device();
+        let (users, items) = (tensor_of(users, "users", device)?, tensor_of(items, "items", device)?);
+        let loaded: &mut Loaded = &mut guard;
+        let scores = py
+            .allow_threads(move || {
+                loaded.make_tables();
+                let loaded: &Loaded = loaded;
+                inference::score_tensors(loaded.model(), &users, &items, loaded.tables())
+            })
+            .map_err(inference_err)?;
+        match out {
+            None => Ok(PyTensor(scores).into_pyobject(py)?),
+            Some(target) => {
+                let mut t = target.extract::<PyTensor>()?.0;
+                if t.kind() != tch::Kind::Float || t.size() != scores.size() || t.device() != scores.device() {
+                    return Err(raise(
+                        Kind::Type,
+                        format!(
+                            "out: expected a float32 tensor of shape [{}] on {}, got {:?} of shape {:?} on {}",
+                            scores.size()[0],
+                            device_name(scores.device()),
+                            t.kind(),
+                            t.size(),
+                            device_name(t.device())
+                        ),
+                    ));
+                }
+                t.f_copy_(&scores).map_err(|e| raise(Kind::Value, format!("out: {e}")))?;
+                Ok(target)
+            }
+        }
     }
 
     /// The top `k` items for each of `users` (raw user ids as in the ratings file: an id or a
@@ -183,16 +267,14 @@ impl Model {
         k: usize,
         exclude_seen: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let raw: Vec<String> =
-            if users.is_instance_of::<pyo3::types::PyString>() || users.is_instance_of::<pyo3::types::PyInt>() {
-                vec![users.str()?.to_string()]
-            } else {
-                users.try_iter()?.map(|u| Ok(u?.str()?.to_string())).collect::<PyResult<_>>()?
-            };
-        let guard = self.lock()?;
-        let recommender = self.with_data(&guard, "recommend")?;
+        let raw = raw_ids(users)?;
+        let mut guard = self.lock(py);
+        let recommender = self.with_data(&mut guard, "recommend")?;
         let ids = recommender.users_by_raw_id(&raw).map_err(inference_err)?;
-        let recs = without_gil(py, || recommender.recommend(&ids, k, !exclude_seen));
+        let recs = {
+            let recommender = &mut *recommender;
+            py.allow_threads(move || recommender.recommend(&ids, k, !exclude_seen))
+        };
         let (user, rank, item, score) = (PyList::empty(py), PyList::empty(py), PyList::empty(py), PyList::empty(py));
         for rec in &recs {
             let u = py_raw(py, &rec.user)?;
@@ -228,9 +310,9 @@ impl Model {
         prior_weight: f64,
         seed: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let raw: Vec<String> = items.try_iter()?.map(|i| Ok(i?.str()?.to_string())).collect::<PyResult<_>>()?;
-        let guard = self.lock()?;
-        let recommender = self.with_data(&guard, "recommend_for_history")?;
+        let raw = raw_ids(items)?;
+        let mut guard = self.lock(py);
+        let recommender = self.with_data(&mut guard, "recommend_for_history")?;
         let user = match user {
             Some(u) => Some(recommender.users_by_raw_id(&[u.str()?.to_string()]).map_err(inference_err)?[0]),
             None => None,
@@ -248,8 +330,11 @@ impl Model {
             py.import("warnings")?.getattr("warn")?.call1((message,))?;
         }
         let options = FoldInOptions { steps, negatives, learning_rate, prior_weight, seed };
-        let top = without_gil(py, || recommender.recommend_for_history(user, &known, k, !exclude_seen, &options))
-            .map_err(inference_err)?;
+        let top = {
+            let recommender = &mut *recommender;
+            py.allow_threads(move || recommender.recommend_for_history(user, &known, k, !exclude_seen, &options))
+        }
+        .map_err(inference_err)?;
         let (rank, item, score) = (PyList::empty(py), PyList::empty(py), PyList::empty(py));
         for (r, (i, s)) in top.iter().enumerate() {
             rank.append(r + 1)?;
@@ -264,7 +349,9 @@ impl Model {
     /// takes them. Detached views of the model's own memory (no copy): clone them to keep a
     /// snapshot.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let guard = self.lock()?;
+        let mut guard = self.lock(py);
+        guard.views_out = true;
+        guard.tables = None;
         let ordered = py.import("collections")?.getattr("OrderedDict")?.call0()?;
         for (key, tensor) in guard.model().state_dict() {
             ordered.set_item(key, PyTensor(tensor.detach()))?;
@@ -272,8 +359,8 @@ impl Model {
         Ok(ordered)
     }
 
-    fn __repr__(&self) -> PyResult<String> {
-        let guard = self.lock()?;
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let guard = self.lock(py);
         let m = guard.model();
         Ok(format!(
             "Model(kind='{}', users={}, items={}, parameters={}, checkpoint='{}'{})",

@@ -1,6 +1,6 @@
 //! `train()`: ncf-train's run from Python, its flags as keyword arguments.
 
-use crate::errors::{raise, to_py, without_gil, Kind};
+use crate::errors::{raise, to_py, Kind};
 use ncf_model::runtime::{CpuMatmul, DeviceChoice};
 use ncf_model::ModelKind;
 use ncf_train::{EpochReport, EvalProtocol, Mode, Observer, Pretrained, ReplicaCheck, TrainConfig, Trainer};
@@ -27,7 +27,15 @@ struct PyObserver {
     epochs: usize,
     k: i64,
     error: Option<PyErr>,
+    /// Batches the tqdm bar shows.
+    shown: u64,
+    /// When Python was last asked (signals, the bar): at most every [`ASK_EVERY`], so that a step
+    /// does not wait for the GIL while another Python thread holds it.
+    asked: std::time::Instant,
 }
+
+/// How often training takes the GIL back between steps (when no callable asks for every step).
+const ASK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl PyObserver {
     fn event(&mut self, py: Python<'_>, f: impl FnOnce(Python<'_>, &mut Show, usize, i64) -> PyResult<()>) {
@@ -73,6 +81,7 @@ fn epoch_dict<'py>(py: Python<'py>, r: &EpochReport) -> PyResult<Bound<'py, PyDi
 
 impl Observer for PyObserver {
     fn epoch_started(&mut self, epoch: usize, batches: u64) {
+        self.shown = 0;
         Python::with_gil(|py| {
             self.event(py, |py, show, epochs, _| {
                 match show {
@@ -104,6 +113,13 @@ impl Observer for PyObserver {
     }
 
     fn batches_done(&mut self, done: u64) {
+        let every_step = matches!(self.show, Show::Callback(_));
+        let has_bar = matches!(self.show, Show::Bars { bar: Some(_), .. });
+        let bar_due = has_bar && self.asked.elapsed() >= ASK_EVERY;
+        if !(every_step || bar_due) {
+            return;
+        }
+        let shown = std::mem::replace(&mut self.shown, done);
         Python::with_gil(|py| {
             self.event(py, |py, show, _, _| {
                 match show {
@@ -118,8 +134,7 @@ impl Observer for PyObserver {
                         f.call1(py, (e,))?;
                     }
                     Show::Bars { bar: Some(bar), .. } => {
-                        bar.setattr(py, "n", done)?;
-                        bar.call_method0(py, "refresh")?;
+                        bar.call_method1(py, "update", (done.saturating_sub(shown),))?;
                     }
                     _ => {}
                 }
@@ -140,6 +155,9 @@ impl Observer for PyObserver {
                     }
                     Show::Bars { bar, .. } => {
                         if let Some(bar) = bar.take() {
+                            let total: u64 = bar.getattr(py, "total")?.extract(py)?;
+                            let n: u64 = bar.getattr(py, "n")?.extract(py)?;
+                            bar.call_method1(py, "update", (total.saturating_sub(n),))?;
                             bar.call_method0(py, "close")?;
                         }
                         let mut more = String::new();
@@ -169,8 +187,9 @@ impl Observer for PyObserver {
     }
 
     fn should_stop(&mut self) -> bool {
-        if self.error.is_none() {
+        if self.error.is_none() && self.asked.elapsed() >= ASK_EVERY {
             // Ctrl-C: Python's handler only sets a flag; it is seen here, between steps.
+            self.asked = std::time::Instant::now();
             if let Err(e) = Python::with_gil(|py| py.check_signals()) {
                 self.error = Some(e);
             }
@@ -263,6 +282,9 @@ pub fn train<'py>(
     feature_spec_file: &str,
     progress: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    // As ncf-train: an empty path writes nothing (the reference's `--checkpoint_dir ''`).
+    let checkpoint_dir = checkpoint_dir.filter(|p| !p.as_os_str().is_empty());
+    let log_path = log_path.filter(|p| !p.as_os_str().is_empty());
     let pretrained = match (pretrained_gmf, pretrained_mlp) {
         (Some(gmf), Some(mlp)) => Some(Pretrained { gmf, mlp, alpha }),
         (None, None) => None,
@@ -318,17 +340,17 @@ pub fn train<'py>(
         Some(p) if p.is_truthy()? => Show::Bars { tqdm: tqdm(py), bar: None },
         Some(_) => Show::Nothing,
     };
-    // What ncf-train's main does first, for the same speed (see cli-support and ncf-train).
+    // What ncf-train's main does first, for the same speed: freed memory kept in the heap (see
+    // cli-support). Not its MKL_CBWR=AVX2: setting the environment of a running process with
+    // other threads is unsound, and MKL may have read it already; set it before starting Python.
     cli_support::keep_freed_memory();
-    if std::env::var_os("MKL_CBWR").is_none() {
-        std::env::set_var("MKL_CBWR", "AVX2");
-    }
-    let mut observer = PyObserver { show, epochs, k: topk, error: None };
-    let result = without_gil(py, || -> Result<_, ncf_train::TrainError> {
+    let mut observer = PyObserver { show, epochs, k: topk, error: None, shown: 0, asked: std::time::Instant::now() };
+    let observer_ref = &mut observer;
+    let result = py.allow_threads(move || -> Result<_, ncf_train::TrainError> {
         let mut trainer = Trainer::new(config)?;
         let name = trainer.model().name().to_owned();
         let seed = trainer.seed();
-        let summary = trainer.run(&mut observer)?;
+        let summary = trainer.run(observer_ref)?;
         Ok((name, seed, summary))
     });
     if let Show::Bars { bar: Some(bar), .. } = &observer.show {
@@ -348,7 +370,12 @@ pub fn train<'py>(
     out.set_item("epochs", epochs)?;
     out.set_item("best_epoch", summary.best_epoch)?;
     out.set_item("best_hr", summary.best_hr)?;
-    let best = summary.epochs.iter().find(|r| Some(r.epoch) == summary.best_epoch).or(summary.epochs.first());
+    // The best epoch's NDCG when it ran in this call (a resumed run's best may be older); a test
+    // run's one evaluation otherwise.
+    let best = match summary.best_epoch {
+        Some(e) => summary.epochs.iter().find(|r| r.epoch == e),
+        None => summary.epochs.first(),
+    };
     out.set_item("best_ndcg", best.map(|r| r.eval.ndcg))?;
     out.set_item("selected_by", &summary.selected_by)?;
     let mean = |f: fn(&EpochReport) -> f64| {

@@ -42,8 +42,12 @@ def test_prepare_without_validation_equals_the_reference(tmp_path, ratings, refe
         assert list(a) == list(b)
         for feature in a:
             assert a[feature].shape == b[feature].shape and a[feature].dtype == b[feature].dtype
-    # A second call reuses the folder, as ncf-prepare does; force=True rebuilds it.
-    assert ncf_rs.prepare(ratings, tmp_path / "plain")["reused"] is True
+    # A second call reuses the folder with a warning, as ncf-prepare does; force=True rebuilds it;
+    # asking for a validation split the folder lacks is an error, not a silent reuse.
+    with pytest.warns(UserWarning, match="already prepared"):
+        assert ncf_rs.prepare(ratings, tmp_path / "plain")["reused"] is True
+    with pytest.raises(ncf_rs.NcfValueError, match="without validation=True"):
+        ncf_rs.prepare(ratings, tmp_path / "plain", validation=True)
     assert ncf_rs.prepare(ratings, tmp_path / "plain", force=True)["reused"] is False
 
 
@@ -76,7 +80,9 @@ def test_dataset_tensors_are_the_files(reference_dir):
     ds = ncf_rs.Dataset(reference_dir)
     assert (ds.users, ds.items, ds.test_samples_per_series) == (610, 9724, 101)
     assert ds.mappings == ["test", "train"]
-    assert ds.spec["metadata"] is not None or "feature_spec" in ds.spec
+    import yaml
+
+    assert ds.spec == yaml.safe_load((reference_dir / "feature_spec.yaml").read_text())
     # The reference saved each chunk as its own .pt file; Dataset gives the same values.
     user_chunk = torch.load(reference_dir / "train_data_0.pt", map_location="cpu", weights_only=True)
     assert torch.equal(ds.train["user"], user_chunk[:, 0])

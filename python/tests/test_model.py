@@ -1,4 +1,5 @@
 """ncf_rs.Model against PyTorch: the reference's checkpoint scored by a textbook PyTorch NeuMF."""
+import pathlib
 import subprocess
 import sys
 import warnings
@@ -38,8 +39,23 @@ def test_score_equals_pytorch_forward(reference):
     assert torch.allclose(m.score(users[:3].tolist(), items[:3].tolist()), ours[:3])
 
 
-def test_state_dict_loads_into_pytorch_and_shares_memory(reference):
-    m, torch_model, ds = reference
+def test_score_writes_into_out(reference):
+    m, _, ds = reference
+    users, items = ds.test["user"][:300], ds.test["item"][:300]
+    out = torch.full((300,), -1.0)
+    got = m.score(users, items, out=out)
+    assert got is out and got.data_ptr() == out.data_ptr()
+    assert torch.allclose(out, m.score(users, items))
+    with pytest.raises(TypeError, match="out: expected a float32 tensor of shape \\[300\\]"):
+        m.score(users, items, out=torch.zeros(300, dtype=torch.float64))
+
+
+def test_state_dict_loads_into_pytorch_and_shares_memory(reference_dir):
+    # A model of its own: the test changes parameters through the views.
+    m = ncf_rs.Model.load(reference_dir / "reference_model.pth")
+    torch_model = neumf_of(torch.load(reference_dir / "reference_model.pth", map_location="cpu", weights_only=True))
+    ds = ncf_rs.Dataset(reference_dir)
+    m.score(ds.test["user"][:10], ds.test["item"][:10])  # the first-layer tables now exist
     state = m.state_dict()
     assert list(state) == list(torch_model.state_dict())
     fresh = neumf_of({k: torch.zeros_like(v) for k, v in state.items()})
@@ -57,6 +73,14 @@ def test_state_dict_loads_into_pytorch_and_shares_memory(reference):
     assert (m.score(users, items) > before).all()
     bias.copy_(saved)
     assert torch.equal(m.score(users, items), before)
+    # The first MLP layer too: scores follow it (tables made before the views went out are not
+    # used any more), as PyTorch's do.
+    state["mlp.0.bias"].add_(0.5)
+    torch_model.mlp[0].bias.data.add_(0.5)
+    with torch.no_grad():
+        theirs = torch.sigmoid(torch_model(users, items)).view(-1)
+    assert torch.allclose(m.score(users, items), theirs, atol=1e-5)
+    assert not torch.allclose(before, theirs, atol=1e-3)
 
 
 def test_recommend_equals_pytorch_top_k(reference):
@@ -108,6 +132,10 @@ def test_recommend_for_history(trained):
     assert c.equals(a)  # the unknown item skipped, nothing else changed
     known = m.recommend_for_history(history[:3], user=int(ds.user_ids[0]), k=5)
     assert len(known) == 5
+    # One item, as an int or a str, is one item (not the characters of a string).
+    one = m.recommend_for_history(history[0], k=5, seed=1)
+    assert one.equals(m.recommend_for_history(str(history[0]), k=5, seed=1))
+    assert one.equals(m.recommend_for_history([history[0]], k=5, seed=1))
 
 
 def test_model_without_data(reference_dir):
@@ -134,6 +162,11 @@ def test_bad_input_raises_with_the_reason(reference):
         m.score(torch.tensor([-1]), torch.tensor([0]))
     with pytest.raises(TypeError):
         m.score(object(), u)
+    with pytest.raises(TypeError, match="int64"):
+        m.score(np.array([0, 1, 2], dtype=np.uint64), u)  # a dtype libtorch's C API does not name
+    with pytest.raises(TypeError, match="sparse"):
+        m.score(u.to_sparse(), u)
+    assert m.users == 610  # usable after every refusal
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         ncf_rs.Model.load("nope.pth")
     with pytest.raises(ValueError, match="device"):
@@ -149,13 +182,25 @@ def test_checkpoint_for_another_dataset_is_refused(reference_dir, tmp_path):
         ncf_rs.Model.load(reference_dir / "reference_model.pth", data=tmp_path / "small")
 
 
-@pytest.mark.parametrize("order", ["torch first", "ncf_rs first"])
+@pytest.mark.parametrize("order", ["torch first", "ncf_rs first", "extension before torch"])
 def test_imports_in_either_order(order, reference_dir):
-    # A fresh interpreter each: libtorch loaded by whichever comes first serves both.
-    first, second = ("torch", "ncf_rs") if order == "torch first" else ("ncf_rs", "torch")
-    code = f"""
-import {first}
-import {second}
+    # A fresh interpreter each. `import ncf_rs` imports torch itself first; the extension loaded
+    # on its own, before torch is imported at all, finds libtorch through its rpath, and torch
+    # imported after shares that libtorch: a tensor made by one is read by the other.
+    ext = next(pathlib.Path(ncf_rs.__file__).parent.glob("_ncf_rs*.so"))
+    first = {
+        "torch first": "import torch\nimport ncf_rs",
+        "ncf_rs first": "import ncf_rs\nimport torch",
+        "extension before torch": (
+            "import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('ncf_rs._ncf_rs', {str(ext)!r})\n"
+            "ncf_rs = importlib.util.module_from_spec(spec)\n"
+            "spec.loader.exec_module(ncf_rs)\n"
+            "assert 'torch' not in sys.modules\n"
+            "import torch"
+        ),
+    }[order]
+    code = first + f"""
 m = ncf_rs.Model.load({str(reference_dir / 'reference_model.pth')!r})
 t = torch.tensor([0, 1, 2])
 s = m.score(t, t)

@@ -3,10 +3,10 @@
 //! their own (`final.weight`, `final.bias`), so NeuMF's pre-training is a key copy
 //! ([`NeuMf::from_pretrained`]).
 
-use crate::model::{ItemSide, Model, UserTable};
+use crate::model::{ItemSide, Model, PairTables, UserTable};
 use crate::neumf::{Branches, ItemHalf};
 use crate::runtime::CpuMatmul;
-use crate::{ModelError, ModelKind, NeuMf, NeuMfConfig};
+use crate::{FirstLayerTables, ModelError, ModelKind, NeuMf, NeuMfConfig};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -218,6 +218,16 @@ macro_rules! delegate_to_neumf {
             }
             fn user_tables(&self) -> Vec<UserTable> {
                 self.core().user_tables()
+            }
+            fn pair_tables(&self) -> Option<PairTables> {
+                // Without MLP layers (GMF) there is no first layer to tabulate.
+                (self.core().config().mlp_layers.len() > 1).then(|| PairTables::new(self.core().first_layer_tables()))
+            }
+            fn forward_sigmoid_with(&self, users: &Tensor, items: &Tensor, tables: &PairTables) -> Tensor {
+                match tables.get::<FirstLayerTables>() {
+                    Some(t) if !self.core().is_training() => self.core().forward_with_tables(users, items, t).sigmoid(),
+                    _ => self.core().forward_sigmoid(users, items),
+                }
             }
             fn user_rows(&self, users: &Tensor) -> Option<Vec<Tensor>> {
                 Some(self.core().user_rows(users))

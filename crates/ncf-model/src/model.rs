@@ -158,6 +158,21 @@ pub trait Model: Send {
         None
     }
 
+    /// What the model can compute once from its current parameters to score arbitrary pairs
+    /// faster in evaluation mode ([`Model::forward_sigmoid_with`]); NeuMF and MLP: the first MLP
+    /// layer per user and per item ([`crate::NeuMf::first_layer_tables`]; ML-20m: 170 MB). `None`
+    /// (the default) when there is nothing to gain. Stale as soon as the parameters change.
+    fn pair_tables(&self) -> Option<PairTables> {
+        None
+    }
+
+    /// [`Model::forward_sigmoid`] in evaluation mode, reading `tables` made by
+    /// [`Model::pair_tables`] from the current parameters: the same probabilities up to float
+    /// rounding. The default ignores the tables.
+    fn forward_sigmoid_with(&self, users: &Tensor, items: &Tensor, _tables: &PairTables) -> Tensor {
+        self.forward_sigmoid(users, items)
+    }
+
     /// Probabilities `[N, 1]`: `sigmoid(forward)`, what evaluation ranks by.
     fn forward_sigmoid(&self, users: &Tensor, items: &Tensor) -> Tensor {
         self.forward(users, items).sigmoid()
@@ -214,6 +229,28 @@ impl ItemSide {
     /// The model's data, if it is a `T`.
     pub fn get<T: Any>(&self) -> Option<&T> {
         self.0.downcast_ref()
+    }
+}
+
+/// What a model computes once to score arbitrary pairs faster ([`Model::pair_tables`]); each
+/// model keeps its own type inside.
+pub struct PairTables(Box<dyn Any + Send>);
+
+impl PairTables {
+    /// Wraps a model's own tables.
+    pub fn new<T: Any + Send>(data: T) -> Self {
+        PairTables(Box::new(data))
+    }
+
+    /// The model's tables, if they are a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for PairTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairTables(..)")
     }
 }
 
@@ -316,6 +353,12 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn forward_sigmoid(&self, users: &Tensor, items: &Tensor) -> Tensor {
         (**self).forward_sigmoid(users, items)
+    }
+    fn pair_tables(&self) -> Option<PairTables> {
+        (**self).pair_tables()
+    }
+    fn forward_sigmoid_with(&self, users: &Tensor, items: &Tensor, tables: &PairTables) -> Tensor {
+        (**self).forward_sigmoid_with(users, items, tables)
     }
     fn parameter_count(&self) -> i64 {
         (**self).parameter_count()
