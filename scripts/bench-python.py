@@ -1,6 +1,6 @@
 """The Python face's overhead (issue #30): ncf_rs against the ncf-rs binaries and PyTorch eager.
 
-    .torch-venv/bin/python3 scripts/bench-python.py [--rounds 3] [--epochs 4]
+    .torch-venv/bin/python3 scripts/bench-python.py [--rounds 6] [--epochs 5]
 
 Needs release builds of both faces: `make release` (the binaries) and
 `cd python && maturin develop --release` (ncf_rs in the set-up venv; `make python` puts the debug
@@ -9,7 +9,8 @@ build back). Prints two tables, with the CPU named:
 1. Training: `ncf_rs.train` (in a fresh Python process) against the `ncf-train` binary, the same
    flags (NeuMF, the reference's layers, batch 16384, seed 1, CPU) on the real ml-latest-small,
    alternating, `--rounds` times each; samples/s per epoch from the DLLogger log both write (the
-   first epoch left out as warm-up), median of the runs.
+   first epoch left out as warm-up), median of the runs; one untimed run first, then the two faces
+   alternating which goes first; MKL_CBWR=AVX2 for both (ncf-train's own default).
 2. Scoring (the reference's own NeuMF checkpoint): `Model.score` from Python against `ncf-infer`'s
    benchmark of the same checkpoint and against a textbook PyTorch NeuMF (eager, no_grad, the same
    state dict), at batches of 1,024 and 65,536 random pairs; mean and median per batch.
@@ -56,17 +57,27 @@ def train_rounds(data, work, rounds, epochs):
     flags = dict(model="neumf", epochs=epochs, batch_size=16384, learning_rate=0.002, seed=1, device="cpu")
     cli = [str(BIN / "ncf-train"), "--data", str(data), "--model", "neumf", "--epochs", str(epochs), "-b", "16384",
            "-l", "0.002", "--seed", "1", "--device", "cpu"]
-    results = {"ncf-train (binary)": [], "ncf_rs.train (Python)": []}
-    for r in range(rounds):
-        run = work / f"cli-{r}"
+    # MKL_CBWR=AVX2 for both: the binary sets it when unset; the Python face leaves it to the user.
+    env = {**os.environ, "MKL_CBWR": os.environ.get("MKL_CBWR", "AVX2")}
+
+    def binary(run):
         subprocess.run(cli + ["--checkpoint_dir", str(run), "--log_path", str(run / "log.json")], check=True,
-                       capture_output=True)
-        results["ncf-train (binary)"].append(statistics.mean(epoch_throughputs(run / "log.json")[1:]))
-        run = work / f"py-{r}"
+                       capture_output=True, env=env)
+
+    def python(run):
         code = (f"import ncf_rs; ncf_rs.train({str(data)!r}, checkpoint_dir={str(run)!r}, "
                 f"log_path={str(run / 'log.json')!r}, progress=False, **{flags!r})")
-        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-        results["ncf_rs.train (Python)"].append(statistics.mean(epoch_throughputs(run / "log.json")[1:]))
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
+
+    faces = [("ncf-train (binary)", binary), ("ncf_rs.train (Python)", python)]
+    results = {name: [] for name, _ in faces}
+    binary(work / "warm-up")  # the page cache and the CPU's clocks, before anything counts
+    for r in range(rounds):
+        # Alternating which face goes first, so neither always runs on a warmer machine.
+        for name, face in faces if r % 2 == 0 else faces[::-1]:
+            run = work / f"{name.split()[0]}-{r}"
+            face(run)
+            results[name].append(statistics.mean(epoch_throughputs(run / "log.json")[1:]))
     return results
 
 
@@ -109,8 +120,8 @@ def score_table(reference, work):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
     for b in ("ncf-train", "ncf-infer"):
         if not (BIN / b).exists():

@@ -44,11 +44,10 @@ pub fn score_tensors(
             return Err(bad(format!("not on the model's device ({here}); move them with .to(\"{here}\")")));
         }
         if ids.numel() > 0 {
-            let range = |t: Result<Tensor, tch::TchError>| t.and_then(|t| t.f_int64_value(&[]));
-            let (lo, hi) = match (range(ids.f_min()), range(ids.f_max())) {
-                (Ok(lo), Ok(hi)) => (lo, hi),
-                (Err(e), _) | (_, Err(e)) => return Err(bad(format!("cannot read their range: {e}"))),
-            };
+            // One pass for both ends (this check is a fixed cost of every call).
+            let ends =
+                ids.f_aminmax(None, false).and_then(|(lo, hi)| Ok((lo.f_int64_value(&[])?, hi.f_int64_value(&[])?)));
+            let (lo, hi) = ends.map_err(|e| bad(format!("cannot read their range: {e}")))?;
             if let Some(id) = [lo, hi].into_iter().find(|id| !(0..count).contains(id)) {
                 return Err(InferenceError::IdOutOfRange { what: what.into(), id, count: count as u64 });
             }
