@@ -19,7 +19,16 @@ See help(ncf_rs.train), help(ncf_rs.Model), docs/src/python.md.
 
 # libtorch is loaded by torch first, so the extension binds to the very libtorch (and
 # libtorch_python) that `import torch` uses, whichever order the caller imports them in.
-import torch as _torch  # noqa: F401
+import torch as _torch
+
+# The extension is built against PyTorch 2.11.0's C++ API (tch 0.24.0); another libtorch would
+# fail to load it, or worse, load it and crash. Say so before trying.
+if _torch.__version__.split("+")[0] != "2.11.0":
+    raise ImportError(
+        f"ncf_rs needs torch 2.11.0 (the libtorch it is built against); this Python has torch "
+        f"{_torch.__version__} from {_torch.__file__}. Install torch==2.11.0 in this environment, "
+        "or use the venv that `make setup` makes (.torch-venv)."
+    )
 
 from ._ncf_rs import (  # noqa: F401
     Dataset,

@@ -210,3 +210,11 @@ print("ok", float(s[0]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok ")
+
+
+def test_another_torch_version_is_refused_at_import():
+    # The extension is built for torch 2.11.0's libtorch: any other torch is named, not crashed on.
+    code = "import torch\ntorch.__version__ = '2.10.0+cpu'\nimport ncf_rs\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "ImportError: ncf_rs needs torch 2.11.0" in out.stderr and "2.10.0+cpu" in out.stderr
