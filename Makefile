@@ -52,7 +52,7 @@ test: setup
 VENV := $(CURDIR)/.torch-venv
 python: setup
 	@bash scripts/setup-python.sh
-	cd python && VIRTUAL_ENV="$(VENV)" PATH="$(VENV)/bin:$$PATH" CARGO_TARGET_DIR="$(TARGET_DIR)" maturin develop --quiet
+	cd python && PIP_QUIET=1 VIRTUAL_ENV="$(VENV)" PATH="$(VENV)/bin:$$PATH" CARGO_TARGET_DIR="$(TARGET_DIR)" maturin develop --quiet
 
 python-test: python
 	NCF_SHARED_DIR="$(SHARED_DIR)" "$(VENV)/bin/python3" -m pytest python/tests -q -p no:cacheprovider
