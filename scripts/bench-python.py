@@ -13,7 +13,9 @@ build back). Prints two tables, with the CPU named:
    alternating which goes first; MKL_CBWR=AVX2 for both (ncf-train's own default).
 2. Scoring (the reference's own NeuMF checkpoint): `Model.score` from Python against `ncf-infer`'s
    benchmark of the same checkpoint and against a textbook PyTorch NeuMF (eager, no_grad, the same
-   state dict), at batches of 1,024 and 65,536 random pairs; mean and median per batch.
+   state dict), at batches of 1,024 and 65,536 random pairs; mean and median per batch. PyTorch is
+   timed twice: in this process (which imported ncf_rs) and in a process of its own that never
+   did, as a PyTorch user runs it; the two differ on some machines (see docs/src/python.md).
 """
 import argparse
 import json
@@ -92,11 +94,44 @@ def time_calls(score, users, items, n):
     return statistics.mean(took), statistics.median(took)
 
 
+EAGER_ALONE = """
+import json, statistics, sys, time, torch
+sys.path.insert(0, sys.argv[1])
+from oracle import neumf_of
+eager = neumf_of(torch.load(sys.argv[2], map_location="cpu", weights_only=True))
+g = torch.Generator().manual_seed(0)
+out = {}
+for batch, n in ((1024, 300), (65536, 40)):
+    users = [torch.randint(0, 610, (batch,), generator=g) for _ in range(8)]
+    items = [torch.randint(0, 9724, (batch,), generator=g) for _ in range(8)]
+    def score(u, i):
+        with torch.no_grad():
+            return torch.sigmoid(eager(u, i))
+    for _ in range(10):
+        score(users[0], items[0])
+    took = []
+    for k in range(n):
+        start = time.perf_counter()
+        score(users[k % 8], items[k % 8])
+        took.append(time.perf_counter() - start)
+    out[batch] = statistics.mean(took)
+print(json.dumps(out))
+"""
+
+
+def eager_alone(checkpoint):
+    """PyTorch eager in a process of its own, one that never imported ncf_rs (as a PyTorch user runs)."""
+    out = subprocess.run([sys.executable, "-c", EAGER_ALONE, str(REPO / "python" / "tests"), str(checkpoint)],
+                         check=True, capture_output=True, text=True)
+    return {int(k): v for k, v in json.loads(out.stdout).items()}
+
+
 def score_table(reference, work):
     checkpoint = reference / "reference_model.pth"
     model = ncf_rs.Model.load(checkpoint)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     eager = neumf_of(state)
+    alone = eager_alone(checkpoint)
     g = torch.Generator().manual_seed(0)
     rows = []
     for batch, n in ((1024, 300), (65536, 40)):
@@ -114,7 +149,7 @@ def score_table(reference, work):
                         "--n_items", "9724", "--batch_sizes", str(batch), "--num_batches", str(n), "--device", "cpu",
                         "--log_path", str(log)], check=True, capture_output=True)
         end = [json.loads(l.removeprefix("DLLL ")) for l in log.read_text().splitlines()][-1]["data"]
-        rows.append((batch, ours, theirs, end[f"batch_{batch}_mean_latency"]))
+        rows.append((batch, ours, theirs, end[f"batch_{batch}_mean_latency"], alone[batch]))
     return rows
 
 
@@ -122,6 +157,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--score-only", action="store_true", help="skip the training comparison")
     args = parser.parse_args()
     for b in ("ncf-train", "ncf-infer"):
         if not (BIN / b).exists():
@@ -132,21 +168,25 @@ def main():
         work = pathlib.Path(tmp)
         data = work / "ml-latest-small"
         ncf_rs.prepare(SHARED / "data" / "ml-latest-small" / "ratings.csv", data)
-        results = train_rounds(data, work, args.rounds, args.epochs)
-        print(f"\ntraining NeuMF on ml-latest-small, batch 16384, {args.epochs} epochs, {args.rounds} runs each "
-              "(samples/s, mean of epochs 2+, per run)")
-        medians = {}
-        for name, runs in results.items():
-            medians[name] = statistics.median(runs)
-            print(f"  {name:<24} median {medians[name]:>10,.0f}   runs " + ", ".join(f"{x:,.0f}" for x in runs))
-        ratio = medians["ncf_rs.train (Python)"] / medians["ncf-train (binary)"]
-        print(f"  Python / binary: {ratio:.3f}")
+        results = {} if args.score_only else train_rounds(data, work, args.rounds, args.epochs)
+        if results:
+            print(f"\ntraining NeuMF on ml-latest-small, batch 16384, {args.epochs} epochs, {args.rounds} runs each "
+                  "(samples/s, mean of epochs 2+, per run)")
+            medians = {}
+            for name, runs in results.items():
+                medians[name] = statistics.median(runs)
+                print(f"  {name:<24} median {medians[name]:>10,.0f}   runs " + ", ".join(f"{x:,.0f}" for x in runs))
+            ratio = medians["ncf_rs.train (Python)"] / medians["ncf-train (binary)"]
+            print(f"  Python / binary: {ratio:.3f}")
         rows = score_table(SHARED / "data" / "reference-prepared" / "ml-latest-small", work)
-    print("\nscoring the reference NeuMF checkpoint (ms per batch: mean / median; ncf-infer reports its mean)")
-    print(f"  {'batch':>7} {'Model.score':>18} {'PyTorch eager':>18} {'ncf-infer':>10} {'eager/score':>12} {'score/infer':>12}")
-    for batch, ours, theirs, infer in rows:
-        print(f"  {batch:>7} {ours[0] * 1e3:>8.3f} / {ours[1] * 1e3:>7.3f} {theirs[0] * 1e3:>8.3f} / {theirs[1] * 1e3:>7.3f} "
-              f"{infer * 1e3:>10.3f} {theirs[0] / ours[0]:>12.2f} {ours[0] / infer:>12.2f}")
+    print("\nscoring the reference NeuMF checkpoint (ms per batch: mean / median; ncf-infer and the lone PyTorch"
+          " process report their mean)")
+    print(f"  {'batch':>7} {'Model.score':>18} {'eager, same process':>20} {'eager, own process':>19} {'ncf-infer':>10}"
+          f" {'eager/score':>12} {'own/score':>10} {'score/infer':>12}")
+    for batch, ours, theirs, infer, lone in rows:
+        print(f"  {batch:>7} {ours[0] * 1e3:>8.3f} / {ours[1] * 1e3:>7.3f} {theirs[0] * 1e3:>9.3f} / {theirs[1] * 1e3:>8.3f}"
+              f" {lone * 1e3:>19.3f} {infer * 1e3:>10.3f} {theirs[0] / ours[0]:>12.2f} {lone / ours[0]:>10.2f}"
+              f" {ours[0] / infer:>12.2f}")
 
 
 if __name__ == "__main__":
