@@ -343,6 +343,19 @@ impl NeuMf {
         }
     }
 
+    /// `relu(x W^T + b)` in evaluation mode without gradients: [`NeuMf::linear`] and a relu in
+    /// place, or, where the product runs in oneDNN in float32, the product and then the bias and
+    /// relu in one pass (`torch_ops::onednn_linear_relu`: the same bits, one pass and one tensor
+    /// fewer).
+    fn linear_relu(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+        if let (Some(b), true) = (b, self.bias_after_product(x) && w.kind() == Kind::Float) {
+            if let Ok(y) = torch_ops::onednn_linear_relu(x, w, b) {
+                return y;
+            }
+        }
+        self.linear(x, w, b).relu_()
+    }
+
     /// Runs the MLP's matrix products (every layer but the final one, which is a dot product per
     /// sample) in `kind`, with the parameters, their gradients and everything else kept in their
     /// own kind: what autocast does, without libtorch's autocast (whose CPU switch tch does not
@@ -497,12 +510,16 @@ impl NeuMf {
             return Tensor::cat(&pieces, 0);
         }
         tch::no_grad(|| {
-            // In place: the batch's rows are written once and reused, not three fresh buffers.
-            let mut x = tables.user.index_select(0, users);
-            let _ = x.g_add_(&tables.item.index_select(0, items));
-            let _ = x.relu_();
+            // The first layer's output written once, in one pass over the batch's rows (on the
+            // CPU; its refusals, an id out of range among them, fall back to libtorch's steps,
+            // which report it in libtorch's words).
+            let mut x = torch_ops::gather_add_relu(&tables.user, users, &tables.item, items).unwrap_or_else(|_| {
+                let mut x = tables.user.index_select(0, users);
+                let _ = x.g_add_(&tables.item.index_select(0, items));
+                x.relu_()
+            });
             for layer in &self.mlp[1..] {
-                x = self.linear(&x, &layer.ws, layer.bs.as_ref()).relu();
+                x = self.linear_relu(&x, &layer.ws, layer.bs.as_ref());
             }
             match &self.gmf {
                 Some(gmf) => self.head(gmf, users, items, &x),
@@ -651,7 +668,7 @@ impl NeuMf {
     fn mlp_first_activations(&self, user_part: &Tensor, items: &Tensor) -> Tensor {
         let n = items.size()[0];
         match self.mlp.first() {
-            Some(_) => (user_part + items).relu(),
+            Some(_) => (user_part + items).relu_(),
             // No MLP layer: the branch is the two embeddings side by side.
             None => {
                 let d = user_part.size()[1];
@@ -703,8 +720,7 @@ impl NeuMf {
                 let n = block.min(i - start);
                 let mut x = self.mlp_first_activations(&up, &mlp_items.narrow(0, start, n));
                 for layer in self.mlp.iter().skip(1) {
-                    x = self.linear(&x, &layer.ws, layer.bs.as_ref());
-                    let _ = x.relu_();
+                    x = self.linear_relu(&x, &layer.ws, layer.bs.as_ref());
                 }
                 row.narrow(0, start, n).copy_(&x.matmul(&final_mlp).view([n]));
                 start += n;

@@ -182,8 +182,13 @@ struct MaskedByKeepWithBias : public torch::autograd::Function<MaskedByKeepWithB
 // `a.index_select(0, ia) + b.index_select(0, ib)`.
 // The forward pass of GatherAdd and GatherAddBias: out[r] = a[ia[r]] + b[ib[r]], or with a bias
 // [W] a[ia[r]] + (b[ib[r]] + bias), the sum b's product would have made with the bias inside.
+// relu(v) as torch.relu computes it: NaN stays NaN.
+inline float relu1(float v) { return v < 0.f ? 0.f : v; }
+
+// Without a ctx (inference, gather_add_relu) nothing is saved for a backward pass; `relu` applies
+// relu to each sum in the same pass.
 at::Tensor gather_add_forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& ia,
-                              const at::Tensor& b, const at::Tensor& ib, const at::Tensor* bias) {
+                              const at::Tensor& b, const at::Tensor& ib, const at::Tensor* bias, bool relu = false) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "gather_add: a and b must be [N, W] of one W");
   TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.device().is_cpu() &&
                   b.device().is_cpu(),
@@ -214,11 +219,14 @@ at::Tensor gather_add_forward(torch::autograd::AutogradContext* ctx, const at::T
       float* o = dout + r * width;
       if (dbias) {
         for (int64_t c = 0; c < width; ++c) o[c] = x[c] + (y[c] + dbias[c]);
+      } else if (relu) {
+        for (int64_t c = 0; c < width; ++c) o[c] = relu1(x[c] + y[c]);
       } else {
         for (int64_t c = 0; c < width; ++c) o[c] = x[c] + y[c];
       }
     }
   });
+  if (!ctx) return out;
   ctx->save_for_backward({iac, ibc});
   ctx->saved_data["a_rows"] = na;
   ctx->saved_data["b_rows"] = nb;
@@ -415,6 +423,53 @@ struct NeuMfHead : public torch::autograd::Function<NeuMfHead> {
   }
 };
 
+__attribute__((target_clones("avx512f", "avx2", "default"))) void add_relu_rows(float* __restrict__ y,
+                                                                              const float* __restrict__ b,
+                                                                              int64_t width, int64_t rows) {
+  for (int64_t r = 0; r < rows; ++r, y += width)
+    for (int64_t c = 0; c < width; ++c) y[c] = relu1(y[c] + b[c]);
+}
+
+// Rows per parallel piece for an element-wise pass over [rows, width]: ~64K elements, so a small
+// batch runs on one thread (waking the pool costs more than the pass).
+int64_t elementwise_grain(int64_t width) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, width)); }
+
+void inference_only(const char* what, std::initializer_list<const at::Tensor*> ts) {
+  if (!at::GradMode::is_enabled()) return;
+  for (const at::Tensor* t : ts)
+    TORCH_CHECK(!t->requires_grad(), what, ": inference only (its result has no gradient); call it under no_grad");
+}
+
+// relu(a[ia] + b[ib]) row by row, written once: NeuMF's first MLP layer from its per-user and
+// per-item tables (the item table holding the bias), in evaluation mode.
+at::Tensor gather_add_relu(const at::Tensor& a, const at::Tensor& ia, const at::Tensor& b, const at::Tensor& ib) {
+  inference_only("gather_add_relu", {&a, &b});
+  return gather_add_forward(nullptr, a, ia, b, ib, nullptr, true);
+}
+
+// relu(x w^T + b) in evaluation mode: the product in oneDNN, then the bias and the relu in one pass
+// over the output in place. oneDNN's float32 product computes acc + b where the bias is the
+// output's starting value (onednn_forward), so adding it after the product gives the same bits,
+// without writing the bias into the output first or a separate relu pass and its new tensor.
+at::Tensor onednn_linear_relu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  inference_only("onednn_linear_relu", {&x, &w, &b});
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1) && b.dim() == 1 && b.size(0) == w.size(0),
+              "onednn_linear_relu: needs x [N, in], w [out, in] and b [out]; got x ", x.sizes(), ", w ", w.sizes(),
+              ", b ", b.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
+                  x.device().is_cpu() && w.device().is_cpu() && b.device().is_cpu(),
+              "onednn_linear_relu: x, w and b must be float32 CPU tensors");
+  at::Tensor y = at::empty({x.size(0), w.size(0)}, x.options());
+  at::native::mkldnn_matmul(x, w.t(), y, 0.0f, 1.0f);
+  at::Tensor bc = b.contiguous();
+  const float* pb = bc.data_ptr<float>();
+  float* py = y.data_ptr<float>();
+  const int64_t width = y.size(1);
+  at::parallel_for(0, y.size(0), elementwise_grain(width),
+                   [&](int64_t begin, int64_t end) { add_relu_rows(py + begin * width, pb, width, end - begin); });
+  return y;
+}
+
 int fail(const std::exception& e, char* err, size_t err_len) {
   if (err_len > 0) {
     std::strncpy(err, e.what(), err_len - 1);
@@ -547,5 +602,16 @@ int ncf_gather_add(at::Tensor* a, at::Tensor* ia, at::Tensor* b, at::Tensor* ib,
   return new_tensor(out, err, err_len, [&] {
     return bias ? GatherAddBias::apply(*a, *ia, *b, *ib, *bias) : GatherAdd::apply(*a, *ia, *b, *ib);
   });
+}
+
+// relu(a[ia] + b[ib]) (see gather_add_relu), inference only; a new tensor handle.
+int ncf_gather_add_relu(at::Tensor* a, at::Tensor* ia, at::Tensor* b, at::Tensor* ib, at::Tensor** out, char* err,
+                        size_t err_len) {
+  return new_tensor(out, err, err_len, [&] { return gather_add_relu(*a, *ia, *b, *ib); });
+}
+
+// relu(x w^T + b) with the product in oneDNN (see onednn_linear_relu), inference only; a new handle.
+int ncf_onednn_linear_relu(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** out, char* err, size_t err_len) {
+  return new_tensor(out, err, err_len, [&] { return onednn_linear_relu(*x, *w, *b); });
 }
 }

@@ -2,8 +2,9 @@
 //! compiled against the same libtorch headers): PyTorch's fused Adam (`torch._fused_adam_`, one
 //! multi-tensor kernel over all parameters on CUDA, a fused loop on CPU), the AMP gradient check
 //! (`torch._amp_foreach_non_finite_check_and_unscale_`), the float32 matmul precision switch
-//! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`]), two row gathers
-//! and their sum in one pass ([`gather_add`], [`gather_add_with_bias`]), NeuMF's final layer read
+//! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`], and
+//! [`onednn_linear_relu`] for inference), two row gathers and their sum in one pass
+//! ([`gather_add`], [`gather_add_with_bias`], [`gather_add_relu`]), NeuMF's final layer read
 //! straight from the GMF tables ([`neumf_head`]), an autograd node for an output computed outside
 //! autograd ([`masked_by`], [`masked_by_keep`], [`masked_by_keep_with_bias`]), and libtorch's
 //! thread pool for loops written in Rust ([`parallel_for`]), and libtorch's gloo process group for
@@ -74,6 +75,17 @@ extern "C" {
     fn ncf_set_cuda_device(index: i32, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_clear_grads(tensors: *const Handle, n: usize, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_onednn_linear(x: Handle, w: Handle, b: Handle, out: *mut Handle, err: *mut c_char, err_len: usize) -> i32;
+    fn ncf_onednn_linear_relu(x: Handle, w: Handle, b: Handle, out: *mut Handle, err: *mut c_char, err_len: usize)
+        -> i32;
+    fn ncf_gather_add_relu(
+        a: Handle,
+        ia: Handle,
+        b: Handle,
+        ib: Handle,
+        out: *mut Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
     fn ncf_gather_add(
         a: Handle,
         ia: Handle,
@@ -305,6 +317,20 @@ pub fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tenso
     new_tensor(|out, err, len| unsafe { ncf_onednn_linear(handle(x), handle(w), bias, out, err, len) })
 }
 
+/// `relu(x w^T + b)` for inference (no gradient: refused when grad mode is on and an input
+/// requires one): [`onednn_linear`]'s product, then the bias and the relu in one pass over the
+/// output in place. The same bits as `onednn_linear(x, w, Some(b))?.relu()` (oneDNN adds the bias
+/// after its sum either way), without writing the bias into the output before the product, the
+/// separate relu pass or its second tensor. Refused as [`onednn_linear`] is.
+pub fn onednn_linear_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, TorchOpError> {
+    if !onednn_f32_available() {
+        return Err(TorchOpError("onednn_linear_relu: this CPU lacks AVX-512 (F, BW, VL, DQ)".into()));
+    }
+    // SAFETY: x, w and b are live tensor handles borrowed for the call; the bridge checks kinds,
+    // devices and shapes.
+    new_tensor(|out, err, len| unsafe { ncf_onednn_linear_relu(handle(x), handle(w), handle(b), out, err, len) })
+}
+
 /// `out`, already computed as `x * mask` (e.g. dropout written in one fused pass), returned as the
 /// differentiable result of that product: the backward pass gives `x` the gradient `dy * mask`.
 /// The caller vouches that `out` holds `x * mask` (same shape, `mask` free of gradients); nothing
@@ -443,6 +469,15 @@ pub fn gather_add_with_bias(
     new_tensor(|out, err, len| unsafe {
         ncf_gather_add(handle(a), handle(ia), handle(b), handle(ib), handle(bias), out, err, len)
     })
+}
+
+/// `(a.index_select(0, ia) + b.index_select(0, ib)).relu()` in one pass, for inference (no
+/// gradient: refused when grad mode is on and `a` or `b` requires one): NeuMF's first MLP layer
+/// read from per-user and per-item tables. The same bits as the three-step expression; refused as
+/// [`gather_add`] is.
+pub fn gather_add_relu(a: &Tensor, ia: &Tensor, b: &Tensor, ib: &Tensor) -> Result<Tensor, TorchOpError> {
+    // SAFETY: four live tensor handles borrowed for the call.
+    new_tensor(|out, err, len| unsafe { ncf_gather_add_relu(handle(a), handle(ia), handle(b), handle(ib), out, err, len) })
 }
 
 /// NeuMF's final layer over its two branches, read straight from the GMF embedding tables:
