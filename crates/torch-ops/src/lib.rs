@@ -75,8 +75,14 @@ extern "C" {
     fn ncf_set_cuda_device(index: i32, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_clear_grads(tensors: *const Handle, n: usize, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_onednn_linear(x: Handle, w: Handle, b: Handle, out: *mut Handle, err: *mut c_char, err_len: usize) -> i32;
-    fn ncf_onednn_linear_relu(x: Handle, w: Handle, b: Handle, out: *mut Handle, err: *mut c_char, err_len: usize)
-        -> i32;
+    fn ncf_onednn_linear_relu(
+        x: Handle,
+        w: Handle,
+        b: Handle,
+        out: *mut Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
     fn ncf_gather_add_relu(
         a: Handle,
         ia: Handle,
@@ -477,7 +483,9 @@ pub fn gather_add_with_bias(
 /// [`gather_add`] is.
 pub fn gather_add_relu(a: &Tensor, ia: &Tensor, b: &Tensor, ib: &Tensor) -> Result<Tensor, TorchOpError> {
     // SAFETY: four live tensor handles borrowed for the call.
-    new_tensor(|out, err, len| unsafe { ncf_gather_add_relu(handle(a), handle(ia), handle(b), handle(ib), out, err, len) })
+    new_tensor(|out, err, len| unsafe {
+        ncf_gather_add_relu(handle(a), handle(ia), handle(b), handle(ib), out, err, len)
+    })
 }
 
 /// NeuMF's final layer over its two branches, read straight from the GMF embedding tables:

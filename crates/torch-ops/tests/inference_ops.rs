@@ -71,7 +71,11 @@ fn both_refuse_inputs_that_want_gradients_and_bad_shapes() {
 
     let (x, w, bias) = (Tensor::ones([4, 3], CPU_F32), Tensor::ones([2, 3], CPU_F32), Tensor::zeros([2], CPU_F32));
     let cases = [
-        ("needs a gradient", onednn_linear_relu(&x, &Tensor::ones([2, 3], CPU_F32).set_requires_grad(true), &bias), "inference only"),
+        (
+            "needs a gradient",
+            onednn_linear_relu(&x, &Tensor::ones([2, 3], CPU_F32).set_requires_grad(true), &bias),
+            "inference only",
+        ),
         ("double input", onednn_linear_relu(&x.to_kind(Kind::Double), &w, &bias), "float32 CPU"),
         ("inner sizes differ", onednn_linear_relu(&x, &Tensor::ones([2, 4], CPU_F32), &bias), "needs x [N, in]"),
         ("bias of the wrong size", onednn_linear_relu(&x, &w, &Tensor::zeros([3], CPU_F32)), "needs x [N, in]"),
