@@ -510,10 +510,16 @@ impl NeuMf {
             return Tensor::cat(&pieces, 0);
         }
         tch::no_grad(|| {
-            // The first layer's output written once, in one pass over the batch's rows (on the
-            // CPU; its refusals, an id out of range among them, fall back to libtorch's steps,
-            // which report it in libtorch's words).
-            let mut x = torch_ops::gather_add_relu(&tables.user, users, &tables.item, items).unwrap_or_else(|_| {
+            // The first layer's output written once, in one pass over the batch's rows, where the
+            // tables are contiguous float32 on the CPU (elsewhere no call is made, and no error
+            // built per batch); its refusals, an id out of range among them, fall back to
+            // libtorch's steps, which report it in libtorch's words.
+            let fused = [&tables.user, &tables.item]
+                .into_iter()
+                .all(fusable)
+                .then(|| torch_ops::gather_add_relu(&tables.user, users, &tables.item, items).ok())
+                .flatten();
+            let mut x = fused.unwrap_or_else(|| {
                 let mut x = tables.user.index_select(0, users);
                 let _ = x.g_add_(&tables.item.index_select(0, items));
                 x.relu_()

@@ -175,13 +175,6 @@ struct MaskedByKeepWithBias : public torch::autograd::Function<MaskedByKeepWithB
   }
 };
 
-// out[r] = a[ia[r]] + b[ib[r]] for float32 CPU matrices a [Na, W], b [Nb, W] and int64 indices
-// [R]: two row gathers and their sum in one pass that writes `out` once (instead of two gathered
-// copies and a third for the sum). The backward pass sums the gradient's rows into each side in
-// row order, as index_select's backward does, so the gradients are bit for bit those of
-// `a.index_select(0, ia) + b.index_select(0, ib)`.
-// The forward pass of GatherAdd and GatherAddBias: out[r] = a[ia[r]] + b[ib[r]], or with a bias
-// [W] a[ia[r]] + (b[ib[r]] + bias), the sum b's product would have made with the bias inside.
 // relu(v) as torch.relu computes it: NaN stays NaN.
 inline float relu1(float v) { return v < 0.f ? 0.f : v; }
 
@@ -201,6 +194,13 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void add_rows(float
   }
 }
 
+// out[r] = a[ia[r]] + b[ib[r]] for float32 CPU matrices a [Na, W], b [Nb, W] and int64 indices
+// [R]: two row gathers and their sum in one pass that writes `out` once (instead of two gathered
+// copies and a third for the sum). The backward pass sums the gradient's rows into each side in
+// row order, as index_select's backward does, so the gradients are bit for bit those of
+// `a.index_select(0, ia) + b.index_select(0, ib)`.
+// The forward pass of GatherAdd and GatherAddBias: out[r] = a[ia[r]] + b[ib[r]], or with a bias
+// [W] a[ia[r]] + (b[ib[r]] + bias), the sum b's product would have made with the bias inside.
 // Without a ctx (inference, gather_add_relu) nothing is saved for a backward pass; `relu` applies
 // relu to each sum in the same pass.
 at::Tensor gather_add_forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& ia,
@@ -469,8 +469,7 @@ at::Tensor onednn_linear_relu(const at::Tensor& x, const at::Tensor& w, const at
   TORCH_CHECK(x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
                   x.device().is_cpu() && w.device().is_cpu() && b.device().is_cpu(),
               "onednn_linear_relu: x, w and b must be float32 CPU tensors");
-  at::Tensor y = at::empty({x.size(0), w.size(0)}, x.options());
-  at::native::mkldnn_matmul(x, w.t(), y, 0.0f, 1.0f);
+  at::Tensor y = onednn_forward(x, w, nullptr);
   at::Tensor bc = b.contiguous();
   const float* pb = bc.data_ptr<float>();
   float* py = y.data_ptr<float>();
