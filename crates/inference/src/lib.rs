@@ -44,6 +44,7 @@ mod history;
 mod pairs;
 mod recommend;
 mod small_batch;
+mod top_k;
 
 pub use error::InferenceError;
 pub use fold_in::{FoldIn, FoldInOptions, UserVectors};
