@@ -99,6 +99,7 @@ fn main() -> ExitCode {
     // No cli_support::keep_freed_memory() here, unlike the batch binaries: a server's start-up
     // (the train mapping read to find each user's items: 480 MB for ML-20m) must go back to the
     // system, or it stays resident for the server's life (1.27 GB measured for MF at ML-20m's size).
+    // A bounded version is set once the model is loaded (`run`).
     cli_support::main("ncf-serve", || {
         let cli = Cli::parse();
         run(cli)
@@ -167,6 +168,11 @@ fn run(cli: Cli) -> Result<()> {
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP")?;
         let service = tokio::task::block_in_place(|| Service::start(config))
             .with_context(|| format!("loading {} for {}", cli.load_checkpoint_path.display(), cli.data.display()))?;
+        // Start-up's reads are freed by now; from here a pass's intermediate results (each at most
+        // the pass cap) stay in the heap for the next pass instead of faulting in fresh pages, and
+        // at most two passes' worth of free heap is kept (the memory goal: model + maps + 256 MB).
+        let pass_bytes = (cli.pass_memory_mb.max(1) << 20) as usize;
+        cli_support::keep_transient_memory(pass_bytes, 2 * pass_bytes);
         serve(service, &cli, admin, hangup).await
     })
 }

@@ -53,6 +53,25 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// For a long-running server, once its start-up has freed what it read: blocks up to
+/// `transient_bytes` come from the heap and stay there when freed (up to `retained_bytes` of free
+/// heap), so a request's tensors reuse the last request's pages instead of faulting in fresh ones.
+/// Measured on ncf-serve's MF scoring (Xeon, 32 users a pass): ~35% of the pass was page faults
+/// without it. Bounded, unlike [`keep_freed_memory`], so resident memory stays near the peak of
+/// one pass rather than the peak of the process's life (start-up's reads were already given back,
+/// being freed before this call). Safe to call with threads running: mallopt takes the
+/// allocator's lock, and the thresholds it sets are read by every arena.
+pub fn keep_transient_memory(transient_bytes: usize, retained_bytes: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator tunables.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, transient_bytes.min(i32::MAX as usize) as i32);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, retained_bytes.min(i32::MAX as usize) as i32);
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = (transient_bytes, retained_bytes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

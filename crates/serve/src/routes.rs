@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 
 /// The page at `/`: one static file, no build step.
@@ -44,7 +45,9 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), record))
-        .layer(CompressionLayer::new())
+        // Gzip only bodies over 1 KiB: a top-10 answer (~370 bytes) would shrink by ~190 bytes, less
+        // than its headers, for ~8 us of deflate (3.5% of the CPU at MF's saturation).
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(SizeAbove::new(1024))))
         .with_state(state)
 }
 
