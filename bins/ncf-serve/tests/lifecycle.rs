@@ -255,6 +255,33 @@ fn bad_starts_are_errors_that_name_the_cause() {
 }
 
 #[test]
+fn a_request_whose_client_has_gone_is_not_scored_further() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ckpt) = dataset_and_model(dir.path());
+    // 20,000 users scored a couple per pass (--pass-memory-mb 1): seconds of scoring. The client
+    // gives up after 300 ms; the scorer notices between passes, drops the request and counts it.
+    let server = Server::serving(&data, &ckpt, &["--pass-memory-mb", "1", "--max-users-per-request", "20000"]);
+    let url = server.url.clone();
+    let user = *raw_ratings(dir.path()).keys().min().unwrap();
+    let body = json!({"users": vec![user; 20_000], "k": 3}).to_string();
+    let impatient = reqwest::blocking::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let r = impatient.post(format!("{url}/v1/recommendations")).body(body).send();
+    assert!(r.as_ref().is_err_and(|e| e.is_timeout()), "the 20,000 users were answered within 300 ms: {r:?}");
+    let c = client();
+    let counted = (0..100).any(|_| {
+        let metrics = c.get(format!("{url}/metrics")).send().unwrap().text().unwrap();
+        let done = metrics.contains("ncf_serve_requests_abandoned_total 1");
+        if !done {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        done
+    });
+    assert!(counted, "the abandoned request was not dropped within 10 s");
+    // The scorer is free for the next request.
+    assert_eq!(get(&c, &format!("{url}/v1/users/{user}/recommendations?k=3")).0, 200);
+}
+
+#[test]
 fn a_request_still_waiting_at_its_deadline_is_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let (data, ckpt) = dataset_and_model(dir.path());

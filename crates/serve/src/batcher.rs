@@ -12,6 +12,7 @@ use crate::model::LoadedModel;
 use crate::ApiError;
 use axum::http::StatusCode;
 use inference::{FoldInOptions, RawId, Recommendation};
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -184,6 +185,7 @@ fn score_batch(batch: Vec<Job>, metrics: &Metrics) {
     for job in batch {
         job.started.store(true, Ordering::SeqCst);
         if job.abandoned() {
+            metrics.abandoned.inc();
             continue;
         }
         if now > job.deadline {
@@ -209,7 +211,7 @@ fn score_batch(batch: Vec<Job>, metrics: &Metrics) {
             live.into_iter().partition(|j| Arc::ptr_eq(&j.model, &model) && Group::of(&j.work) == key);
         live = rest;
         match key {
-            Group::Recommend { include_seen } => recommend_group(group, &model, include_seen),
+            Group::Recommend { include_seen } => recommend_group(group, &model, include_seen, metrics),
             Group::Score => score_group(group, &model),
             Group::History => history_group(group, &model),
         }
@@ -261,23 +263,57 @@ fn internal(what: &str) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring failed: {what}; the server logs say more"))
 }
 
-fn recommend_group(group: Vec<Job>, model: &LoadedModel, include_seen: bool) {
-    let mut all_users = Vec::new();
-    let mut k_max = 0;
-    for job in &group {
-        if let Work::Recommend { users, k, .. } = &job.work {
-            all_users.extend_from_slice(users);
-            k_max = k_max.max(*k);
-        }
-    }
+fn recommend_group(group: Vec<Job>, model: &LoadedModel, include_seen: bool, metrics: &Metrics) {
+    let k_max = group.iter().map(|j| if let Work::Recommend { k, .. } = &j.work { *k } else { 0 }).max().unwrap_or(0);
     let scorer = model.scorer();
-    // Pass by pass, answering each request as soon as its users are scored: with one user per
-    // pass (NeuMF at ML-20m's size), the first request of a batch of 8 waits one pass, not 8.
-    let mut jobs = group.into_iter().peekable();
-    let mut scored: std::collections::VecDeque<Recommendation> = Default::default();
-    for pass in all_users.chunks(scorer.users_per_batch()) {
-        match catch_unwind(AssertUnwindSafe(|| scorer.recommend(pass, k_max, include_seen))) {
-            Ok(lists) => scored.extend(lists),
+    let per_pass = scorer.users_per_batch().max(1);
+    let mut jobs: VecDeque<Job> = group.into();
+    // The front job's users scored so far: a pass takes jobs' users in order, so only the front
+    // job can be partly scored.
+    let mut front: Vec<Recommendation> = Vec::new();
+    loop {
+        // A request whose client has gone is not scored further: after a burst of timed-out
+        // requests the scorer would otherwise spend whole batches on answers nobody reads.
+        if jobs.front().is_some_and(Job::abandoned) {
+            jobs.pop_front();
+            front.clear();
+            metrics.abandoned.inc();
+        }
+        jobs.retain(|j| {
+            let gone = j.abandoned();
+            if gone {
+                metrics.abandoned.inc();
+            }
+            !gone
+        });
+        answer_complete(&mut jobs, &mut front);
+        if jobs.is_empty() {
+            return;
+        }
+        // Pass by pass, answering each request as soon as its users are scored: with one user
+        // per pass (NeuMF at ML-20m's size), the first request of a batch of 8 waits one pass, not 8.
+        let mut pass = Vec::with_capacity(per_pass);
+        for (n, job) in jobs.iter().enumerate() {
+            let users = &recommend_users(job)[if n == 0 { front.len() } else { 0 }..];
+            pass.extend_from_slice(&users[..users.len().min(per_pass - pass.len())]);
+            if pass.len() == per_pass {
+                break;
+            }
+        }
+        match catch_unwind(AssertUnwindSafe(|| scorer.recommend(&pass, k_max, include_seen))) {
+            Ok(lists) if lists.len() != pass.len() => {
+                tracing::error!("recommending for {} users returned {} lists", pass.len(), lists.len());
+                for job in jobs {
+                    job.fail(internal("the model returned fewer lists than users"));
+                }
+                return;
+            }
+            Ok(lists) => {
+                for list in lists {
+                    front.push(list);
+                    answer_complete(&mut jobs, &mut front);
+                }
+            }
             Err(panic) => {
                 tracing::error!("recommending for {} users panicked: {:?}", pass.len(), panic.downcast_ref::<String>());
                 for job in jobs {
@@ -286,17 +322,30 @@ fn recommend_group(group: Vec<Job>, model: &LoadedModel, include_seen: bool) {
                 return;
             }
         }
-        while let Some(job) = jobs.next_if(|j| j.users() <= scored.len()) {
-            if let Work::Recommend { users, k, reply, .. } = job.work {
-                let mine: Vec<Recommendation> = scored
-                    .drain(..users.len())
-                    .map(|mut r| {
-                        r.items.truncate(k);
-                        r
-                    })
-                    .collect();
-                let _ = reply.send(Ok(mine));
-            }
+    }
+}
+
+/// A recommendation job's users (none for another kind of job).
+fn recommend_users(job: &Job) -> &[i64] {
+    match &job.work {
+        Work::Recommend { users, .. } => users,
+        _ => &[],
+    }
+}
+
+/// Answers the front jobs whose users are all scored (`front` holds the front job's lists), each
+/// list cut to the job's own `k`.
+fn answer_complete(jobs: &mut VecDeque<Job>, front: &mut Vec<Recommendation>) {
+    while jobs.front().is_some_and(|j| recommend_users(j).len() == front.len()) {
+        if let Some(Job { work: Work::Recommend { k, reply, .. }, .. }) = jobs.pop_front() {
+            let mine = std::mem::take(front)
+                .into_iter()
+                .map(|mut r| {
+                    r.items.truncate(k);
+                    r
+                })
+                .collect();
+            let _ = reply.send(Ok(mine));
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The service's Prometheus metrics (text format at `GET /metrics`).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the service exports, in one registry.
@@ -24,6 +25,8 @@ pub struct Metrics {
     pub model_info: IntGaugeVec,
     /// Reloads, by result (`ok`, `refused`).
     pub reloads: IntCounterVec,
+    /// Requests dropped unscored, or not scored further, because their client went away.
+    pub abandoned: IntCounter,
 }
 
 impl Metrics {
@@ -64,6 +67,11 @@ impl Metrics {
         let reloads =
             IntCounterVec::new(Opts::new("reloads_total", "Model reloads, by result (ok, refused)"), &["result"])
                 .expect("valid metric");
+        let abandoned = IntCounter::new(
+            "requests_abandoned_total",
+            "Requests dropped unscored, or not scored further, because their client went away",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -73,6 +81,7 @@ impl Metrics {
             Box::new(model_version.clone()),
             Box::new(model_info.clone()),
             Box::new(reloads.clone()),
+            Box::new(abandoned.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -86,6 +95,7 @@ impl Metrics {
             model_version,
             model_info,
             reloads,
+            abandoned,
         }
     }
 
