@@ -375,7 +375,7 @@ impl Recommender {
         }
         let k = (k as i64).min(n_items);
         // On the CPU, float32 rows: crate::top_k (torch's answer, 10x faster); else libtorch's.
-        let rows = (scores.device() == Device::Cpu && scores.kind() == Kind::Float)
+        let rows = (n_items > 0 && scores.device() == Device::Cpu && scores.kind() == Kind::Float)
             .then(|| Vec::<f32>::try_from(&scores.contiguous().view([-1])).ok())
             .flatten()
             .and_then(|flat| {

@@ -274,18 +274,20 @@ fn recommend_group(group: Vec<Job>, model: &LoadedModel, include_seen: bool, met
     loop {
         // A request whose client has gone is not scored further: after a burst of timed-out
         // requests the scorer would otherwise spend whole batches on answers nobody reads.
-        if jobs.front().is_some_and(Job::abandoned) {
-            jobs.pop_front();
-            front.clear();
-            metrics.abandoned.inc();
-        }
-        jobs.retain(|j| {
-            let gone = j.abandoned();
-            if gone {
+        // Each job is asked once: a client may leave between two checks, and the front job's
+        // scored lists must go with it, never to the next job.
+        let mut kept = VecDeque::with_capacity(jobs.len());
+        for (n, job) in jobs.drain(..).enumerate() {
+            if job.abandoned() {
                 metrics.abandoned.inc();
+                if n == 0 {
+                    front.clear();
+                }
+            } else {
+                kept.push_back(job);
             }
-            !gone
-        });
+        }
+        jobs = kept;
         answer_complete(&mut jobs, &mut front);
         if jobs.is_empty() {
             return;
