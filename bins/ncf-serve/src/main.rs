@@ -136,13 +136,15 @@ fn run(cli: Cli) -> Result<()> {
     if cli.max_batch_users == 0 || cli.max_queue == 0 || cli.max_users_per_request == 0 || cli.max_k == 0 {
         bail!("--max-batch-users, --max-queue, --max-users-per-request and --max-k must be at least 1");
     }
+    // The pass cap: what one scoring pass may hold for its intermediate results.
+    let pass_bytes = cli.pass_memory_mb.max(1) << 20;
     let config = ServeConfig {
         data: cli.data.clone(),
         checkpoint: cli.load_checkpoint_path.clone(),
         item_names: cli.item_names.clone(),
         model: ModelOptions {
             device,
-            pass_floats: (cli.pass_memory_mb.max(1) << 20).div_ceil(BYTES_PER_PASS_FLOAT) as i64,
+            pass_floats: pass_bytes.div_ceil(BYTES_PER_PASS_FLOAT) as i64,
             cpu_matmul: cli.cpu_matmul,
         },
         batching: BatchConfig {
@@ -171,8 +173,7 @@ fn run(cli: Cli) -> Result<()> {
         // Start-up's reads are freed by now; from here a pass's intermediate results (each at most
         // the pass cap) stay in the heap for the next pass instead of faulting in fresh pages, and
         // at most two passes' worth of free heap is kept (the memory goal: model + maps + 256 MB).
-        let pass_bytes = (cli.pass_memory_mb.max(1) << 20) as usize;
-        cli_support::keep_transient_memory(pass_bytes, 2 * pass_bytes);
+        cli_support::keep_transient_memory(pass_bytes as usize, 2 * pass_bytes as usize);
         serve(service, &cli, admin, hangup).await
     })
 }

@@ -45,12 +45,7 @@ pub fn report(e: &anyhow::Error) -> String {
 /// fresh page faults every step; page faults are costly on virtual machines. Keeping freed memory
 /// in the heap avoids that. Call first thing in `main`, before other threads exist.
 pub fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator tunables.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
+    keep_transient_memory(1 << 30, 1 << 30);
 }
 
 /// For a long-running server, once its start-up has freed what it read: blocks up to

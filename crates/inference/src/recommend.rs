@@ -374,38 +374,33 @@ impl Recommender {
             let _ = scores.view([-1]).index_fill_(0, &idx, f64::NEG_INFINITY);
         }
         let k = (k as i64).min(n_items);
-        // On the CPU, float32 rows: crate::top_k (torch's answer, 10x faster); else libtorch's.
-        let rows = (n_items > 0 && scores.device() == Device::Cpu && scores.kind() == Kind::Float)
+        // Each row's best (item, score) pairs: crate::top_k on float32 CPU rows (torch's answer,
+        // without its copy of each row into pairs), else libtorch's topk.
+        let fast = (n_items > 0 && scores.device() == Device::Cpu && scores.kind() == Kind::Float)
             .then(|| Vec::<f32>::try_from(&scores.contiguous().view([-1])).ok())
             .flatten()
             .and_then(|flat| {
-                let n = n_items.max(1) as usize;
-                flat.chunks(n).map(|row| crate::top_k::top_k(row, k as usize)).collect::<Option<Vec<_>>>()
+                flat.chunks(n_items as usize)
+                    .map(|row| crate::top_k::top_k(row, k as usize))
+                    .collect::<Option<Vec<_>>>()
             });
-        if let Some(rows) = rows {
-            return rows
-                .into_iter()
+        let rows = fast.unwrap_or_else(|| {
+            let (top_scores, top_items) = scores.topk(k, 1, true, true);
+            let top_scores = Vec::<f32>::try_from(&top_scores.to_device(Device::Cpu).view([-1])).unwrap_or_default();
+            let top_items = Vec::<i64>::try_from(&top_items.to_device(Device::Cpu).view([-1])).unwrap_or_default();
+            (0..exclude.len())
                 .map(|row| {
-                    row.into_iter()
-                        // A user who has seen almost every item runs out of candidates.
-                        .filter(|(_, s)| s.is_finite())
-                        .map(|(i, s)| (self.catalog.item_raw_id(i), s))
-                        .collect()
+                    let range = row * k as usize..(row + 1) * k as usize;
+                    top_items[range.clone()].iter().copied().zip(top_scores[range].iter().copied()).collect()
                 })
-                .collect();
-        }
-        let (top_scores, top_items) = scores.topk(k, 1, true, true);
-        let top_scores = Vec::<f32>::try_from(&top_scores.to_device(Device::Cpu).view([-1])).unwrap_or_default();
-        let top_items = Vec::<i64>::try_from(&top_items.to_device(Device::Cpu).view([-1])).unwrap_or_default();
-        (0..exclude.len())
+                .collect()
+        });
+        rows.into_iter()
             .map(|row| {
-                let range = row * k as usize..(row + 1) * k as usize;
-                top_items[range.clone()]
-                    .iter()
-                    .zip(&top_scores[range])
+                row.into_iter()
                     // A user who has seen almost every item runs out of candidates.
                     .filter(|(_, s)| s.is_finite())
-                    .map(|(&i, &s)| (self.catalog.item_raw_id(i), s))
+                    .map(|(i, s)| (self.catalog.item_raw_id(i), s))
                     .collect()
             })
             .collect()
