@@ -1,7 +1,8 @@
 //! Criterion benches of fold-in (issue #29) on one core: a person with a 50-item history folded
 //! into an ML-20m-shaped model (138,493 users, 26,744 items; NeuMF with the reference's sizes and
 //! MF with 64 factors; random weights, the time does not depend on them), default options (30
-//! Adam steps, 4 negatives per item), alone and followed by top-10 over every item.
+//! Adam steps, 4 negatives per item), alone and followed by top-10 over every item (float32, and
+//! for NeuMF on a CPU with bfloat16 instructions, bfloat16 candidates ranked in float32).
 //!
 //! `cargo bench -p ncf-rs --bench fold_in`
 
@@ -39,6 +40,25 @@ fn fold_in(c: &mut Criterion) {
                 scores.topk(10, 1, true, true)
             })
         });
+        // Two-stage ranking (`Recommender::set_bf16_candidates`): bfloat16 all-item scoring picks
+        // 72 candidates (4k + 32), float32 pair scores rank them. Where the model or CPU has
+        // no bfloat16 scoring, no row.
+        let Ok(bf16_side) = model.bf16_item_side() else { continue };
+        c.bench_function(
+            &format!("{name}: fold-in of 50 items + top 10 of 26,744, bf16 candidates, ML-20m shape, 1 thread"),
+            |b| {
+                b.iter(|| {
+                    let user = fold.fit(model.as_ref(), &side, &history, &options).expect("fit");
+                    let scores = model.all_item_logits_of_rows(user.rows(), &bf16_side).expect("scores");
+                    let _ = scores.view([-1]).index_fill_(0, &Tensor::from_slice(&history), f64::NEG_INFINITY);
+                    let (_, candidates) = scores.topk(72, 1, true, true);
+                    let candidates = candidates.view([-1]);
+                    let rows: Vec<Tensor> = user.rows().iter().map(|r| r.expand([72, r.size()[1]], false)).collect();
+                    let exact = tch::no_grad(|| model.logits_of_rows(&rows, &candidates, &side)).expect("pairs");
+                    exact.view([-1]).topk(10, 0, true, true)
+                })
+            },
+        );
     }
 }
 

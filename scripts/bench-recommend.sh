@@ -34,18 +34,39 @@ open(out, "w").write(",".join(str(x) for x in ids[:n]))
 PY
 cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 echo "bench-recommend: $users users x $items items, top 10 each, $(nproc) cores of $cpu"
-time_it() { # model, then recommend's arguments
-  local name="$1"; shift
+time_it() { # model, name of the run, then recommend's arguments
+  local name="$1" run="$2"; shift 2
   local start end
   start=$(date +%s.%N)
   "$bin/ncf-infer" recommend --data "$data" --load_checkpoint_path "$work/$name.pth" --device cpu "$@" \
-    --output "$work/$name-recs.csv" 2> "$work/$name.err" || { cat "$work/$name.err" >&2; exit 1; }
+    --output "$work/$run-recs.csv" 2> "$work/$run.err" || { cat "$work/$run.err" >&2; exit 1; }
   end=$(date +%s.%N)
   echo "$end - $start" | bc
 }
-mf=$(time_it mf --all)
-neumf=$(time_it neumf --users "$(cat "$work/first-users.txt")")
-printf '%-8s %10s %14s %18s\n' model users seconds "all users (s)"
-printf '%-8s %10d %14.1f %18.1f\n' MF "$users" "$mf" "$mf"
-printf '%-8s %10d %14.1f %18.0f  (extrapolated: %.1f min)\n' NeuMF "$neumf_users" "$neumf" \
-  "$(echo "$neumf * $users / $neumf_users" | bc -l)" "$(echo "$neumf * $users / $neumf_users / 60" | bc -l)"
+mf=$(time_it mf mf --all)
+neumf=$(time_it neumf neumf --users "$(cat "$work/first-users.txt")")
+# --bf16 (bfloat16 candidates, float32 ranking) where the CPU has bfloat16 instructions.
+bf16=""
+grep -qw avx512_bf16 /proc/cpuinfo && bf16=$(time_it neumf neumf-bf16 --users "$(cat "$work/first-users.txt")" --bf16)
+printf '%-14s %10s %14s %18s\n' model users seconds "all users (s)"
+printf '%-14s %10d %14.1f %18.1f\n' MF "$users" "$mf" "$mf"
+row() { # label, seconds
+  printf '%-14s %10d %14.1f %18.0f  (extrapolated: %.1f min)\n' "$1" "$neumf_users" "$2" \
+    "$(echo "$2 * $users / $neumf_users" | bc -l)" "$(echo "$2 * $users / $neumf_users / 60" | bc -l)"
+}
+row NeuMF "$neumf"
+if [ -n "$bf16" ]; then
+  row "NeuMF --bf16" "$bf16"
+  # The two runs' lists (float32 ranks bfloat16's candidates): users whose ten items are the same.
+  "$python" - "$work/neumf-recs.csv" "$work/neumf-bf16-recs.csv" <<'PY'
+import csv, sys
+def lists(path):
+    out = {}
+    for row in csv.DictReader(open(path)):
+        out.setdefault(row["user"], set()).add(row["item"])
+    return out
+a, b = lists(sys.argv[1]), lists(sys.argv[2])
+same = sum(a[u] == b.get(u) for u in a)
+print(f"--bf16 lists equal to float32's (as sets) for {same} of {len(a)} users")
+PY
+fi

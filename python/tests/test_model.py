@@ -102,6 +102,33 @@ def test_recommend_equals_pytorch_top_k(reference):
     assert len(kept) == 5
 
 
+def test_bf16_candidates_give_float32_lists(reference, reference_dir):
+    m, _, _ = reference
+    assert m.bf16_candidates is False
+    alone = ncf_rs.Model.load(reference_dir / "reference_model.pth")
+    with pytest.raises(ValueError, match="needs the dataset"):
+        alone.bf16_candidates = True
+    try:
+        m.bf16_candidates = True
+    except ValueError as e:
+        assert "bfloat16 instructions" in str(e)
+        pytest.skip("this CPU lacks bfloat16 instructions (the refusal is checked)")
+    try:
+        assert m.bf16_candidates is True
+        users = [0, 7, 42, 300]
+        got = m.recommend(users, k=10)
+        m.bf16_candidates = False
+        want = m.recommend(users, k=10)
+        for user in users:
+            g, w = got[got["user"] == user], want[want["user"] == user]
+            # float32 ranks the candidates: the same items, float32's scores (to rounding).
+            assert set(g["item"]) == set(w["item"])
+            by_item = dict(zip(w["item"], w["score"]))
+            assert np.allclose(g["score"].to_numpy(), [by_item[i] for i in g["item"]], atol=2e-6)
+    finally:
+        m.bf16_candidates = False
+
+
 def test_recommend_in_raw_ids(trained):
     data, runs, _, _ = trained
     m = ncf_rs.Model.load(runs / "model.pth", data=data)

@@ -171,6 +171,12 @@ struct RecommendArgs {
     /// MKL), onednn or mkl (libtorch's default).
     #[arg(long = "cpu-matmul", alias = "cpu_matmul", default_value = "auto", value_name = "LIB")]
     cpu_matmul: CpuMatmul,
+    /// Rank in two stages: all-item scoring in bfloat16 (oneDNN, AMX where the CPU has it; ~4x
+    /// faster there) picks each user's best 4k+32 items, float32 ranks them, so the scores are
+    /// float32's. NeuMF and MLP, on a CPU with bfloat16 instructions (AVX512-BF16 or AMX); refused
+    /// with the reason elsewhere.
+    #[arg(long)]
+    bf16: bool,
 }
 
 /// TF32 for float32 matrix products on CUDA unless `--no-tf32`; nothing on the CPU.
@@ -359,7 +365,15 @@ fn recommend(args: RecommendArgs) -> Result<()> {
     if !device.is_cuda() {
         rec.set_cpu_matmul(args.cpu_matmul)?;
     }
-    eprintln!("ncf-infer: {} from {}", rec.model_kind().title(), args.load_checkpoint_path.display());
+    if args.bf16 {
+        rec.set_bf16_candidates(true).context("--bf16")?;
+    }
+    eprintln!(
+        "ncf-infer: {} from {}{}",
+        rec.model_kind().title(),
+        args.load_checkpoint_path.display(),
+        if args.bf16 { " (bfloat16 candidates, float32 ranking)" } else { "" }
+    );
     if !rec.has_raw_ids() {
         eprintln!("ncf-infer: {} has no id maps; users and items are the dataset's 0-based ids", args.data.display());
     }

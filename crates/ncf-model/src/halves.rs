@@ -210,6 +210,9 @@ macro_rules! delegate_to_neumf {
             fn item_side(&self) -> ItemSide {
                 ItemSide::new(self.core().item_half())
             }
+            fn bf16_item_side(&self) -> Result<ItemSide, ModelError> {
+                Ok(ItemSide::new(self.core().bf16_item_half()?))
+            }
             fn all_item_logits(&self, users: &Tensor, side: &ItemSide) -> Tensor {
                 match side.get::<ItemHalf>() {
                     Some(half) => self.core().all_item_logits(users, half),

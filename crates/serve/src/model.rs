@@ -23,6 +23,9 @@ pub struct ModelOptions {
     pub pass_floats: i64,
     /// The CPU's float32 matrix-product library.
     pub cpu_matmul: CpuMatmul,
+    /// Rank in two stages: bfloat16 all-item scoring picks candidates, float32 ranks them
+    /// ([`Recommender::set_bf16_candidates`]; NeuMF and MLP on a CPU with bfloat16 instructions).
+    pub bf16_candidates: bool,
 }
 
 /// What is being served, as `GET /v1/model` reports it.
@@ -44,6 +47,9 @@ pub struct ModelInfo {
     pub device: String,
     /// Seconds the load and its checks took.
     pub load_seconds: f64,
+    /// Whether bfloat16 all-item scoring picks the candidates float32 ranks
+    /// ([`ModelOptions::bf16_candidates`]).
+    pub bf16_candidates: bool,
 }
 
 /// A checkpoint ready to score: the only way to one is [`LoadedModel::load`], which checks it.
@@ -80,6 +86,7 @@ impl LoadedModel {
             rec.set_cpu_matmul(options.cpu_matmul)?;
         }
         rec.set_pass_floats(options.pass_floats);
+        rec.set_bf16_candidates(options.bf16_candidates)?;
         let (users, items) = (catalog.users(), catalog.items());
         if users > 0 && items > 0 {
             let all_items: Vec<i64> = (0..items).collect();
@@ -105,6 +112,7 @@ impl LoadedModel {
             version,
             device: format!("{:?}", options.device),
             load_seconds: start.elapsed().as_secs_f64(),
+            bf16_candidates: options.bf16_candidates,
         };
         Ok(LoadedModel { recommender: Mutex::new(rec), info })
     }

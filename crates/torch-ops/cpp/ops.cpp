@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
 #include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
 #include <ATen/ops/_fused_adam.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
@@ -479,6 +481,33 @@ at::Tensor onednn_linear_relu(const at::Tensor& x, const at::Tensor& w, const at
   return y;
 }
 
+// relu(x w^T + b) in bfloat16 for inference: oneDNN's matmul with the bias and the relu fused as
+// post-ops (AMX where the CPU has it), float32 accumulation, a bfloat16 result. Through
+// PyTorch's own `mkldnn::_linear_pointwise` (what torch.compile emits for a linear-relu on the
+// CPU), called by name through the dispatcher: the op has no public C++ header. Fusing matters in
+// bfloat16: libtorch's separate bfloat16 element-wise passes cost more than the product here.
+at::Tensor bf16_linear_relu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  inference_only("bf16_linear_relu", {&x, &w, &b});
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1) && b.dim() == 1 && b.size(0) == w.size(0),
+              "bf16_linear_relu: needs x [N, in], w [out, in] and b [out]; got x ", x.sizes(), ", w ", w.sizes(),
+              ", b ", b.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16 &&
+                  b.scalar_type() == at::kBFloat16 && x.device().is_cpu() && w.device().is_cpu() &&
+                  b.device().is_cpu(),
+              "bf16_linear_relu: x, w and b must be bfloat16 CPU tensors");
+  static const c10::OperatorHandle op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  torch::jit::Stack stack;
+  stack.emplace_back(x.contiguous());
+  stack.emplace_back(w.contiguous());
+  stack.emplace_back(b.contiguous());
+  stack.emplace_back(std::string("relu"));
+  stack.emplace_back(c10::List<std::optional<at::Scalar>>());
+  stack.emplace_back(c10::IValue());
+  op.callBoxed(&stack);
+  return stack.at(0).toTensor();
+}
+
 int fail(const std::exception& e, char* err, size_t err_len) {
   if (err_len > 0) {
     std::strncpy(err, e.what(), err_len - 1);
@@ -622,5 +651,9 @@ int ncf_gather_add_relu(at::Tensor* a, at::Tensor* ia, at::Tensor* b, at::Tensor
 // relu(x w^T + b) with the product in oneDNN (see onednn_linear_relu), inference only; a new handle.
 int ncf_onednn_linear_relu(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** out, char* err, size_t err_len) {
   return new_tensor(out, err, err_len, [&] { return onednn_linear_relu(*x, *w, *b); });
+}
+
+int ncf_bf16_linear_relu(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** out, char* err, size_t err_len) {
+  return new_tensor(out, err, err_len, [&] { return bf16_linear_relu(*x, *w, *b); });
 }
 }

@@ -3,7 +3,7 @@
 //! multi-tensor kernel over all parameters on CUDA, a fused loop on CPU), the AMP gradient check
 //! (`torch._amp_foreach_non_finite_check_and_unscale_`), the float32 matmul precision switch
 //! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`], and
-//! [`onednn_linear_relu`] for inference), two row gathers and their sum in one pass
+//! [`onednn_linear_relu`] for inference, [`bf16_linear_relu`] in bfloat16), two row gathers and their sum in one pass
 //! ([`gather_add`], [`gather_add_with_bias`], [`gather_add_relu`]), NeuMF's final layer read
 //! straight from the GMF tables ([`neumf_head`]), an autograd node for an output computed outside
 //! autograd ([`masked_by`], [`masked_by_keep`], [`masked_by_keep_with_bias`]), and libtorch's
@@ -83,6 +83,8 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
+    fn ncf_bf16_linear_relu(x: Handle, w: Handle, b: Handle, out: *mut Handle, err: *mut c_char, err_len: usize)
+        -> i32;
     fn ncf_gather_add_relu(
         a: Handle,
         ia: Handle,
@@ -335,6 +337,33 @@ pub fn onednn_linear_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, 
     // SAFETY: x, w and b are live tensor handles borrowed for the call; the bridge checks kinds,
     // devices and shapes.
     new_tensor(|out, err, len| unsafe { ncf_onednn_linear_relu(handle(x), handle(w), handle(b), out, err, len) })
+}
+
+/// `relu(x w^T + b)` in bfloat16 for inference (refused when grad mode is on and an input requires
+/// a gradient): `x` `[N, in]`, `w` `[out, in]`, `b` `[out]`, all bfloat16 CPU tensors, through
+/// oneDNN's matmul with the bias and relu fused into it (PyTorch's `mkldnn::_linear_pointwise`,
+/// AMX tiles where the CPU has them), float32 accumulation, a bfloat16 `[N, out]` result. Refused
+/// where [`bf16_available`] is false and for other kinds, devices or shapes.
+pub fn bf16_linear_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, TorchOpError> {
+    if !bf16_available() {
+        return Err(TorchOpError("bf16_linear_relu: this CPU lacks bfloat16 instructions (AVX512-BF16)".into()));
+    }
+    // SAFETY: x, w and b are live tensor handles borrowed for the call; the bridge checks kinds,
+    // devices and shapes.
+    new_tensor(|out, err, len| unsafe { ncf_bf16_linear_relu(handle(x), handle(w), handle(b), out, err, len) })
+}
+
+/// Whether [`bf16_linear_relu`] can run here: an x86-64 CPU with AVX512-BF16 (every one with AMX
+/// has it), where oneDNN's bfloat16 products beat float32's instead of being emulated.
+pub fn bf16_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        onednn_f32_available() && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// `out`, already computed as `x * mask` (e.g. dropout written in one fused pass), returned as the
