@@ -69,8 +69,12 @@ for model in ${MODELS:-mf neumf}; do
     n=${NEUMF_USERS:-600}
     which=(--users "$("$python" -c "import torch,sys; print(','.join(str(x) for x in torch.load(sys.argv[1]).tolist()[:int(sys.argv[2])]))" "$data/user_ids.pt" "$n")")
   fi
+  # INFER_ARGS_MF / INFER_ARGS_NEUMF: extra ncf-infer flags per model (e.g. --bf16, beside
+  # SERVE_ARGS_NEUMF=--bf16, so both sides rank the same way).
+  infer_var="INFER_ARGS_$(tr '[:lower:]' '[:upper:]' <<<"$model")"
+  read -r -a infer_extra <<<"${!infer_var:-}"
   "${on_model_core[@]}" "$bin/ncf-infer" recommend --data "$data" --load_checkpoint_path "$ckpt" "${which[@]}" -k 10 \
-    --device cpu --output "$work/recs.csv" 2>"$work/infer.log" &
+    --device cpu --output "$work/recs.csv" "${infer_extra[@]}" 2>"$work/infer.log" &
   ipid=$!
   # Its CPU-seconds over the recommending alone (sampled when it prints its rate, before writing).
   infer_cpu0=""
@@ -102,7 +106,11 @@ for model in ${MODELS:-mf neumf}; do
   # start-up's transient peak, reading the train mapping).
   (while kill -0 "$spid" 2>/dev/null; do rss_mb "$spid" 2>/dev/null; sleep 0.2; done) >"$work/rss.txt" &
   rpid=$!
-  read -r _ idle50 idle99 _ < <(load -n 300 -c 1 --rand-regex-url "$pattern")
+  # Unloaded: one connection for the load points' duration, after 300 requests that warm the
+  # server up (first-touch page faults, libtorch's first calls) and are not counted: 300 requests
+  # alone made the p99 their 3rd worst, and that of a cold server.
+  load -n 300 -c 1 --rand-regex-url "$pattern" >/dev/null
+  read -r _ idle50 idle99 _ < <(load -z "${duration}s" -c 1 --rand-regex-url "$pattern")
   c0=$(cpu_s "$spid")
   read -r sat _ satp99 satfail < <(load -z "${duration}s" -c 32 --rand-regex-url "$pattern")
   c1=$(cpu_s "$spid")
@@ -135,7 +143,8 @@ for model in ${MODELS:-mf neumf}; do
     fpattern="http://127.0.0.1:$fport/v1/users/[1-9][0-9]{0,4}/recommendations\?k=10"
     wait_up "http://127.0.0.1:$fport/v1/users/1/recommendations?k=10"
     name="FastAPI ${workers}w x ${threads}t"
-    read -r _ fidle50 fidle99 _ < <(load -n 100 -c 1 --rand-regex-url "$fpattern")
+    load -n 100 -c 1 --rand-regex-url "$fpattern" >/dev/null
+    read -r _ fidle50 fidle99 _ < <(load -z "${duration}s" -c 1 --rand-regex-url "$fpattern")
     read -r fsat _ fsatp99 ffail < <(load -z "${duration}s" -c 32 --rand-regex-url "$fpattern")
     echo "| $name | 1 connection, no pause | | $fidle50 | $fidle99 | |"
     echo "| $name | saturation (32 connections) | $fsat | | $fsatp99 | $ffail |"

@@ -44,6 +44,9 @@ else
   mv "$tmp" "$venv"
   trap - EXIT
   python3 -m venv --upgrade "$venv" >/dev/null
+  # `--upgrade` leaves pip's own scripts (bin/pip, bin/torchrun, ...) starting with the temp
+  # folder's python3, which no longer exists: point them at the venv's.
+  grep -lZ "^#!$tmp/bin/python" "$venv"/bin/* 2>/dev/null | xargs -0r sed -i "1s|^#!$tmp/bin/python|#!$venv/bin/python|"
   have_torch || { echo "setup-libtorch: torch ${TORCH_VERSION} did not import from $venv" >&2; exit 1; }
   echo "setup-libtorch: installed"
 fi
