@@ -663,7 +663,16 @@ impl NeuMf {
             let mut x = match self.mlp.first() {
                 Some(first) => {
                     let half = self.config.mlp_layers[0] / 2;
-                    (mlp_user.matmul(&first.ws.detach().narrow(1, 0, half).tr()) + item_rows).relu()
+                    let w_user = first.ws.detach().narrow(1, 0, half);
+                    // One person's row repeated for every pair (fold-in expands it so): its part
+                    // of the first layer once, broadcast, instead of once per pair (for 250
+                    // pairs, as many multiply-adds as the second layer, forward and backward).
+                    let user_part = if mlp_user.size()[0] > 1 && mlp_user.stride()[0] == 0 {
+                        mlp_user.narrow(0, 0, 1).matmul(&w_user.tr())
+                    } else {
+                        mlp_user.matmul(&w_user.tr())
+                    };
+                    (user_part + item_rows).relu()
                 }
                 None => Tensor::cat(&[mlp_user.shallow_clone(), item_rows], 1),
             };
