@@ -123,6 +123,7 @@ def test_bf16_candidates_give_float32_lists(reference, reference_dir):
             g, w = got[got["user"] == user], want[want["user"] == user]
             # float32 ranks the candidates: the same items, float32's scores (to rounding).
             assert set(g["item"]) == set(w["item"])
+            assert (g["score"].diff().dropna() <= 0).all()  # ranked, best first
             by_item = dict(zip(w["item"], w["score"]))
             assert np.allclose(g["score"].to_numpy(), [by_item[i] for i in g["item"]], atol=2e-6)
     finally:

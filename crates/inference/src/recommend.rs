@@ -229,7 +229,7 @@ pub struct Recommender {
 /// of ml-latest-small every float32 top-10 item lies in bfloat16's top 20, so 4k + 32 leaves a
 /// wide margin at the cost of scoring a few dozen pairs.
 fn candidate_count(k: usize) -> usize {
-    4 * k + 32
+    k.saturating_mul(4).saturating_add(32)
 }
 
 impl Recommender {
@@ -256,7 +256,8 @@ impl Recommender {
     }
 
     /// Two-stage ranking: all-item scoring in bfloat16 ([`Model::bf16_item_side`]: the MLP's
-    /// products in oneDNN, AMX where the CPU has it, ~4x faster there) picks each user's best
+    /// products in oneDNN, AMX where the CPU has it: NeuMF's recommendations 2-3x faster there)
+    /// picks each user's best
     /// `4k + 32` candidates, and float32 pair scoring (what [`Recommender::score_pairs`] and
     /// PyTorch compute) ranks them: the scores returned are float32's, and the list is float32's
     /// unless one of its items falls outside bfloat16's candidates (on the reference NeuMF of
@@ -390,6 +391,14 @@ impl Recommender {
                 let pair_users: Vec<i64> =
                     picks.iter().zip(users).flat_map(|(p, &u)| std::iter::repeat_n(u, p.len())).collect();
                 let pair_items: Vec<i64> = picks.iter().flatten().map(|&(i, _)| i).collect();
+                if pair_items.is_empty() {
+                    // Nothing left to rank (every item seen, or none at all): no zero-pair pass.
+                    return picks
+                        .into_iter()
+                        .zip(users)
+                        .map(|(_, &u)| Recommendation { user: self.catalog.user_raw_id(u), items: Vec::new() })
+                        .collect();
+                }
                 let probabilities = tch::no_grad(|| {
                     self.model.forward_sigmoid(
                         &Tensor::from_slice(&pair_users).to_device(device),
@@ -422,7 +431,8 @@ impl Recommender {
             let idx = Tensor::from_slice(&flat).to_device(scores.device());
             let _ = scores.view([-1]).index_fill_(0, &idx, f64::NEG_INFINITY);
         }
-        let k = (k as i64).min(n_items);
+        // Not `k as i64`: a k past i64::MAX (usize::MAX from a caller meaning "all") would wrap.
+        let k = k.min(n_items.max(0) as usize) as i64;
         // Each row's best (item, score) pairs: crate::top_k on float32 CPU rows (torch's answer,
         // without its copy of each row into pairs), else libtorch's topk.
         let fast = (n_items > 0 && scores.device() == Device::Cpu && scores.kind() == Kind::Float)
@@ -553,6 +563,9 @@ impl Recommender {
             // The candidates ranked by float32 pair scores, the rows repeated per candidate.
             let picks = self.top_k(&logits, &[exclude], candidate_count(k));
             let items: Vec<i64> = picks.iter().flatten().map(|&(i, _)| i).collect();
+            if items.is_empty() {
+                return Ok(Vec::new());
+            }
             let n = items.len() as i64;
             let rows: Vec<Tensor> = user.rows().iter().map(|r| r.expand([n, r.size()[1]], false)).collect();
             let device = self.model.device();
@@ -624,8 +637,6 @@ impl OutputFormat {
     }
 }
 
-/// An id as one CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break,
-/// as RFC 4180 and pandas' `read_csv` expect; integer ids never are.
 /// Each row's candidates (dataset ids, in `picks` order) ranked by their float32 probabilities
 /// (`probabilities`: one per candidate, rows one after another), best first, ties by item id; the
 /// best `k` of each.
@@ -646,6 +657,8 @@ fn rank_candidates(picks: &[Vec<(i64, f32)>], probabilities: &Tensor, k: usize) 
         .collect()
 }
 
+/// An id as one CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break,
+/// as RFC 4180 and pandas' `read_csv` expect; integer ids never are.
 fn csv_field(id: &RawId) -> std::borrow::Cow<'_, str> {
     match id {
         RawId::Text(s) if s.contains([',', '"', '\n', '\r']) => format!("\"{}\"", s.replace('"', "\"\"")).into(),

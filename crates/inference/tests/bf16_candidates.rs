@@ -66,6 +66,13 @@ fn bf16_candidates_give_the_float32_lists() {
     let want = float32.recommend_for_history(None, &history, 10, false, &options).unwrap();
     let got = two_stage.recommend_for_history(None, &history, 10, false, &options).unwrap();
     assert_same_list("a folded-in person", &strings(&got), &strings(&want), 2e-6);
+    // Every item left out: no candidates, an empty list (no pass over zero pairs), as float32's.
+    let person = two_stage.fold_in(&history, &options).unwrap();
+    let every_item: Vec<i64> = (0..two_stage.catalog().items()).collect();
+    assert!(two_stage.recommend_for(&person, 10, &every_item).unwrap().is_empty());
+    assert!(float32.recommend_for(&person, 10, &every_item).unwrap().is_empty());
+    // A huge k is every item not excluded, not an overflow.
+    assert_eq!(two_stage.recommend_for(&person, usize::MAX, &every_item[5..]).unwrap().len(), 5);
 
     two_stage.set_bf16_candidates(false).unwrap();
     assert!(!two_stage.bf16_candidates());

@@ -9,6 +9,11 @@ pub enum ModelError {
     #[error("invalid model configuration: {0}")]
     Config(String),
 
+    /// A computation this model, device or CPU cannot run (e.g. bfloat16 scoring without bfloat16
+    /// instructions); the message says why.
+    #[error("{0}")]
+    Unsupported(String),
+
     /// A state dict that does not fit the model; one line per key at fault.
     #[error("the state dict does not fit the model:\n  {}", problems.join("\n  "))]
     StateDict { problems: Vec<String> },

@@ -123,7 +123,7 @@ pub trait Model: Send {
     /// memory-bound product per user block, nothing to gain), off the CPU, or on a CPU without
     /// bfloat16 instructions.
     fn bf16_item_side(&self) -> Result<ItemSide, ModelError> {
-        Err(ModelError::Config(format!(
+        Err(ModelError::Unsupported(format!(
             "the {} model has no bfloat16 all-item scoring (only NeuMF and MLP, whose MLP layers it speeds up)",
             self.name()
         )))

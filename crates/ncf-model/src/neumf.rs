@@ -667,7 +667,10 @@ impl NeuMf {
                     // One person's row repeated for every pair (fold-in expands it so): its part
                     // of the first layer once, broadcast, instead of once per pair (for 250
                     // pairs, as many multiply-adds as the second layer, forward and backward).
-                    let user_part = if mlp_user.size()[0] > 1 && mlp_user.stride()[0] == 0 {
+                    let user_part = if mlp_user.size()[0] > 1
+                        && mlp_user.stride()[0] == 0
+                        && mlp_user.size()[0] == item_rows.size()[0]
+                    {
                         mlp_user.narrow(0, 0, 1).matmul(&w_user.tr())
                     } else {
                         mlp_user.matmul(&w_user.tr())
@@ -781,11 +784,12 @@ impl NeuMf {
         let block = (2 * CPU_BLOCK_FLOATS / widest).max(1);
         let final_mlp = final_mlp.view([-1, 1]);
         let out = Tensor::empty([u, i], (Kind::Float, mlp_user.device()));
-        // bf16_item_half made these only where bf16_linear_relu runs (CPU, shapes of the layers):
-        // a refusal here would be a bug, so it shows as NaN scores rather than a panic.
-        let layer = |x: &Tensor, w: &Tensor, b: &Tensor| {
-            torch_ops::bf16_linear_relu(x, w, b)
-                .unwrap_or_else(|_| Tensor::full([x.size()[0], w.size()[0]], f64::NAN, (Kind::BFloat16, x.device())))
+        // bf16_item_half made these only after a probe of every layer passed: a refusal here is
+        // a bug, and silently wrong (or no) scores would be worse than the panic (a server's
+        // batcher answers it with a 500).
+        let layer = |x: &Tensor, w: &Tensor, b: &Tensor| match torch_ops::bf16_linear_relu(x, w, b) {
+            Ok(y) => y,
+            Err(e) => panic!("bfloat16 scoring failed after its probe passed: {e}"),
         };
         for r in 0..u {
             let bias = user_bias.get(r);
@@ -807,7 +811,7 @@ impl NeuMf {
     /// [`NeuMf::item_half`] whose all-item scoring ([`NeuMf::all_item_logits`],
     /// [`NeuMf::all_item_logits_of`]) runs the MLP branch in bfloat16 on the CPU: oneDNN products
     /// with the bias and relu fused (AMX where the CPU has it), float32 accumulation; the GMF
-    /// branch and the final layer stay float32. About 4x faster than float32 on a CPU with AMX,
+    /// branch and the final layer stay float32. The MLP ~4x faster than float32 on a CPU with AMX,
     /// with logits within ~1e-2 of float32's: for picking candidates that float32 then ranks
     /// (`inference::Recommender::set_bf16_candidates`), not for scores shown as they are. Pair
     /// scoring ([`NeuMf::logits_of_rows`]) through it stays float32. An error off the CPU, on a
@@ -815,20 +819,23 @@ impl NeuMf {
     /// (GMF: nothing to speed up).
     pub fn bf16_item_half(&self) -> Result<ItemHalf, ModelError> {
         if self.device() != Device::Cpu {
-            return Err(ModelError::Config("bfloat16 all-item scoring runs on the CPU only".into()));
+            return Err(ModelError::Unsupported(format!(
+                "bfloat16 all-item scoring runs on the CPU only; this model is on {:?}",
+                self.device()
+            )));
         }
         if !torch_ops::bf16_available() {
-            return Err(ModelError::Config(
+            return Err(ModelError::Unsupported(
                 "bfloat16 all-item scoring needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); this one has none".into(),
             ));
         }
         let (Some(embeds), Some(first)) = (self.mlp_embeds.as_ref(), self.mlp.first()) else {
-            return Err(ModelError::Config(
+            return Err(ModelError::Unsupported(
                 "this model has no MLP layer: its all-item scoring has nothing to run in bfloat16".into(),
             ));
         };
         let mut half = self.item_half();
-        half.bf16 = Some(tch::no_grad(|| {
+        let tables = tch::no_grad(|| {
             let bf = |t: &Tensor| t.detach().to_kind(Kind::BFloat16).contiguous();
             let h = self.config.mlp_layers[0] / 2;
             let layers = self
@@ -852,7 +859,23 @@ impl NeuMf {
                 ),
                 layers,
             }
-        }));
+        });
+        // A probe through every layer (one item, the first layer's bias as the user's part): a
+        // libtorch that lacks the op, or one that refuses these shapes, is refused here, once,
+        // rather than at every scoring pass.
+        tch::no_grad(|| -> Result<(), ModelError> {
+            let probe = |e: torch_ops::TorchOpError| {
+                ModelError::Unsupported(format!("bfloat16 all-item scoring is not available here: {e}"))
+            };
+            let bias = tables.first_bias.to_kind(Kind::BFloat16);
+            let mut x = torch_ops::bf16_linear_relu(&tables.items.narrow(0, 0, 1), &tables.first_items, &bias)
+                .map_err(probe)?;
+            for (w, b) in &tables.layers {
+                x = torch_ops::bf16_linear_relu(&x, w, b).map_err(probe)?;
+            }
+            Ok(())
+        })?;
+        half.bf16 = Some(tables);
         Ok(half)
     }
 
