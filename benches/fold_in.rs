@@ -59,6 +59,15 @@ fn fold_in(c: &mut Criterion) {
                 })
             },
         );
+        // The scoring alone, for a person already folded in: every item's logit, float32 and
+        // bfloat16 (the MLP's share of the above).
+        let person = fold.fit(model.as_ref(), &side, &history, &options).expect("fit");
+        for (what, s) in [("float32", &side), ("bfloat16", &bf16_side)] {
+            c.bench_function(
+                &format!("{name}: every item's logit for one person, {what}, ML-20m shape, 1 thread"),
+                |b| b.iter(|| model.all_item_logits_of_rows(person.rows(), s).expect("scores")),
+            );
+        }
     }
 }
 
