@@ -390,22 +390,16 @@ impl Recommender {
                 let picks = self.top_k(&logits, &seen, candidate_count(k));
                 let pair_users: Vec<i64> =
                     picks.iter().zip(users).flat_map(|(p, &u)| std::iter::repeat_n(u, p.len())).collect();
-                let pair_items: Vec<i64> = picks.iter().flatten().map(|&(i, _)| i).collect();
-                if pair_items.is_empty() {
-                    // Nothing left to rank (every item seen, or none at all): no zero-pair pass.
-                    return picks
-                        .into_iter()
-                        .zip(users)
-                        .map(|(_, &u)| Recommendation { user: self.catalog.user_raw_id(u), items: Vec::new() })
-                        .collect();
-                }
-                let probabilities = tch::no_grad(|| {
-                    self.model.forward_sigmoid(
-                        &Tensor::from_slice(&pair_users).to_device(device),
-                        &Tensor::from_slice(&pair_items).to_device(device),
-                    )
+                let ranked = rank_in_float32(picks, k, |pair_items| {
+                    Ok(tch::no_grad(|| {
+                        self.model.forward_sigmoid(
+                            &Tensor::from_slice(&pair_users).to_device(device),
+                            &Tensor::from_slice(pair_items).to_device(device),
+                        )
+                    }))
                 });
-                rank_candidates(&picks, &probabilities, k)
+                // The closure never fails.
+                ranked.unwrap_or_default()
             }
         };
         rows.into_iter()
@@ -562,27 +556,19 @@ impl Recommender {
         } else {
             // The candidates ranked by float32 pair scores, the rows repeated per candidate.
             let picks = self.top_k(&logits, &[exclude], candidate_count(k));
-            let items: Vec<i64> = picks.iter().flatten().map(|&(i, _)| i).collect();
-            if items.is_empty() {
-                return Ok(Vec::new());
-            }
-            let n = items.len() as i64;
-            let rows: Vec<Tensor> = user.rows().iter().map(|r| r.expand([n, r.size()[1]], false)).collect();
             let device = self.model.device();
-            let probabilities = tch::no_grad(|| {
-                self.model.logits_of_rows(&rows, &Tensor::from_slice(&items).to_device(device), &self.item_side)
-            })
-            .ok_or_else(cannot)?
-            .sigmoid();
-            rank_candidates(&picks, &probabilities, k).pop().unwrap_or_default()
+            rank_in_float32(picks, k, |items| {
+                let n = items.len() as i64;
+                let rows: Vec<Tensor> = user.rows().iter().map(|r| r.expand([n, r.size()[1]], false)).collect();
+                let items = Tensor::from_slice(items).to_device(device);
+                Ok(tch::no_grad(|| self.model.logits_of_rows(&rows, &items, &self.item_side))
+                    .ok_or_else(cannot)?
+                    .sigmoid())
+            })?
+            .pop()
+            .unwrap_or_default()
         };
         Ok(self.raw_items(row))
-    }
-
-    /// The item side all-item scoring uses: the bfloat16 one while
-    /// [`Recommender::set_bf16_candidates`] is on, else the float32 one.
-    pub fn scoring_item_side(&self) -> &ItemSide {
-        self.candidates.as_ref().unwrap_or(&self.item_side)
     }
 
     /// The model itself (e.g. to fold in with [`FoldIn`] directly).
@@ -637,14 +623,22 @@ impl OutputFormat {
     }
 }
 
-/// Each row's candidates (dataset ids, in `picks` order) ranked by their float32 probabilities
-/// (`probabilities`: one per candidate, rows one after another), best first, ties by item id; the
-/// best `k` of each.
-fn rank_candidates(picks: &[Vec<(i64, f32)>], probabilities: &Tensor, k: usize) -> Vec<Vec<(i64, f32)>> {
-    let p =
-        Vec::<f32>::try_from(&probabilities.to_kind(Kind::Float).to_device(Device::Cpu).view([-1])).unwrap_or_default();
+/// Each row's candidates (`picks`: dataset ids) ranked by their float32 probabilities, best
+/// first, ties by item id; the best `k` of each. `probabilities_of` scores the candidates' items,
+/// rows one after another; it is not called when there is none (every item excluded).
+fn rank_in_float32(
+    picks: Vec<Vec<(i64, f32)>>,
+    k: usize,
+    probabilities_of: impl FnOnce(&[i64]) -> Result<Tensor, InferenceError>,
+) -> Result<Vec<Vec<(i64, f32)>>, InferenceError> {
+    let items: Vec<i64> = picks.iter().flatten().map(|&(i, _)| i).collect();
+    if items.is_empty() {
+        return Ok(picks);
+    }
+    let p = Vec::<f32>::try_from(&probabilities_of(&items)?.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]))
+        .unwrap_or_default();
     let mut start = 0;
-    picks
+    Ok(picks
         .iter()
         .map(|row| {
             let mut ranked: Vec<(i64, f32)> =
@@ -654,7 +648,7 @@ fn rank_candidates(picks: &[Vec<(i64, f32)>], probabilities: &Tensor, k: usize) 
             ranked.truncate(k);
             ranked
         })
-        .collect()
+        .collect())
 }
 
 /// An id as one CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break,

@@ -143,14 +143,6 @@ pub struct ItemHalf {
     bf16: Option<Bf16Mlp>,
 }
 
-impl ItemHalf {
-    /// Whether all-item scoring through this item half runs the MLP in bfloat16
-    /// ([`NeuMf::bf16_item_half`]).
-    pub fn is_bf16(&self) -> bool {
-        self.bf16.is_some()
-    }
-}
-
 /// The MLP branch in bfloat16 for all-item scoring on the CPU ([`NeuMf::bf16_item_half`]): the
 /// item embeddings, the first layer's item columns and every later layer, cast once. The first
 /// layer is a product here (`e_i W_i^T + (W_u e_u + b)`, the user's part as its bias) rather than
@@ -162,6 +154,19 @@ struct Bf16Mlp {
     first_items: Tensor,
     first_bias: Tensor,
     layers: Vec<(Tensor, Tensor)>,
+}
+
+impl Bf16Mlp {
+    /// The last hidden layer's activations (bfloat16 `[n, h]`) for items `start..start + n`
+    /// against one user, given as the first layer's bias (the user's part plus the layer's own,
+    /// bfloat16 `[h1]`): every layer's fused product in turn.
+    fn activations(&self, start: i64, n: i64, user_bias: &Tensor) -> Result<Tensor, torch_ops::TorchOpError> {
+        let mut x = torch_ops::bf16_linear_relu(&self.items.narrow(0, start, n), &self.first_items, user_bias)?;
+        for (w, b) in &self.layers {
+            x = torch_ops::bf16_linear_relu(&x, w, b)?;
+        }
+        Ok(x)
+    }
 }
 
 /// Which of NCF's two branches a model has: NeuMF both, GMF the first, MLP the second. GMF and MLP
@@ -784,23 +789,19 @@ impl NeuMf {
         let block = (2 * CPU_BLOCK_FLOATS / widest).max(1);
         let final_mlp = final_mlp.view([-1, 1]);
         let out = Tensor::empty([u, i], (Kind::Float, mlp_user.device()));
-        // bf16_item_half made these only after a probe of every layer passed: a refusal here is
-        // a bug, and silently wrong (or no) scores would be worse than the panic (a server's
-        // batcher answers it with a 500).
-        let layer = |x: &Tensor, w: &Tensor, b: &Tensor| match torch_ops::bf16_linear_relu(x, w, b) {
-            Ok(y) => y,
-            Err(e) => panic!("bfloat16 scoring failed after its probe passed: {e}"),
-        };
         for r in 0..u {
             let bias = user_bias.get(r);
             let row = out.get(r);
             let mut start = 0;
             while start < i {
                 let n = block.min(i - start);
-                let mut x = layer(&bf16.items.narrow(0, start, n), &bf16.first_items, &bias);
-                for (w, b) in &bf16.layers {
-                    x = layer(&x, w, b);
-                }
+                // bf16_item_half made these only after a probe through every layer passed: a
+                // refusal here is a bug, and silently wrong (or no) scores would be worse than
+                // the panic (a server's batcher answers it with a 500).
+                let x = match bf16.activations(start, n, &bias) {
+                    Ok(x) => x,
+                    Err(e) => panic!("bfloat16 scoring failed after its probe passed: {e}"),
+                };
                 row.narrow(0, start, n).copy_(&x.to_kind(Kind::Float).matmul(&final_mlp).view([n]));
                 start += n;
             }
@@ -867,12 +868,7 @@ impl NeuMf {
             let probe = |e: torch_ops::TorchOpError| {
                 ModelError::Unsupported(format!("bfloat16 all-item scoring is not available here: {e}"))
             };
-            let bias = tables.first_bias.to_kind(Kind::BFloat16);
-            let mut x = torch_ops::bf16_linear_relu(&tables.items.narrow(0, 0, 1), &tables.first_items, &bias)
-                .map_err(probe)?;
-            for (w, b) in &tables.layers {
-                x = torch_ops::bf16_linear_relu(&x, w, b).map_err(probe)?;
-            }
+            let _probe = tables.activations(0, 1, &tables.first_bias.to_kind(Kind::BFloat16)).map_err(probe)?;
             Ok(())
         })?;
         half.bf16 = Some(tables);
