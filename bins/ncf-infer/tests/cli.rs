@@ -353,3 +353,59 @@ fn cpu_matmul_changes_the_library_not_the_recommendations() {
         assert!(!success && err.contains("AVX-512"), "{err}");
     }
 }
+
+/// A model sure of many items (logits past ~17, whose probabilities all round to 1.0 in float32)
+/// still ranks them by what it computed: the lists follow the logits, pair by pair, not the
+/// order a sort of equal probabilities would leave.
+#[test]
+fn saturated_probabilities_keep_the_logits_order() {
+    use ncf_model::{Model, ModelKind};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _, _) = dataset_and_model(dir.path());
+    let (users, items) = featurespec_cards(&data);
+    let (user_raw, item_raw) = (ids(&data.join("user_ids.pt")), ids(&data.join("item_ids.pt")));
+    let train =
+        Vec::<i64>::try_from(&tch_data::load_tch_tensor(data.join("train_data_0.pt"), Device::Cpu).unwrap().view([-1]))
+            .unwrap();
+    tch::manual_seed(11);
+    let shape = NeuMfConfig { mf_dim: 8, ..NeuMfConfig::new(users, items) };
+    let mut model = ModelKind::Mf.build(&shape, Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        for (_, t) in model.state_dict() {
+            let _ = t.shallow_clone().g_add_(&(t.randn_like() * 4.0));
+        }
+    });
+    model.set_train(false);
+    let ckpt = dir.path().join("sure.pth");
+    model.save(&ckpt).unwrap();
+    let picked = [5usize, 41];
+    let raw_users: Vec<String> = picked.iter().map(|&u| user_raw[u].to_string()).collect();
+    let text = ok(&recommend(&data, &ckpt, &["--users", &raw_users.join(","), "-k", "10"]));
+    let mut got: HashMap<i64, Vec<(i64, f32)>> = HashMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        got.entry(f[0].parse().unwrap()).or_default().push((f[2].parse().unwrap(), f[3].parse().unwrap()));
+    }
+    for &u in &picked {
+        let seen: HashSet<i64> = train.chunks(2).filter(|p| p[0] == u as i64).map(|p| p[1]).collect();
+        let mut scored: Vec<(f32, i64)> = (0..items)
+            .filter(|i| !seen.contains(i))
+            .map(|i| {
+                let logit = tch::no_grad(|| model.forward(&Tensor::from_slice(&[u as i64]), &Tensor::from_slice(&[i])));
+                (logit.double_value(&[0, 0]) as f32, i)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // What makes this a test: several of the ten round to probability 1.0, and the logits
+        // are far apart (no two within rounding of each other).
+        let ones = scored[..10].iter().filter(|(l, _)| 1.0 / (1.0 + (-l).exp()) == 1.0f32).count();
+        assert!(ones >= 4, "user {u}: only {ones} of the top 10 saturate; logits {:?}", &scored[..10]);
+        assert!(scored[..11].windows(2).all(|w| w[0].0 - w[1].0 > 1e-4 * w[0].0.abs()), "{:?}", &scored[..11]);
+        let want: Vec<i64> = scored[..10].iter().map(|&(_, i)| item_raw[i as usize]).collect();
+        let list: Vec<i64> = got[&user_raw[u]].iter().map(|&(i, _)| i).collect();
+        assert_eq!(list, want, "user {u}");
+        // The scores are the probabilities: 1 where saturated, never above.
+        assert!(got[&user_raw[u]].iter().filter(|&&(_, p)| p == 1.0).count() >= ones);
+        assert!(got[&user_raw[u]].iter().all(|&(_, p)| p <= 1.0 && p > 0.0));
+    }
+}

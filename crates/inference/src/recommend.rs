@@ -382,8 +382,8 @@ impl Recommender {
             users.iter().map(|&u| if include_seen { &[][..] } else { self.catalog.seen(u) }).collect();
         let rows = match &self.candidates {
             None => {
-                let scores = tch::no_grad(|| self.model.all_item_logits(&ids, &self.item_side).sigmoid());
-                self.top_k(&scores, &seen, k)
+                let logits = tch::no_grad(|| self.model.all_item_logits(&ids, &self.item_side));
+                probabilities(self.top_k(&logits, &seen, k))
             }
             Some(side) => {
                 let logits = tch::no_grad(|| self.model.all_item_logits(&ids, side));
@@ -413,8 +413,15 @@ impl Recommender {
         row.into_iter().map(|(i, s)| (self.catalog.item_raw_id(i), s)).collect()
     }
 
-    /// Each row's `k` best items of `scores` (`[U, items]`, probabilities or logits),
-    /// `exclude[row]` left out, best first, as dataset ids.
+    /// Each row's `k` best items of `scores` (`[U, items]`, logits), `exclude[row]` left out,
+    /// best first, as dataset ids: what `torch.topk(scores, k)` returns (ties and NaNs in its
+    /// order). Excluded items, and NaN scores, are not returned.
+    ///
+    /// Why logits and not probabilities: sigmoid is monotone, so the best logits are the best
+    /// probabilities, and ranking the logits spares a pass of `exp` over every score (as many
+    /// as the users times the items) and its copy; only the `k` picked are turned into
+    /// probabilities ([`probabilities`]). Distinct logits whose probabilities round to the same
+    /// float32 (near 0 or 1) keep their logits' order.
     fn top_k(&self, scores: &Tensor, exclude: &[&[i64]], k: usize) -> Vec<Vec<(i64, f32)>> {
         let n_items = self.model.items();
         let mut flat = Vec::new();
@@ -427,19 +434,23 @@ impl Recommender {
         }
         // Not `k as i64`: a k past i64::MAX (usize::MAX from a caller meaning "all") would wrap.
         let k = k.min(n_items.max(0) as usize) as i64;
-        // Each row's best (item, score) pairs: crate::top_k on float32 CPU rows (torch's answer,
-        // without its copy of each row into pairs), else libtorch's topk.
+        // Each row's best (item, score) pairs: crate::top_k on float32 CPU rows, read where they
+        // lie (torch's answer, without its copy of each row into pairs), else libtorch's topk.
+        let scores = scores.contiguous();
         let fast = (n_items > 0 && scores.device() == Device::Cpu && scores.kind() == Kind::Float)
-            .then(|| Vec::<f32>::try_from(&scores.contiguous().view([-1])).ok())
-            .flatten()
-            .and_then(|flat| {
+            .then(|| {
+                // SAFETY: `scores` is a contiguous float32 CPU tensor of `numel` elements, alive
+                // and not written to while the slice is read (it lives to the end of this function).
+                let flat = unsafe { std::slice::from_raw_parts(scores.data_ptr() as *const f32, scores.numel()) };
                 flat.chunks(n_items as usize)
                     .map(|row| crate::top_k::top_k(row, k as usize))
                     .collect::<Option<Vec<_>>>()
-            });
+            })
+            .flatten();
         let rows = fast.unwrap_or_else(|| {
             let (top_scores, top_items) = scores.topk(k, 1, true, true);
-            let top_scores = Vec::<f32>::try_from(&top_scores.to_device(Device::Cpu).view([-1])).unwrap_or_default();
+            let top_scores = Vec::<f32>::try_from(&top_scores.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]))
+                .unwrap_or_default();
             let top_items = Vec::<i64>::try_from(&top_items.to_device(Device::Cpu).view([-1])).unwrap_or_default();
             (0..exclude.len())
                 .map(|row| {
@@ -450,8 +461,9 @@ impl Recommender {
         });
         rows.into_iter()
             .map(|row| {
-                // A user who has seen almost every item runs out of candidates.
-                row.into_iter().filter(|(_, s)| s.is_finite()).collect()
+                // Excluded items (-inf) come last: a user who has seen almost every item runs out
+                // of candidates. NaNs (a broken model) are dropped too.
+                row.into_iter().filter(|&(_, s)| s != f32::NEG_INFINITY && !s.is_nan()).collect()
             })
             .collect()
     }
@@ -552,7 +564,7 @@ impl Recommender {
         let side = self.candidates.as_ref().unwrap_or(&self.item_side);
         let logits = tch::no_grad(|| self.model.all_item_logits_of_rows(user.rows(), side)).ok_or_else(cannot)?;
         let row = if self.candidates.is_none() {
-            self.top_k(&logits.sigmoid(), &[exclude], k).pop().unwrap_or_default()
+            probabilities(self.top_k(&logits, &[exclude], k)).pop().unwrap_or_default()
         } else {
             // The candidates ranked by float32 pair scores, the rows repeated per candidate.
             let picks = self.top_k(&logits, &[exclude], candidate_count(k));
@@ -621,6 +633,19 @@ impl OutputFormat {
         }
         Ok(())
     }
+}
+
+/// Rows of `(item, logit)` as `(item, probability)`: libtorch's sigmoid over the picked logits
+/// alone (one small tensor for every row), the same function `score_pairs` applies.
+fn probabilities(rows: Vec<Vec<(i64, f32)>>) -> Vec<Vec<(i64, f32)>> {
+    let logits: Vec<f32> = rows.iter().flatten().map(|&(_, s)| s).collect();
+    if logits.is_empty() {
+        return rows;
+    }
+    // A float32 CPU tensor always reads back.
+    let p = Vec::<f32>::try_from(&Tensor::from_slice(&logits).sigmoid()).expect("float32 CPU tensor");
+    let mut p = p.into_iter();
+    rows.into_iter().map(|row| row.into_iter().zip(p.by_ref()).map(|((i, _), s)| (i, s)).collect()).collect()
 }
 
 /// Each row's candidates (`picks`: dataset ids) ranked by their float32 probabilities, best
