@@ -392,7 +392,7 @@ impl Recommender {
                     picks.iter().zip(users).flat_map(|(p, &u)| std::iter::repeat_n(u, p.len())).collect();
                 let ranked = rank_in_float32(picks, k, |pair_items| {
                     Ok(tch::no_grad(|| {
-                        self.model.forward_sigmoid(
+                        self.model.forward(
                             &Tensor::from_slice(&pair_users).to_device(device),
                             &Tensor::from_slice(pair_items).to_device(device),
                         )
@@ -573,9 +573,7 @@ impl Recommender {
                 let n = items.len() as i64;
                 let rows: Vec<Tensor> = user.rows().iter().map(|r| r.expand([n, r.size()[1]], false)).collect();
                 let items = Tensor::from_slice(items).to_device(device);
-                Ok(tch::no_grad(|| self.model.logits_of_rows(&rows, &items, &self.item_side))
-                    .ok_or_else(cannot)?
-                    .sigmoid())
+                tch::no_grad(|| self.model.logits_of_rows(&rows, &items, &self.item_side)).ok_or_else(cannot)
             })?
             .pop()
             .unwrap_or_default()
@@ -648,32 +646,38 @@ fn probabilities(rows: Vec<Vec<(i64, f32)>>) -> Vec<Vec<(i64, f32)>> {
     rows.into_iter().map(|row| row.into_iter().zip(p.by_ref()).map(|((i, _), s)| (i, s)).collect()).collect()
 }
 
-/// Each row's candidates (`picks`: dataset ids) ranked by their float32 probabilities, best
-/// first, ties by item id; the best `k` of each. `probabilities_of` scores the candidates' items,
-/// rows one after another; it is not called when there is none (every item excluded).
+/// Each row's candidates (`picks`: dataset ids) ranked by their float32 logits, best first, ties
+/// by item id; the best `k` of each, with their probabilities. `logits_of` scores the
+/// candidates' items, rows one after another; it is not called when there is none (every item
+/// excluded).
 fn rank_in_float32(
     picks: Vec<Vec<(i64, f32)>>,
     k: usize,
-    probabilities_of: impl FnOnce(&[i64]) -> Result<Tensor, InferenceError>,
+    logits_of: impl FnOnce(&[i64]) -> Result<Tensor, InferenceError>,
 ) -> Result<Vec<Vec<(i64, f32)>>, InferenceError> {
     let items: Vec<i64> = picks.iter().flatten().map(|&(i, _)| i).collect();
     if items.is_empty() {
         return Ok(picks);
     }
-    let p = Vec::<f32>::try_from(&probabilities_of(&items)?.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]))
+    let p = Vec::<f32>::try_from(&logits_of(&items)?.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]))
         .unwrap_or_default();
     let mut start = 0;
-    Ok(picks
-        .iter()
-        .map(|row| {
-            let mut ranked: Vec<(i64, f32)> =
-                row.iter().zip(p.get(start..start + row.len()).unwrap_or(&[])).map(|(&(i, _), &s)| (i, s)).collect();
-            start += row.len();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            ranked.truncate(k);
-            ranked
-        })
-        .collect())
+    Ok(probabilities(
+        picks
+            .iter()
+            .map(|row| {
+                let mut ranked: Vec<(i64, f32)> = row
+                    .iter()
+                    .zip(p.get(start..start + row.len()).unwrap_or(&[]))
+                    .map(|(&(i, _), &s)| (i, s))
+                    .collect();
+                start += row.len();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                ranked.truncate(k);
+                ranked
+            })
+            .collect(),
+    ))
 }
 
 /// An id as one CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break,
