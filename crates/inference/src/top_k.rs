@@ -5,10 +5,10 @@
 //! heap-selects over it, 55 us for a row of ML-20m's 26,744 items, a third of MF's cost per user
 //! recommended. This runs the same algorithm (libstdc++'s `partial_sort`, which libtorch calls
 //! when `k * 64 <= n`: `__heap_select`, then `__sort_heap`, with torch's comparator, "NaN first,
-//! then larger") step for step on a heap of `k` pairs, and scans the row sixteen scores at a time
-//! against the heap's worst score, touching the heap only for the few that beat it. Step for step
-//! matters: which of several equal scores comes first depends on the heap's moves, not only on
-//! the set of scores.
+//! then larger") step for step on a heap of `k` pairs, and scans the row 32 scores at a time
+//! against the heap's worst score (vector compares where the CPU has AVX2 or AVX-512), touching
+//! the heap only for the few that beat it. Step for step matters: which of several equal scores
+//! comes first depends on the heap's moves, not only on the set of scores.
 
 /// A score and its position in the row.
 type Entry = (f32, i64);
@@ -37,15 +37,12 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Option<Vec<(i64, f32)>> {
         if worst.is_nan() {
             break; // nothing ranks before a NaN
         }
-        // Sixteen at a time: does any score rank before `worst` (is NaN or larger)? Written as a
-        // fold without early exit, so it compiles to vector compares.
-        let end = (at + 16).min(row.len());
-        let any = row[at..end].iter().fold(false, |a, &x| a | (x > worst) | x.is_nan());
-        if any {
-            for (i, &x) in row.iter().enumerate().take(end).skip(at) {
-                if before(x, heap[0].0) {
-                    adjust_heap(&mut heap, 0, (x, i as i64));
-                }
+        // Skip the blocks where no score ranks before `worst`: the heap is untouched there.
+        at = next_block(row, at, worst);
+        let end = (at + BLOCK).min(row.len());
+        for (i, &x) in row.iter().enumerate().take(end).skip(at) {
+            if before(x, heap[0].0) {
+                adjust_heap(&mut heap, 0, (x, i as i64));
             }
         }
         at = end;
@@ -59,6 +56,55 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Option<Vec<(i64, f32)>> {
         adjust_heap(&mut heap[..len], 0, value);
     }
     Some(heap.into_iter().map(|(s, i)| (i, s)).collect())
+}
+
+/// Scores scanned per block against the heap's worst.
+const BLOCK: usize = 32;
+
+/// The start of the first block of `BLOCK` scores from `from` (blocks at `from`, `from + BLOCK`,
+/// ...) holding one that ranks before `worst` (is NaN or larger), or of the last, shorter block
+/// (the caller checks its scores one by one); `row.len()` when there is none. With AVX-512 or
+/// AVX2 where the CPU has them: one or two vector compares per block (this scan over every
+/// score is most of top-k's time, and the build's baseline is SSE2).
+fn next_block(row: &[f32], from: usize, worst: f32) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { x86::next_block_avx512(row, from, worst) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { x86::next_block_avx2(row, from, worst) };
+        }
+    }
+    next_block_body(row, from, worst)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn next_block_avx512(row: &[f32], from: usize, worst: f32) -> usize {
+        super::next_block_body(row, from, worst)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn next_block_avx2(row: &[f32], from: usize, worst: f32) -> usize {
+        super::next_block_body(row, from, worst)
+    }
+}
+
+#[inline(always)]
+fn next_block_body(row: &[f32], from: usize, worst: f32) -> usize {
+    let mut at = from;
+    for block in row[from.min(row.len())..].chunks_exact(BLOCK) {
+        // Larger, or NaN. A fold without early exit compiles to vector compares.
+        if block.iter().fold(false, |any, &x| any | (x > worst) | x.is_nan()) {
+            return at;
+        }
+        at += BLOCK;
+    }
+    at.min(row.len())
 }
 
 /// libstdc++'s `__make_heap` with `before` as "less": the top is the entry every other ranks before.
@@ -156,6 +202,42 @@ mod tests {
             }
         }
         assert!(checked >= 2000, "{checked}");
+    }
+
+    /// Every build of the block scan (AVX-512, AVX2, the baseline) finds what a plain scan does.
+    #[test]
+    fn every_block_scan_finds_the_first_block_with_a_better_score() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(9);
+        type Scan = fn(&[f32], usize, f32) -> usize;
+        let mut scans: Vec<(&str, Scan)> = vec![("baseline", next_block_body)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                scans.push(("avx512", |r, f, w| unsafe { x86::next_block_avx512(r, f, w) }));
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                scans.push(("avx2", |r, f, w| unsafe { x86::next_block_avx2(r, f, w) }));
+            }
+        }
+        for case in 0..3000 {
+            let n = rng.random_range(0..200);
+            let mut row: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
+            if case % 5 == 0 && n > 0 {
+                let at = rng.random_range(0..n);
+                row[at] = f32::NAN;
+            }
+            let from = rng.random_range(0..=n);
+            let worst = [0.5, 0.99, 0.999, 2.0, f32::NEG_INFINITY][case % 5];
+            // The first block from `from` with a score that is NaN or above `worst`; the last,
+            // shorter block is the caller's to check.
+            let plain = (from..n)
+                .step_by(BLOCK)
+                .find(|&b| b + BLOCK > n || row[b..b + BLOCK].iter().any(|&x| x.is_nan() || x > worst))
+                .unwrap_or(n);
+            for (name, scan) in &scans {
+                assert_eq!(scan(&row, from, worst), plain, "{name}: n {n} from {from} worst {worst}");
+            }
+        }
     }
 
     #[test]
