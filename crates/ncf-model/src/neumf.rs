@@ -135,6 +135,11 @@ impl NeuMfConfig {
 #[derive(Debug)]
 pub struct ItemHalf {
     mf: Option<Tensor>,
+    /// `mf` transposed, contiguous `[mf_dim, items]`: the all-item product for a few users reads
+    /// it row by row; with the transposed view of `mf` instead, MKL repacks the whole table on
+    /// every call (GMF's product for 5 users of ML-20m's 26,744 items, one Xeon core, PyTorch:
+    /// 551 us against 325 us). `mf` itself stays for gathering rows (fold-in's pairs).
+    mf_by_column: Option<Tensor>,
     mlp: Option<Tensor>,
     final_mf: Tensor,
     final_mlp: Tensor,
@@ -600,11 +605,11 @@ impl NeuMf {
     ) -> Tensor {
         tch::no_grad(|| {
             let mut logits = item_half.final_bias.shallow_clone();
-            if let (Some(mf_user), Some(mf_items)) = (mf_user, &item_half.mf) {
+            if let (Some(mf_user), Some(mf_by_column)) = (mf_user, &item_half.mf_by_column) {
                 // MF: final_w_mf . (mf_u * mf_i) = (mf_u * final_w_mf) . mf_i
                 let mf_user = mf_user * &item_half.final_mf; // [U, f]
                                                              // Not `+=`: `logits` starts as the final bias itself, which must not change.
-                logits = mf_user.matmul(&mf_items.tr()) + &logits; // [U, I]
+                logits = mf_user.matmul(mf_by_column) + &logits; // [U, I]
             }
             if let (Some(mlp_user), Some(bf16)) = (mlp_user, &item_half.bf16) {
                 logits = self.mlp_logits_bf16(mlp_user, bf16, &item_half.final_mlp) + &logits;
@@ -891,8 +896,10 @@ impl NeuMf {
             });
             let final_w = self.final_layer.ws.view([-1]);
             let f = if self.branches.gmf { self.config.mf_dim } else { 0 };
+            let mf = self.gmf.as_ref().map(|e| e.item.forward(&items));
             ItemHalf {
-                mf: self.gmf.as_ref().map(|e| e.item.forward(&items)),
+                mf_by_column: mf.as_ref().map(|m| m.tr().contiguous()),
+                mf,
                 mlp,
                 final_mf: final_w.narrow(0, 0, f),
                 final_mlp: final_w.narrow(0, f, final_w.size()[0] - f),
