@@ -409,3 +409,59 @@ fn saturated_probabilities_keep_the_logits_order() {
         assert!(got[&user_raw[u]].iter().all(|&(_, p)| p <= 1.0 && p > 0.0));
     }
 }
+
+/// `--bf16` as a user meets it: refused with the reason for a model without bfloat16 scoring (MF,
+/// GMF) and, for NeuMF, the float32 lists on a CPU with bfloat16 instructions or a refusal that
+/// names the CPU on one without; never a half-written output file.
+#[test]
+fn bf16_candidates_give_float32_lists_or_a_reason() {
+    use ncf_model::{Model, ModelKind};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ckpt, _) = dataset_and_model(dir.path());
+    let (users, items) = featurespec_cards(&data);
+    for kind in [ModelKind::Mf, ModelKind::Gmf] {
+        let shape = NeuMfConfig { mlp_layers: vec![32, 16, 8], mf_dim: 8, ..NeuMfConfig::new(users, items) };
+        let model = kind.build(&shape, Device::Cpu).unwrap();
+        let path = dir.path().join(format!("{kind}.pth"));
+        model.save(&path).unwrap();
+        let out = dir.path().join(format!("{kind}-recs.csv"));
+        let o = recommend(&data, &path, &["--all", "--bf16", "--device", "cpu", "--output", out.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{kind}: --bf16 accepted");
+        assert!(stderr.contains("--bf16") && stderr.contains("bfloat16"), "{kind}: {stderr}");
+        assert!(!out.exists(), "{kind}: an output file was left");
+    }
+    let float32 = dir.path().join("f32.csv");
+    ok(&recommend(&data, &ckpt, &["--all", "-k", "5", "--device", "cpu", "--output", float32.to_str().unwrap()]));
+    let bf16 = dir.path().join("bf16.csv");
+    let o =
+        recommend(&data, &ckpt, &["--all", "-k", "5", "--bf16", "--device", "cpu", "--output", bf16.to_str().unwrap()]);
+    if torch_ops::bf16_available() {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("bfloat16 candidates, float32 ranking"));
+        let rows = |p: &Path| -> Vec<(String, String, f64)> {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    (f[0].to_owned(), f[2].to_owned(), f[3].parse().unwrap())
+                })
+                .collect()
+        };
+        let (a, b) = (rows(&float32), rows(&bf16));
+        assert_eq!(a.len(), 60 * 5);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.0, y.0);
+            // The same item, unless two of the user's items score within rounding of each other.
+            let near_tie = a.iter().any(|c| c.0 == x.0 && c.1 != x.1 && (c.2 - x.2).abs() < 1e-5);
+            assert!(x.1 == y.1 || near_tie, "user {}: {} vs {}", x.0, x.1, y.1);
+            assert!((x.2 - y.2).abs() < 1e-5, "{x:?} vs {y:?}");
+        }
+    } else {
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("bfloat16 instructions"));
+        assert!(!bf16.exists());
+    }
+}

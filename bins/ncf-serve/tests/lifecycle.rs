@@ -226,6 +226,14 @@ fn bad_starts_are_errors_that_name_the_cause() {
     std::fs::write(&spaced_token, "two words\nsecond line\n").unwrap();
     let bad_names = dir.path().join("names.txt");
     std::fs::write(&bad_names, "just one column\n1\n").unwrap();
+    // An MF has no bfloat16 scoring: --bf16 is refused with the reason, not ignored.
+    let mf = dir.path().join("mf.pth");
+    {
+        use ncf_model::{Model, ModelKind, NeuMfConfig};
+        let (users, items) = cards(&data);
+        let shape = NeuMfConfig { mf_dim: 8, ..NeuMfConfig::new(users, items) };
+        ModelKind::Mf.build(&shape, tch::Device::Cpu).unwrap().save(&mf).unwrap();
+    }
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--load_checkpoint_path".into(), s(&dir.path().join("nope.pth"))], "nope.pth"),
         (vec!["--load_checkpoint_path".into(), s(&ckpt), "--listen".into(), busy.clone()], "listening on"),
@@ -236,6 +244,7 @@ fn bad_starts_are_errors_that_name_the_cause() {
         ),
         (vec!["--load_checkpoint_path".into(), s(&ckpt), "--item-names".into(), s(&bad_names)], "names.txt"),
         (vec!["--load_checkpoint_path".into(), s(&ckpt), "--max-batch-users".into(), "0".into()], "at least 1"),
+        (vec!["--load_checkpoint_path".into(), s(&mf), "--bf16".into()], "no bfloat16 all-item scoring"),
     ];
     for (args, says) in cases {
         let start = Instant::now();
