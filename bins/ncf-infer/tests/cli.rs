@@ -451,7 +451,7 @@ fn bf16_candidates_give_float32_lists_or_a_reason() {
                 .collect()
         };
         let (a, b) = (rows(&float32), rows(&bf16));
-        assert_eq!(a.len(), 60 * 5);
+        assert_eq!((a.len(), b.len()), (60 * 5, 60 * 5));
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(x.0, y.0);
             // The same item, unless two of the user's items score within rounding of each other.

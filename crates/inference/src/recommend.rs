@@ -335,7 +335,8 @@ impl Recommender {
     /// Users scored per pass: as many as keep the pass's intermediate results under the pass cap
     /// ([`Recommender::set_pass_floats`]; by default near 2^26 floats on the CPU (NeuMF: 2^18
     /// pairs of 256 activations) and 2^30 on CUDA), and on the CPU their scores near 4 MB (MF,
-    /// a score per pair: 39 users of ML-20m's 26,744 items), at least one.
+    /// a score per pair: 39 users of ML-20m's 26,744 items) whatever a larger pass cap allows;
+    /// at least one.
     pub fn users_per_batch(&self) -> usize {
         let items = self.model.items().max(1);
         let mut users = self.pass_floats / (items * self.model.floats_per_scored_pair().max(1));
@@ -432,7 +433,8 @@ impl Recommender {
     /// probabilities, and ranking the logits spares a pass of `exp` over every score (as many
     /// as the users times the items) and its copy; only the `k` picked are turned into
     /// probabilities ([`probabilities`]). Distinct logits whose probabilities round to the same
-    /// float32 (near 0 or 1) keep their logits' order.
+    /// float32 (near 0 or 1) keep their logits' order. A logit of -inf from the model itself
+    /// (probability 0; float16 overflow on CUDA) is dropped like an excluded item.
     fn top_k(&self, scores: &Tensor, exclude: &[&[i64]], k: usize) -> Vec<Vec<(i64, f32)>> {
         let n_items = self.model.items();
         let mut flat = Vec::new();
@@ -448,16 +450,17 @@ impl Recommender {
         // Each row's best (item, score) pairs: crate::top_k on float32 CPU rows, read where they
         // lie (torch's answer, without its copy of each row into pairs), else libtorch's topk.
         let scores = scores.contiguous();
-        let fast = (n_items > 0 && scores.device() == Device::Cpu && scores.kind() == Kind::Float)
-            .then(|| {
-                // SAFETY: `scores` is a contiguous float32 CPU tensor of `numel` elements, alive
-                // and not written to while the slice is read (it lives to the end of this function).
-                let flat = unsafe { std::slice::from_raw_parts(scores.data_ptr() as *const f32, scores.numel()) };
-                flat.chunks(n_items as usize)
-                    .map(|row| crate::top_k::top_k(row, k as usize))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .flatten();
+        let fast =
+            (n_items > 0 && scores.numel() > 0 && scores.device() == Device::Cpu && scores.kind() == Kind::Float)
+                .then(|| {
+                    // SAFETY: `scores` is a contiguous float32 CPU tensor of `numel` elements, alive
+                    // and not written to while the slice is read (it lives to the end of this function).
+                    let flat = unsafe { std::slice::from_raw_parts(scores.data_ptr() as *const f32, scores.numel()) };
+                    flat.chunks(n_items as usize)
+                        .map(|row| crate::top_k::top_k(row, k as usize))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .flatten();
         let rows = fast.unwrap_or_else(|| {
             let (top_scores, top_items) = scores.topk(k, 1, true, true);
             let top_scores = Vec::<f32>::try_from(&top_scores.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]))
@@ -644,8 +647,9 @@ impl OutputFormat {
     }
 }
 
-/// Rows of `(item, logit)` as `(item, probability)`: libtorch's sigmoid over the picked logits
-/// alone (one small tensor for every row), the same function `score_pairs` applies.
+/// Rows of `(item, logit)` as `(item, probability)`: libtorch's CPU sigmoid over the picked
+/// logits alone (one small tensor for every row), as `score_pairs` applies it on the CPU (on
+/// CUDA its sigmoid may differ in the last bit).
 fn probabilities(rows: Vec<Vec<(i64, f32)>>) -> Vec<Vec<(i64, f32)>> {
     let logits: Vec<f32> = rows.iter().flatten().map(|&(_, s)| s).collect();
     if logits.is_empty() {

@@ -191,7 +191,8 @@ impl Mf {
 /// pass over `scores` instead of libtorch's three (each a pass over `[users, items]`: 12% of a
 /// server's CPU at MF's saturation). The same three float32 additions in the same order, so the
 /// same bits as the three `add_`s. `false`, changing nothing, unless every tensor is float32,
-/// contiguous and on the CPU with the expected shapes (the caller then adds with libtorch).
+/// contiguous and on the CPU with the expected shapes, and `scores` fits a cache-sized block or
+/// libtorch runs on one thread (the caller then adds with libtorch).
 fn add_biases_in_one_pass(scores: &Tensor, user_bias: &Tensor, item_bias: &Tensor, global: &Tensor) -> bool {
     let cpu_f32 = |t: &Tensor| t.device() == Device::Cpu && t.kind() == tch::Kind::Float && t.is_contiguous();
     let [users, items] = scores.size()[..] else { return false };
@@ -200,8 +201,14 @@ fn add_biases_in_one_pass(scores: &Tensor, user_bias: &Tensor, item_bias: &Tenso
         || item_bias.numel() != items as usize
         || global.numel() != 1
         || scores.requires_grad()
+        // Past one cache-sized block with several threads, libtorch's adds run on all of them
+        // (full-ranking evaluation's 2^26-float blocks) and this one pass would not.
+        || (users * items > 1 << 20 && tch::get_num_threads() > 1)
     {
         return false;
+    }
+    if users * items == 0 {
+        return true; // nothing to add (and an empty tensor's data pointer may be null)
     }
     // SAFETY: four contiguous float32 CPU tensors of the sizes checked above, alive for the
     // call; `scores` is the product just made here (no other reference to its memory), the
@@ -214,10 +221,8 @@ fn add_biases_in_one_pass(scores: &Tensor, user_bias: &Tensor, item_bias: &Tenso
             *(global.data_ptr() as *const f32),
         )
     };
-    if items > 0 {
-        for (row, &u) in rows.chunks_mut(items as usize).zip(ub) {
-            add_row(row, u, ib, g);
-        }
+    for (row, &u) in rows.chunks_mut(items as usize).zip(ub) {
+        add_row(row, u, ib, g);
     }
     true
 }
@@ -309,6 +314,20 @@ mod tests {
                 assert_eq!(plain, v);
             }
         }
+        // Empty: nothing to add, no read through an empty tensor's (null) data pointer.
+        let empty_ib = Tensor::zeros([0, 1], f);
+        assert!(add_biases_in_one_pass(
+            &Tensor::zeros([2, 0], f),
+            &Tensor::zeros([2, 1], f),
+            &empty_ib,
+            &Tensor::zeros([1], f)
+        ));
+        assert!(add_biases_in_one_pass(
+            &Tensor::zeros([0, 3], f),
+            &Tensor::zeros([0, 1], f),
+            &Tensor::zeros([3, 1], f),
+            &Tensor::zeros([1], f)
+        ));
         // Not for it: another dtype, a non-contiguous view, a wrong shape.
         let (ub, ib, g) = (Tensor::zeros([2, 1], f), Tensor::zeros([3, 1], f), Tensor::zeros([1], f));
         assert!(!add_biases_in_one_pass(&Tensor::zeros([2, 3], (Kind::Double, Device::Cpu)), &ub, &ib, &g));

@@ -133,7 +133,9 @@ pub trait Model: Send {
     /// gradients; equal to `forward` on every pair up to float rounding. Logits, not
     /// probabilities: ranking needs them (float32's sigmoid rounds large logits to 1.0, making
     /// ties). The default scores the `U x items` pairs through `forward`; models override it with
-    /// their own algebra (a dot-product model: one matrix product).
+    /// their own algebra (a dot-product model: one matrix product). The tensor returned is the
+    /// caller's own (a new one, sharing no memory with the parameters): callers write into it
+    /// (`inference` marks a user's seen items `-inf` in place).
     fn all_item_logits(&self, users: &Tensor, _side: &ItemSide) -> Tensor {
         tch::no_grad(|| {
             let (u, i) = (users.size()[0], self.items());
@@ -167,7 +169,8 @@ pub trait Model: Send {
     }
 
     /// Every item's logit `[U, items]` for users given by their rows (`[U, width]` per user table),
-    /// as [`Model::all_item_logits`] for a trained user's own rows; no gradients.
+    /// as [`Model::all_item_logits`] for a trained user's own rows; no gradients; a new tensor,
+    /// as there.
     fn all_item_logits_of_rows(&self, _rows: &[Tensor], _side: &ItemSide) -> Option<Tensor> {
         None
     }
