@@ -69,14 +69,57 @@ fn ids(path: &Path) -> Vec<i64> {
     Vec::<i64>::try_from(&tch_data::load_tch_tensor(path, Device::Cpu).unwrap()).unwrap()
 }
 
+/// The dataset's train pairs, flat: user, item, user, item, ...
+fn train_pairs(data: &Path) -> Vec<i64> {
+    Vec::<i64>::try_from(&tch_data::load_tch_tensor(data.join("train_data_0.pt"), Device::Cpu).unwrap().view([-1]))
+        .unwrap()
+}
+
+/// User `u`'s train items.
+fn seen_by(train: &[i64], u: usize) -> HashSet<i64> {
+    train.chunks(2).filter(|p| p[0] == u as i64).map(|p| p[1]).collect()
+}
+
+/// Every item `u` has not seen, scored one pair at a time by `score` (a `[1, 1]` tensor for one
+/// (user, item) pair), best first.
+fn ranked_pair_by_pair(
+    u: usize,
+    items: i64,
+    seen: &HashSet<i64>,
+    score: impl Fn(&Tensor, &Tensor) -> Tensor,
+) -> Vec<(f32, i64)> {
+    let mut scored: Vec<(f32, i64)> = (0..items)
+        .filter(|i| !seen.contains(i))
+        .map(|i| {
+            let s = tch::no_grad(|| score(&Tensor::from_slice(&[u as i64]), &Tensor::from_slice(&[i])));
+            (s.double_value(&[0, 0]) as f32, i)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored
+}
+
+/// `recommend`'s CSV as each raw user's (raw item, score) rows, in rank order.
+fn recommended(csv: &str) -> HashMap<i64, Vec<(i64, f32)>> {
+    let mut got: HashMap<i64, Vec<(i64, f32)>> = HashMap::new();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        got.entry(f[0].parse().unwrap()).or_default().push((f[2].parse().unwrap(), f[3].parse().unwrap()));
+    }
+    got
+}
+
+/// The items of [`recommended`]'s rows.
+fn items_of(rows: &[(i64, f32)]) -> Vec<i64> {
+    rows.iter().map(|&(i, _)| i).collect()
+}
+
 #[test]
 fn recommendations_equal_pair_by_pair_scoring_in_raw_ids() {
     let dir = tempfile::tempdir().unwrap();
     let (data, ckpt, model) = dataset_and_model(dir.path());
     let (user_raw, item_raw) = (ids(&data.join("user_ids.pt")), ids(&data.join("item_ids.pt")));
-    let train =
-        Vec::<i64>::try_from(&tch_data::load_tch_tensor(data.join("train_data_0.pt"), Device::Cpu).unwrap().view([-1]))
-            .unwrap();
+    let train = train_pairs(&data);
     let n_items = model.config().items;
     let picked = [0usize, 17, 59];
     let raw_users: Vec<String> = picked.iter().map(|&u| user_raw[u].to_string()).collect();
@@ -91,26 +134,13 @@ fn recommendations_equal_pair_by_pair_scoring_in_raw_ids() {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&out), mode(&plain), "the umask's mode, not a temporary file's 0600");
     }
-    let text = std::fs::read_to_string(&out).unwrap();
-    let mut got: HashMap<i64, Vec<i64>> = HashMap::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        got.entry(f[0].parse().unwrap()).or_default().push(f[2].parse().unwrap());
-    }
+    let got = recommended(&std::fs::read_to_string(&out).unwrap());
     for &u in &picked {
         // Score every item for u one pair at a time, drop u's train items, take the top 5.
-        let seen: HashSet<i64> = train.chunks(2).filter(|p| p[0] == u as i64).map(|p| p[1]).collect();
-        let mut scored: Vec<(f32, i64)> = (0..n_items)
-            .filter(|i| !seen.contains(i))
-            .map(|i| {
-                let s =
-                    tch::no_grad(|| model.forward_sigmoid(&Tensor::from_slice(&[u as i64]), &Tensor::from_slice(&[i])));
-                (s.double_value(&[0, 0]) as f32, i)
-            })
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let seen = seen_by(&train, u);
+        let scored = ranked_pair_by_pair(u, n_items, &seen, |u, i| model.forward_sigmoid(u, i));
         let want: Vec<i64> = scored[..5].iter().map(|&(_, i)| item_raw[i as usize]).collect();
-        assert_eq!(got[&user_raw[u]], want, "user {} (raw {})", u, user_raw[u]);
+        assert_eq!(items_of(&got[&user_raw[u]]), want, "user {} (raw {})", u, user_raw[u]);
         assert!(want.iter().all(|i| !seen.contains(&(item_raw.iter().position(|r| r == i).unwrap() as i64))));
     }
     // --include-seen may bring train items back; --all writes every user, as JSON lines.
@@ -228,9 +258,7 @@ fn every_model_recommends_what_pair_by_pair_scoring_ranks_first() {
     let (data, _, _) = dataset_and_model(dir.path());
     let (users, items) = featurespec_cards(&data);
     let (user_raw, item_raw) = (ids(&data.join("user_ids.pt")), ids(&data.join("item_ids.pt")));
-    let train =
-        Vec::<i64>::try_from(&tch_data::load_tch_tensor(data.join("train_data_0.pt"), Device::Cpu).unwrap().view([-1]))
-            .unwrap();
+    let train = train_pairs(&data);
     for kind in [ModelKind::Gmf, ModelKind::Mlp, ModelKind::Mf] {
         tch::manual_seed(7);
         let shape = NeuMfConfig { mlp_layers: vec![32, 16, 8], mf_dim: 8, ..NeuMfConfig::new(users, items) };
@@ -249,25 +277,11 @@ fn every_model_recommends_what_pair_by_pair_scoring_ranks_first() {
         let o = recommend(&data, &ckpt, &["--users", &raw_users.join(","), "-k", "4"]);
         let text = ok(&o);
         assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{} from", kind.title())));
-        let mut got: HashMap<i64, Vec<i64>> = HashMap::new();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split(',').collect();
-            got.entry(f[0].parse().unwrap()).or_default().push(f[2].parse().unwrap());
-        }
+        let got = recommended(&text);
         for &u in &picked {
-            let seen: HashSet<i64> = train.chunks(2).filter(|p| p[0] == u as i64).map(|p| p[1]).collect();
-            let mut scored: Vec<(f32, i64)> = (0..items)
-                .filter(|i| !seen.contains(i))
-                .map(|i| {
-                    let s = tch::no_grad(|| {
-                        model.forward_sigmoid(&Tensor::from_slice(&[u as i64]), &Tensor::from_slice(&[i]))
-                    });
-                    (s.double_value(&[0, 0]) as f32, i)
-                })
-                .collect();
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let scored = ranked_pair_by_pair(u, items, &seen_by(&train, u), |u, i| model.forward_sigmoid(u, i));
             let want: Vec<i64> = scored[..4].iter().map(|&(_, i)| item_raw[i as usize]).collect();
-            assert_eq!(got[&user_raw[u]], want, "{kind}: user {u}");
+            assert_eq!(items_of(&got[&user_raw[u]]), want, "{kind}: user {u}");
         }
         // The benchmark reads the model from the checkpoint's keys.
         let bench = ncf_infer([
@@ -364,9 +378,7 @@ fn saturated_probabilities_keep_the_logits_order() {
     let (data, _, _) = dataset_and_model(dir.path());
     let (users, items) = featurespec_cards(&data);
     let (user_raw, item_raw) = (ids(&data.join("user_ids.pt")), ids(&data.join("item_ids.pt")));
-    let train =
-        Vec::<i64>::try_from(&tch_data::load_tch_tensor(data.join("train_data_0.pt"), Device::Cpu).unwrap().view([-1]))
-            .unwrap();
+    let train = train_pairs(&data);
     tch::manual_seed(11);
     let shape = NeuMfConfig { mf_dim: 8, ..NeuMfConfig::new(users, items) };
     let mut model = ModelKind::Mf.build(&shape, Device::Cpu).unwrap();
@@ -380,30 +392,16 @@ fn saturated_probabilities_keep_the_logits_order() {
     model.save(&ckpt).unwrap();
     let picked = [5usize, 41];
     let raw_users: Vec<String> = picked.iter().map(|&u| user_raw[u].to_string()).collect();
-    let text = ok(&recommend(&data, &ckpt, &["--users", &raw_users.join(","), "-k", "10"]));
-    let mut got: HashMap<i64, Vec<(i64, f32)>> = HashMap::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        got.entry(f[0].parse().unwrap()).or_default().push((f[2].parse().unwrap(), f[3].parse().unwrap()));
-    }
+    let got = recommended(&ok(&recommend(&data, &ckpt, &["--users", &raw_users.join(","), "-k", "10"])));
     for &u in &picked {
-        let seen: HashSet<i64> = train.chunks(2).filter(|p| p[0] == u as i64).map(|p| p[1]).collect();
-        let mut scored: Vec<(f32, i64)> = (0..items)
-            .filter(|i| !seen.contains(i))
-            .map(|i| {
-                let logit = tch::no_grad(|| model.forward(&Tensor::from_slice(&[u as i64]), &Tensor::from_slice(&[i])));
-                (logit.double_value(&[0, 0]) as f32, i)
-            })
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let scored = ranked_pair_by_pair(u, items, &seen_by(&train, u), |u, i| model.forward(u, i));
         // What makes this a test: several of the ten round to probability 1.0, and the logits
         // are far apart (no two within rounding of each other).
         let ones = scored[..10].iter().filter(|(l, _)| 1.0 / (1.0 + (-l).exp()) == 1.0f32).count();
         assert!(ones >= 4, "user {u}: only {ones} of the top 10 saturate; logits {:?}", &scored[..10]);
         assert!(scored[..11].windows(2).all(|w| w[0].0 - w[1].0 > 1e-4 * w[0].0.abs()), "{:?}", &scored[..11]);
         let want: Vec<i64> = scored[..10].iter().map(|&(_, i)| item_raw[i as usize]).collect();
-        let list: Vec<i64> = got[&user_raw[u]].iter().map(|&(i, _)| i).collect();
-        assert_eq!(list, want, "user {u}");
+        assert_eq!(items_of(&got[&user_raw[u]]), want, "user {u}");
         // The scores are the probabilities: 1 where saturated, never above.
         assert!(got[&user_raw[u]].iter().filter(|&&(_, p)| p == 1.0).count() >= ones);
         assert!(got[&user_raw[u]].iter().all(|&(_, p)| p <= 1.0 && p > 0.0));
