@@ -180,6 +180,16 @@ struct MaskedByKeepWithBias : public torch::autograd::Function<MaskedByKeepWithB
 // relu(v) as torch.relu computes it: NaN stays NaN.
 inline float relu1(float v) { return v < 0.f ? 0.f : v; }
 
+// Rows this many ahead of the one being summed are asked for before they are needed: the tables
+// are larger than the L2 cache and the rows random, so each row read otherwise waits a memory
+// latency in turn (the loop's time at batch 1,024 of the reference NeuMF; see gather_add_forward).
+constexpr int64_t PREFETCH_ROWS_AHEAD = 6;
+
+// Asks the cache for every line of a row of `width` floats (a hint: no fault, no effect on values).
+inline void prefetch_row(const float* row, int64_t width) {
+  for (int64_t c = 0; c < width; c += 16) __builtin_prefetch(row + c, 0, 3);
+}
+
 // o = x + (y + bias), or x + y without a bias, or relu(x + y): one row, in the widest vector
 // instructions the CPU has (the build targets plain x86-64).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void add_rows(float* __restrict__ o,
@@ -231,7 +241,15 @@ at::Tensor gather_add_forward(torch::autograd::AutogradContext* ctx, const at::T
   const float* dbias = bias ? biasc.data_ptr<float>() : nullptr;
   float* dout = out.data_ptr<float>();
   at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < std::min(end, begin + PREFETCH_ROWS_AHEAD); ++r) {
+      prefetch_row(da + pa[r] * width, width);
+      prefetch_row(db + pb[r] * width, width);
+    }
     for (int64_t r = begin; r < end; ++r) {
+      if (r + PREFETCH_ROWS_AHEAD < end) {
+        prefetch_row(da + pa[r + PREFETCH_ROWS_AHEAD] * width, width);
+        prefetch_row(db + pb[r + PREFETCH_ROWS_AHEAD] * width, width);
+      }
       const float* x = da + pa[r] * width;
       const float* y = db + pb[r] * width;
       float* o = dout + r * width;
@@ -371,41 +389,57 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void head_columns(
   }
 }
 
+// NeuMfHead's forward values: its checks (kinds, shapes, every id in range) and the logits.
+at::Tensor neumf_head_values(const at::Tensor& p, const at::Tensor& q, const at::Tensor& h, const at::Tensor& w,
+                             const at::Tensor& b, const at::Tensor& users, const at::Tensor& items) {
+  auto float_cpu = [](const at::Tensor& t) {
+    return t.scalar_type() == at::kFloat && t.device().is_cpu() && t.is_contiguous();
+  };
+  TORCH_CHECK(float_cpu(p) && float_cpu(q) && float_cpu(h) && float_cpu(w) && float_cpu(b),
+              "neumf_head: P, Q, h, w and b must be contiguous float32 CPU tensors");
+  TORCH_CHECK(p.dim() == 2 && q.dim() == 2 && h.dim() == 2 && p.size(1) == q.size(1),
+              "neumf_head: P [Nu, f], Q [Ni, f] and h [R, d] must be matrices, P and Q of one width");
+  const int64_t f = p.size(1), d = h.size(1), rows = h.size(0);
+  TORCH_CHECK(w.numel() == f + d && w.size(0) == 1 && b.numel() == 1,
+              "neumf_head: w must be [1, f + d] = [1, ", f + d, "] and b [1]; got w ", w.sizes(), ", b ", b.sizes());
+  TORCH_CHECK(users.scalar_type() == at::kLong && items.scalar_type() == at::kLong && users.dim() == 1 &&
+                  items.dim() == 1 && users.size(0) == rows && items.size(0) == rows,
+              "neumf_head: users and items must be int64 [R] with R = h's rows (", rows, ")");
+  at::Tensor uc = users.contiguous(), ic = items.contiguous();
+  const int64_t* pu = uc.data_ptr<int64_t>();
+  const int64_t* pi = ic.data_ptr<int64_t>();
+  const int64_t nu = p.size(0), ni = q.size(0);
+  for (int64_t r = 0; r < rows; ++r) {
+    TORCH_CHECK(pu[r] >= 0 && pu[r] < nu && pi[r] >= 0 && pi[r] < ni, "neumf_head: id out of range at row ", r);
+  }
+  at::Tensor out = at::empty({rows, 1}, h.options());
+  const float* pp = p.data_ptr<float>();
+  const float* pq = q.data_ptr<float>();
+  const float* ph = h.data_ptr<float>();
+  const float* pw = w.data_ptr<float>();
+  const float bias = b.data_ptr<float>()[0];
+  float* po = out.data_ptr<float>();
+  at::parallel_for(0, rows, 1024, [&](int64_t begin, int64_t end) {
+    // In pieces, each piece's GMF rows asked for before it is summed (see PREFETCH_ROWS_AHEAD).
+    constexpr int64_t PIECE = 16;
+    for (int64_t at = begin; at < end; at += PIECE) {
+      const int64_t stop = std::min(end, at + PIECE);
+      for (int64_t r = stop; r < std::min(end, stop + PIECE); ++r) {
+        prefetch_row(pp + pu[r] * f, f);
+        prefetch_row(pq + pi[r] * f, f);
+      }
+      head_rows(pp, pq, ph, pw, bias, pu, pi, f, d, po, at, stop);
+    }
+  });
+  return out;
+}
+
 struct NeuMfHead : public torch::autograd::Function<NeuMfHead> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& p, const at::Tensor& q,
                             const at::Tensor& h, const at::Tensor& w, const at::Tensor& b, const at::Tensor& users,
                             const at::Tensor& items) {
-    auto float_cpu = [](const at::Tensor& t) {
-      return t.scalar_type() == at::kFloat && t.device().is_cpu() && t.is_contiguous();
-    };
-    TORCH_CHECK(float_cpu(p) && float_cpu(q) && float_cpu(h) && float_cpu(w) && float_cpu(b),
-                "neumf_head: P, Q, h, w and b must be contiguous float32 CPU tensors");
-    TORCH_CHECK(p.dim() == 2 && q.dim() == 2 && h.dim() == 2 && p.size(1) == q.size(1),
-                "neumf_head: P [Nu, f], Q [Ni, f] and h [R, d] must be matrices, P and Q of one width");
-    const int64_t f = p.size(1), d = h.size(1), rows = h.size(0);
-    TORCH_CHECK(w.numel() == f + d && w.size(0) == 1 && b.numel() == 1,
-                "neumf_head: w must be [1, f + d] = [1, ", f + d, "] and b [1]; got w ", w.sizes(), ", b ", b.sizes());
-    TORCH_CHECK(users.scalar_type() == at::kLong && items.scalar_type() == at::kLong && users.dim() == 1 &&
-                    items.dim() == 1 && users.size(0) == rows && items.size(0) == rows,
-                "neumf_head: users and items must be int64 [R] with R = h's rows (", rows, ")");
-    at::Tensor uc = users.contiguous(), ic = items.contiguous();
-    const int64_t* pu = uc.data_ptr<int64_t>();
-    const int64_t* pi = ic.data_ptr<int64_t>();
-    const int64_t nu = p.size(0), ni = q.size(0);
-    for (int64_t r = 0; r < rows; ++r) {
-      TORCH_CHECK(pu[r] >= 0 && pu[r] < nu && pi[r] >= 0 && pi[r] < ni, "neumf_head: id out of range at row ", r);
-    }
-    at::Tensor out = at::empty({rows, 1}, h.options());
-    const float* pp = p.data_ptr<float>();
-    const float* pq = q.data_ptr<float>();
-    const float* ph = h.data_ptr<float>();
-    const float* pw = w.data_ptr<float>();
-    const float bias = b.data_ptr<float>()[0];
-    float* po = out.data_ptr<float>();
-    at::parallel_for(0, rows, 1024, [&](int64_t begin, int64_t end) {
-      head_rows(pp, pq, ph, pw, bias, pu, pi, f, d, po, begin, end);
-    });
-    ctx->save_for_backward({p, q, h, w, uc, ic});
+    at::Tensor out = neumf_head_values(p, q, h, w, b, users, items);
+    ctx->save_for_backward({p, q, h, w, users.contiguous(), items.contiguous()});
     return out;
   }
 
@@ -479,6 +513,51 @@ at::Tensor onednn_linear_relu(const at::Tensor& x, const at::Tensor& w, const at
   at::parallel_for(0, y.size(0), elementwise_grain(width),
                    [&](int64_t begin, int64_t end) { add_relu_rows(py + begin * width, pb, width, end - begin); });
   return y;
+}
+
+// NeuMF's (or MLP's) logits in evaluation mode from its first-layer tables, the batch split into
+// one run of rows per thread and each thread taking its rows through every layer:
+//   x = relu(ut[users] + it[items]);  x = relu(x W_k^T + b_k) for each deeper layer;
+//   logit = the head (NeuMfHead's from the GMF tables p, q; without them, x w^T + b).
+// The same steps as calling gather_add_relu, onednn_linear_relu and neumf_head in turn, but one
+// fork of the thread pool per call instead of one per step: inside a parallel region libtorch's
+// and oneDNN's own loops run on the calling thread. At batch 1,024 of the reference NeuMF each
+// step's fork and join cost as much as a tenth of the call. `rows_per_part` bounds how thin the
+// runs get (a small batch stays on one thread). Each row's values are those of the step-by-step
+// calls up to float summation order (oneDNN may block a product of fewer rows differently).
+at::Tensor neumf_tables_forward(const at::Tensor& ut, const at::Tensor& users, const at::Tensor& it,
+                                const at::Tensor& items, const std::vector<at::Tensor>& ws,
+                                const std::vector<at::Tensor>& bs, const at::Tensor* p, const at::Tensor* q,
+                                const at::Tensor& w, const at::Tensor& b, int64_t rows_per_part) {
+  inference_only("neumf_tables_forward", {&ut, &it, &w, &b});
+  for (const auto& t : ws) inference_only("neumf_tables_forward", {&t});
+  for (const auto& t : bs) inference_only("neumf_tables_forward", {&t});
+  if (p && q) inference_only("neumf_tables_forward", {p, q});
+  TORCH_CHECK(ws.size() == bs.size(), "neumf_tables_forward: one bias per layer");
+  TORCH_CHECK(users.dim() == 1 && items.dim() == 1 && users.size(0) == items.size(0),
+              "neumf_tables_forward: users and items must be [R] of one R");
+  TORCH_CHECK(w.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && w.device().is_cpu() &&
+                  b.device().is_cpu(),
+              "neumf_tables_forward: the final layer must be float32 on the CPU");
+  const int64_t n = users.size(0);
+  const int64_t parts =
+      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n / std::max<int64_t>(1, rows_per_part)));
+  at::Tensor out = at::empty({n, 1}, w.options());
+  at::Tensor wc = w.contiguous(), bc = b.contiguous();
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    // Grad mode is per thread and on by default in the pool's threads; the caller's was checked above.
+    at::NoGradGuard no_grad;
+    for (int64_t part = begin; part < end; ++part) {
+      const int64_t lo = n * part / parts, hi = n * (part + 1) / parts;
+      if (hi <= lo) continue;
+      at::Tensor u = users.narrow(0, lo, hi - lo), i = items.narrow(0, lo, hi - lo);
+      at::Tensor x = gather_add_forward(nullptr, ut, u, it, i, nullptr, true);
+      for (size_t k = 0; k < ws.size(); ++k) x = onednn_linear_relu(x, ws[k], bs[k]);
+      at::Tensor logits = (p && q) ? neumf_head_values(*p, *q, x, wc, bc, u, i) : at::linear(x, wc, bc);
+      out.narrow(0, lo, hi - lo).copy_(logits);
+    }
+  });
+  return out;
 }
 
 // relu(x w^T + b) in bfloat16 for inference: oneDNN's matmul with the bias and the relu fused as
@@ -651,6 +730,17 @@ int ncf_gather_add_relu(at::Tensor* a, at::Tensor* ia, at::Tensor* b, at::Tensor
 // relu(x w^T + b) with the product in oneDNN (see onednn_linear_relu), inference only; a new handle.
 int ncf_onednn_linear_relu(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** out, char* err, size_t err_len) {
   return new_tensor(out, err, err_len, [&] { return onednn_linear_relu(*x, *w, *b); });
+}
+
+// NeuMF's logits from its first-layer tables, one run of rows per thread (see
+// neumf_tables_forward); `p` and `q` null for a model without the GMF branch. A new handle.
+int ncf_neumf_tables_forward(at::Tensor* ut, at::Tensor* users, at::Tensor* it, at::Tensor* items, at::Tensor** ws,
+                             at::Tensor** bs, size_t layers, at::Tensor* p, at::Tensor* q, at::Tensor* w,
+                             at::Tensor* b, int64_t rows_per_part, at::Tensor** out, char* err, size_t err_len) {
+  return new_tensor(out, err, err_len, [&] {
+    return neumf_tables_forward(*ut, *users, *it, *items, list(ws, layers), list(bs, layers), p, q, *w, *b,
+                                rows_per_part);
+  });
 }
 
 int ncf_bf16_linear_relu(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** out, char* err, size_t err_len) {

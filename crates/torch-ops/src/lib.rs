@@ -134,6 +134,23 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
+    fn ncf_neumf_tables_forward(
+        ut: Handle,
+        users: Handle,
+        it: Handle,
+        items: Handle,
+        ws: *const Handle,
+        bs: *const Handle,
+        layers: usize,
+        p: Handle,
+        q: Handle,
+        w: Handle,
+        b: Handle,
+        rows_per_part: i64,
+        out: *mut Handle,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
     fn ncf_parallel_for(
         n: i64,
         grain: i64,
@@ -549,6 +566,62 @@ pub fn neumf_head(
             handle(b),
             handle(users),
             handle(items),
+            out,
+            err,
+            len,
+        )
+    })
+}
+
+/// The tables and layers [`neumf_tables_forward`] takes a NeuMF (or MLP) through.
+#[derive(Debug)]
+pub struct TabledMlp<'a> {
+    /// The first MLP layer's per-user half `[Nu, W]` and per-item half with the bias `[Ni, W]`.
+    pub user_half: &'a Tensor,
+    /// See `user_half`.
+    pub item_half: &'a Tensor,
+    /// Each deeper MLP layer's weight `[out, in]` and bias `[out]`, in order.
+    pub layers: Vec<(&'a Tensor, &'a Tensor)>,
+    /// The GMF branch's user and item tables `[Nu, f]`, `[Ni, f]` (NeuMF); `None` for an MLP.
+    pub gmf: Option<(&'a Tensor, &'a Tensor)>,
+    /// The final layer: weight `[1, f + d]` (or `[1, d]` without GMF) and bias `[1]`.
+    pub last: (&'a Tensor, &'a Tensor),
+}
+
+/// Logits `[R, 1]` of a trained NeuMF (or MLP) in evaluation mode for the pairs `users[r]`,
+/// `items[r]` (int64 `[R]`), from the first layer's tables: [`gather_add_relu`], then
+/// [`onednn_linear_relu`] for each deeper layer, then [`neumf_head`] (or the final linear layer
+/// without GMF), with the batch split into one run of rows per libtorch thread and each thread
+/// taking its rows through every step, so the pool forks once per call rather than once per step.
+/// Runs thinner than `rows_per_part` are not made (a small batch stays on one thread). Float32 CPU
+/// tensors, no gradients (refused in grad mode when a parameter requires one); refused as the
+/// steps are (kinds, shapes, ids out of range), with nothing returned. Each row equals the
+/// step-by-step result up to float summation order.
+pub fn neumf_tables_forward(
+    mlp: &TabledMlp<'_>,
+    users: &Tensor,
+    items: &Tensor,
+    rows_per_part: i64,
+) -> Result<Tensor, TorchOpError> {
+    let ws: Vec<Handle> = mlp.layers.iter().map(|(w, _)| handle(w)).collect();
+    let bs: Vec<Handle> = mlp.layers.iter().map(|(_, b)| handle(b)).collect();
+    let (p, q) = mlp.gmf.map_or((std::ptr::null_mut(), std::ptr::null_mut()), |(p, q)| (handle(p), handle(q)));
+    // SAFETY: live tensor handles (or null for an absent GMF branch) borrowed for the call; `ws` and
+    // `bs` hold `layers.len()` handles each.
+    new_tensor(|out, err, len| unsafe {
+        ncf_neumf_tables_forward(
+            handle(mlp.user_half),
+            handle(users),
+            handle(mlp.item_half),
+            handle(items),
+            ws.as_ptr(),
+            bs.as_ptr(),
+            ws.len(),
+            p,
+            q,
+            handle(mlp.last.0),
+            handle(mlp.last.1),
+            rows_per_part,
             out,
             err,
             len,
