@@ -149,24 +149,24 @@ pub struct ItemHalf {
 }
 
 /// The MLP branch in bfloat16 for all-item scoring on the CPU ([`NeuMf::bf16_item_half`]): the
-/// item embeddings, the first layer's item columns and every later layer, cast once. The first
-/// layer is a product here (`e_i W_i^T + (W_u e_u + b)`, the user's part as its bias) rather than
-/// the float32 path's precomputed item half plus an add: fused into oneDNN's product with the
-/// relu, that costs less than libtorch's bfloat16 element-wise add and relu over `[items, h]`.
+/// first layer's item half (every item's embedding times the layer's item columns, plus its bias:
+/// the float32 path's precomputed half, rounded once to bfloat16) and every later layer, cast
+/// once. Against one user the first layer is then `relu(item_half + W_u e_u)`, one element-wise
+/// pass (`torch_ops::bf16_add_relu`) instead of a product over the item embeddings (which had
+/// cost as many multiply-adds as the second layer's); later layers are oneDNN products with the
+/// bias and relu fused.
 #[derive(Debug)]
 struct Bf16Mlp {
-    items: Tensor,
-    first_items: Tensor,
-    first_bias: Tensor,
+    first_half: Tensor,
     layers: Vec<(Tensor, Tensor)>,
 }
 
 impl Bf16Mlp {
     /// The last hidden layer's activations (bfloat16 `[n, h]`) for items `start..start + n`
-    /// against one user, given as the first layer's bias (the user's part plus the layer's own,
-    /// bfloat16 `[h1]`): every layer's fused product in turn.
-    fn activations(&self, start: i64, n: i64, user_bias: &Tensor) -> Result<Tensor, torch_ops::TorchOpError> {
-        let mut x = torch_ops::bf16_linear_relu(&self.items.narrow(0, start, n), &self.first_items, user_bias)?;
+    /// against one user, given as the first layer's user part (float32 `[h1]`, `W_u e_u`): the
+    /// first layer's pass, then every later layer's fused product in turn.
+    fn activations(&self, start: i64, n: i64, user_part: &Tensor) -> Result<Tensor, torch_ops::TorchOpError> {
+        let mut x = torch_ops::bf16_add_relu(&self.first_half.narrow(0, start, n), user_part)?;
         for (w, b) in &self.layers {
             x = torch_ops::bf16_linear_relu(&x, w, b)?;
         }
@@ -817,16 +817,16 @@ impl NeuMf {
     /// items, three fused bfloat16 linear-relu products (`torch_ops::bf16_linear_relu`), then the
     /// final weights in float32.
     fn mlp_logits_bf16(&self, mlp_user: &Tensor, bf16: &Bf16Mlp, final_mlp: &Tensor) -> Tensor {
-        let (u, i) = (mlp_user.size()[0], bf16.items.size()[0]);
-        // The user's part of the first layer, with its bias: the first product's bias.
-        let user_bias = (self.mlp_user_part(mlp_user) + &bf16.first_bias).to_kind(Kind::BFloat16);
+        let (u, i) = (mlp_user.size()[0], bf16.first_half.size()[0]);
+        // The user's part of the first layer (its bias is in the item half), float32.
+        let user_part = self.mlp_user_part(mlp_user).to_kind(Kind::Float).contiguous();
         let widest = self.config.mlp_layers.iter().skip(1).copied().max().unwrap_or(1).max(1);
         // Bfloat16 activations take half a float's bytes: twice the items in the same cache.
         let block = (2 * CPU_BLOCK_FLOATS / widest).max(1);
-        let final_mlp = final_mlp.view([-1, 1]);
+        let final_mlp = final_mlp.to_kind(Kind::Float).contiguous().view([-1]);
         let out = Tensor::empty([u, i], (Kind::Float, mlp_user.device()));
         for r in 0..u {
-            let bias = user_bias.get(r);
+            let part = user_part.get(r);
             let row = out.get(r);
             let mut start = 0;
             while start < i {
@@ -834,11 +834,15 @@ impl NeuMf {
                 // bf16_item_half made these only after a probe through every layer passed: a
                 // refusal here is a bug, and silently wrong (or no) scores would be worse than
                 // the panic (a server's batcher answers it with a 500).
-                let x = match bf16.activations(start, n, &bias) {
+                let x = match bf16.activations(start, n, &part) {
                     Ok(x) => x,
                     Err(e) => panic!("bfloat16 scoring failed after its probe passed: {e}"),
                 };
-                row.narrow(0, start, n).copy_(&x.to_kind(Kind::Float).matmul(&final_mlp).view([n]));
+                let logits = match torch_ops::bf16_rows_dot(&x, &final_mlp) {
+                    Ok(logits) => logits,
+                    Err(e) => panic!("bfloat16 scoring failed after its probe passed: {e}"),
+                };
+                row.narrow(0, start, n).copy_(&logits);
                 start += n;
             }
         }
@@ -866,15 +870,14 @@ impl NeuMf {
                 "bfloat16 all-item scoring needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); this one has none".into(),
             ));
         }
-        let (Some(embeds), Some(first)) = (self.mlp_embeds.as_ref(), self.mlp.first()) else {
+        let mut half = self.item_half();
+        let (Some(first_half), Some(first)) = (half.mlp.as_ref(), self.mlp.first()) else {
             return Err(ModelError::Unsupported(
                 "this model has no MLP layer: its all-item scoring has nothing to run in bfloat16".into(),
             ));
         };
-        let mut half = self.item_half();
         let tables = tch::no_grad(|| {
             let bf = |t: &Tensor| t.detach().to_kind(Kind::BFloat16).contiguous();
-            let h = self.config.mlp_layers[0] / 2;
             let layers = self
                 .mlp
                 .iter()
@@ -887,24 +890,19 @@ impl NeuMf {
                     )
                 })
                 .collect();
-            Bf16Mlp {
-                items: bf(&embeds.item.ws),
-                first_items: bf(&first.ws.narrow(1, h, h)),
-                first_bias: first.bs.as_ref().map_or_else(
-                    || Tensor::zeros([first.ws.size()[0]], (Kind::Float, Device::Cpu)),
-                    |b| b.detach().to_kind(Kind::Float),
-                ),
-                layers,
-            }
+            Bf16Mlp { first_half: bf(first_half), layers }
         });
-        // A probe through every layer (one item, the first layer's bias as the user's part): a
-        // libtorch that lacks the op, or one that refuses these shapes, is refused here, once,
-        // rather than at every scoring pass.
+        // A probe through every layer (one item, a zero user part): a libtorch that lacks the
+        // op, or one that refuses these shapes, is refused here, once, rather than at every
+        // scoring pass.
         tch::no_grad(|| -> Result<(), ModelError> {
             let probe = |e: torch_ops::TorchOpError| {
                 ModelError::Unsupported(format!("bfloat16 all-item scoring is not available here: {e}"))
             };
-            let _probe = tables.activations(0, 1, &tables.first_bias.to_kind(Kind::BFloat16)).map_err(probe)?;
+            let zero = Tensor::zeros([first.ws.size()[0]], (Kind::Float, Device::Cpu));
+            let x = tables.activations(0, 1, &zero).map_err(probe)?;
+            let final_mlp = half.final_mlp.to_kind(Kind::Float).contiguous();
+            let _probe = torch_ops::bf16_rows_dot(&x, &final_mlp).map_err(probe)?;
             Ok(())
         })?;
         half.bf16 = Some(tables);

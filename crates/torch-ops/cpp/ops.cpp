@@ -10,6 +10,7 @@
 #include <ATen/ops/_fused_adam.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <immintrin.h>
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -560,6 +561,127 @@ at::Tensor neumf_tables_forward(const at::Tensor& ut, const at::Tensor& users, c
   return out;
 }
 
+// relu(a + u) for a bfloat16 matrix a [N, W] and a float32 row u [W], rounded to bfloat16: the sum
+// and relu in float32, then float32 -> bfloat16 round-to-nearest-even with NaN kept a NaN, the
+// rounding libtorch's .to(torch.bfloat16) uses (c10::BFloat16), so the result is bit for bit
+// `(a.float() + u).relu().bfloat16()` (a NaN is written as c10's quiet NaN 0x7FC0; libtorch's
+// vectorized conversion may keep another NaN's bits). One row per call.
+inline uint16_t bf16_add_relu_one(uint16_t a, float u) {
+  const uint32_t in = uint32_t(a) << 16;
+  float v;
+  std::memcpy(&v, &in, sizeof v);
+  v = relu1(v + u);
+  if (v != v) return 0x7FC0;
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return uint16_t((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+void bf16_add_relu_row_plain(uint16_t* __restrict__ o, const uint16_t* __restrict__ a, const float* __restrict__ u,
+                             int64_t width) {
+  for (int64_t c = 0; c < width; ++c) o[c] = bf16_add_relu_one(a[c], u[c]);
+}
+
+// The same, 16 columns at a time in AVX-512 (GCC left the plain loop scalar: ~1 ns per element).
+__attribute__((target("avx512f"))) void bf16_add_relu_row_avx512(uint16_t* __restrict__ o,
+                                                                   const uint16_t* __restrict__ a,
+                                                                   const float* __restrict__ u, int64_t width) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i round = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), qnan = _mm512_set1_epi32(0x7FC0);
+  int64_t c = 0;
+  for (; c + 16 <= width; c += 16) {
+    const __m256i in = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + c));
+    __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(in), 16));
+    v = _mm512_add_ps(v, _mm512_loadu_ps(u + c));
+    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);  // relu1: NaN stays
+    const __m512i bits = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(round, lsb)), 16);
+    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), qnan);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + c), _mm512_cvtepi32_epi16(r));
+  }
+  for (; c < width; ++c) o[c] = bf16_add_relu_one(a[c], u[c]);
+}
+
+// x[r] . w for bfloat16 rows x [N, D] and float32 weights w [D], float32 products and sums (the
+// bfloat16 values are exact in float32): one row per call, plain and AVX-512.
+float bf16_row_dot_plain(const uint16_t* __restrict__ x, const float* __restrict__ w, int64_t d) {
+  float sum = 0.f;
+  for (int64_t k = 0; k < d; ++k) {
+    const uint32_t in = uint32_t(x[k]) << 16;
+    float v;
+    std::memcpy(&v, &in, sizeof v);
+    sum += v * w[k];
+  }
+  return sum;
+}
+
+__attribute__((target("avx512f"))) float bf16_row_dot_avx512(const uint16_t* __restrict__ x,
+                                                              const float* __restrict__ w, int64_t d) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= d; k += 16) {
+    const __m256i in = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k));
+    const __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(in), 16));
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(v, _mm512_loadu_ps(w + k)));
+  }
+  return _mm512_reduce_add_ps(acc) + bf16_row_dot_plain(x + k, w + k, d - k);
+}
+
+// Each bfloat16 row of x [N, D] dotted with float32 w [D]: float32 [N]. The MLP branch's share of
+// the final layer in bfloat16 all-item scoring, without a float32 copy of x and a matrix-vector
+// product over it.
+at::Tensor bf16_rows_dot(const at::Tensor& x, const at::Tensor& w) {
+  inference_only("bf16_rows_dot", {&x, &w});
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 1 && w.size(0) == x.size(1),
+              "bf16_rows_dot: needs x [N, D] and w [D]; got x ", x.sizes(), ", w ", w.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kFloat && x.device().is_cpu() &&
+                  w.device().is_cpu(),
+              "bf16_rows_dot: x must be bfloat16 and w float32, both on the CPU");
+  at::Tensor xc = x.contiguous(), wc = w.contiguous();
+  at::Tensor out = at::empty({xc.size(0)}, wc.options());
+  const int64_t d = xc.size(1);
+  const auto* px = reinterpret_cast<const uint16_t*>(xc.data_ptr<at::BFloat16>());
+  const float* pw = wc.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  at::parallel_for(0, xc.size(0), elementwise_grain(d), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      po[r] = avx512 ? bf16_row_dot_avx512(px + r * d, pw, d) : bf16_row_dot_plain(px + r * d, pw, d);
+  });
+  return out;
+}
+
+// NeuMF's first MLP layer for all-item scoring in bfloat16: relu(item_half + user_part), where the
+// item half (the layer's item columns times every item's embedding, plus the layer's bias) was
+// computed once in float32 and stored as bfloat16, and the user's part is float32. An element-wise
+// pass over [items, W], in place of a bfloat16 product over the item embeddings.
+at::Tensor bf16_add_relu(const at::Tensor& a, const at::Tensor& u) {
+  inference_only("bf16_add_relu", {&a, &u});
+  TORCH_CHECK(a.dim() == 2 && u.dim() == 1 && u.size(0) == a.size(1),
+              "bf16_add_relu: needs a [N, W] and u [W]; got a ", a.sizes(), ", u ", u.sizes());
+  TORCH_CHECK(a.scalar_type() == at::kBFloat16 && u.scalar_type() == at::kFloat && a.device().is_cpu() &&
+                  u.device().is_cpu(),
+              "bf16_add_relu: a must be bfloat16 and u float32, both on the CPU");
+  at::Tensor ac = a.contiguous(), uc = u.contiguous();
+  at::Tensor out = at::empty(ac.sizes(), ac.options());
+  const int64_t width = ac.size(1);
+  const auto* pa = reinterpret_cast<const uint16_t*>(ac.data_ptr<at::BFloat16>());
+  auto* po = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  const float* pu = uc.data_ptr<float>();
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  at::parallel_for(0, ac.size(0), elementwise_grain(width), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      if (avx512) {
+        bf16_add_relu_row_avx512(po + r * width, pa + r * width, pu, width);
+      } else {
+        bf16_add_relu_row_plain(po + r * width, pa + r * width, pu, width);
+      }
+    }
+  });
+  return out;
+}
+
 // relu(x w^T + b) in bfloat16 for inference: oneDNN's matmul with the bias and the relu fused as
 // post-ops (AMX where the CPU has it), float32 accumulation, a bfloat16 result. Through
 // PyTorch's own `mkldnn::_linear_pointwise` (what torch.compile emits for a linear-relu on the
@@ -741,6 +863,16 @@ int ncf_neumf_tables_forward(at::Tensor* ut, at::Tensor* users, at::Tensor* it, 
     return neumf_tables_forward(*ut, *users, *it, *items, list(ws, layers), list(bs, layers), p, q, *w, *b,
                                 rows_per_part);
   });
+}
+
+// Each bfloat16 row of x dotted with float32 w (see bf16_rows_dot), inference only; a new handle.
+int ncf_bf16_rows_dot(at::Tensor* x, at::Tensor* w, at::Tensor** out, char* err, size_t err_len) {
+  return new_tensor(out, err, err_len, [&] { return bf16_rows_dot(*x, *w); });
+}
+
+// relu(a + u) rounded to bfloat16 (see bf16_add_relu), inference only; a new handle.
+int ncf_bf16_add_relu(at::Tensor* a, at::Tensor* u, at::Tensor** out, char* err, size_t err_len) {
+  return new_tensor(out, err, err_len, [&] { return bf16_add_relu(*a, *u); });
 }
 
 int ncf_bf16_linear_relu(at::Tensor* x, at::Tensor* w, at::Tensor* b, at::Tensor** out, char* err, size_t err_len) {

@@ -151,6 +151,8 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
+    fn ncf_bf16_add_relu(a: Handle, u: Handle, out: *mut Handle, err: *mut c_char, err_len: usize) -> i32;
+    fn ncf_bf16_rows_dot(x: Handle, w: Handle, out: *mut Handle, err: *mut c_char, err_len: usize) -> i32;
     fn ncf_parallel_for(
         n: i64,
         grain: i64,
@@ -368,6 +370,28 @@ pub fn bf16_linear_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, To
     // SAFETY: x, w and b are live tensor handles borrowed for the call; the bridge checks kinds,
     // devices and shapes.
     new_tensor(|out, err, len| unsafe { ncf_bf16_linear_relu(handle(x), handle(w), handle(b), out, err, len) })
+}
+
+/// `relu(a + u)` rounded to bfloat16, for a bfloat16 `[N, W]` matrix `a` and a float32 `[W]` row
+/// `u` on the CPU: the sum and the relu in float32, then round-to-nearest-even as libtorch's
+/// `.to(torch.bfloat16)` rounds, so the result is bit for bit `(a.float() + u).relu().bfloat16()`
+/// in one pass and one `[N, W]` tensor (a NaN stays a NaN, written as the quiet NaN 0x7FC0). NeuMF's first MLP layer in bfloat16
+/// all-item scoring: the item half computed once in float32 and stored in bfloat16, plus the
+/// user's part. Inference only (refused in grad mode when an input requires a gradient); other
+/// kinds, devices and shapes are refused with the reason.
+pub fn bf16_add_relu(a: &Tensor, u: &Tensor) -> Result<Tensor, TorchOpError> {
+    // SAFETY: two live tensor handles borrowed for the call.
+    new_tensor(|out, err, len| unsafe { ncf_bf16_add_relu(handle(a), handle(u), out, err, len) })
+}
+
+/// Each row of a bfloat16 `[N, D]` matrix `x` dotted with a float32 `[D]` vector `w` on the CPU:
+/// float32 `[N]`, the products and their sum in float32 (bfloat16 values are exact there), so
+/// `x.float() @ w` up to float summation order, without the float32 copy of `x`. The MLP branch's
+/// share of NeuMF's final layer in bfloat16 all-item scoring. Inference only; other kinds,
+/// devices and shapes are refused with the reason.
+pub fn bf16_rows_dot(x: &Tensor, w: &Tensor) -> Result<Tensor, TorchOpError> {
+    // SAFETY: two live tensor handles borrowed for the call.
+    new_tensor(|out, err, len| unsafe { ncf_bf16_rows_dot(handle(x), handle(w), out, err, len) })
 }
 
 /// Whether [`bf16_linear_relu`] can run here: an x86-64 CPU with AVX512-BF16 (every one with AMX
