@@ -39,6 +39,23 @@ def test_score_equals_pytorch_forward(reference):
     assert torch.allclose(m.score(users[:3].tolist(), items[:3].tolist()), ours[:3])
 
 
+def test_score_under_inference_mode_and_no_grad(reference):
+    # Score's batch is split across libtorch's threads, which start in libtorch's defaults: the
+    # caller's inference mode (its output an inference tensor) and grad mode must reach them.
+    m, torch_model, ds = reference
+    users, items = ds.test["user"][:2048], ds.test["item"][:2048]
+    plain = m.score(users, items)
+    with torch.inference_mode():
+        inference = m.score(users, items)
+    with torch.no_grad():
+        no_grad = m.score(users, items)
+        theirs = torch.sigmoid(torch_model(users, items)).view(-1)
+    assert inference.is_inference() and not plain.is_inference()
+    for got in (inference, no_grad):
+        assert torch.allclose(got, plain, atol=1e-6, rtol=0), (got - plain).abs().max()
+    assert torch.allclose(plain, theirs, atol=1e-5, rtol=0)
+
+
 def test_score_writes_into_out(reference):
     m, _, ds = reference
     users, items = ds.test["user"][:300], ds.test["item"][:300]

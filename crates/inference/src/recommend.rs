@@ -263,7 +263,7 @@ impl Recommender {
     }
 
     /// Two-stage ranking: all-item scoring in bfloat16 ([`Model::bf16_item_side`]: the MLP's
-    /// products in oneDNN, AMX where the CPU has it: NeuMF's recommendations 2-3x faster there)
+    /// deeper products in oneDNN, AMX where the CPU has it: NeuMF's recommendations 2-3x faster there)
     /// picks each user's best
     /// `4k + 32` candidates, and float32 pair scoring (what [`Recommender::score_pairs`] and
     /// PyTorch compute) ranks them: the scores returned are float32's, and the list is float32's

@@ -814,8 +814,9 @@ impl NeuMf {
     }
 
     /// The MLP branch's logit contribution `[U, I]` through [`Bf16Mlp`]: per user and block of
-    /// items, three fused bfloat16 linear-relu products (`torch_ops::bf16_linear_relu`), then the
-    /// final weights in float32.
+    /// items, the first layer as an add to the bfloat16 item half (`torch_ops::bf16_add_relu`),
+    /// the deeper layers as fused bfloat16 linear-relu products (`torch_ops::bf16_linear_relu`),
+    /// then the final weights as a float32 dot per bfloat16 row (`torch_ops::bf16_rows_dot`).
     fn mlp_logits_bf16(&self, mlp_user: &Tensor, bf16: &Bf16Mlp, final_mlp: &Tensor) -> Tensor {
         let (u, i) = (mlp_user.size()[0], bf16.first_half.size()[0]);
         // The user's part of the first layer (its bias is in the item half), float32.
@@ -850,9 +851,11 @@ impl NeuMf {
     }
 
     /// [`NeuMf::item_half`] whose all-item scoring ([`NeuMf::all_item_logits`],
-    /// [`NeuMf::all_item_logits_of`]) runs the MLP branch in bfloat16 on the CPU: oneDNN products
-    /// with the bias and relu fused (AMX where the CPU has it), float32 accumulation; the GMF
-    /// branch and the final layer stay float32. The MLP ~4x faster than float32 on a CPU with AMX,
+    /// [`NeuMf::all_item_logits_of`]) runs the MLP branch in bfloat16 on the CPU: the first layer
+    /// from the float32 item half stored in bfloat16 plus the user's part, the deeper layers as
+    /// oneDNN products with the bias and relu fused (AMX where the CPU has it), float32
+    /// accumulation, the final layer's MLP share a float32 dot per row; the GMF branch stays
+    /// float32. The MLP ~4x faster than float32 on a CPU with AMX,
     /// with logits within ~1e-2 of float32's: for picking candidates that float32 then ranks
     /// (`inference::Recommender::set_bf16_candidates`), not for scores shown as they are. Pair
     /// scoring ([`NeuMf::logits_of_rows`]) through it stays float32. An error off the CPU, on a
@@ -1071,4 +1074,36 @@ fn missing(name: &str) -> ModelError {
 /// A linear layer's bias, or 0 for a layer without one.
 fn bias_or_zero(layer: &nn::Linear) -> Tensor {
     layer.bs.as_ref().map_or_else(|| Tensor::from(0f32), |b| b.shallow_clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `forward_with_tables` falls back quietly when the one-fork pass refuses, so that the pass is
+    /// taken where it should be is checked here: a float32 CPU NeuMF with oneDNN products, in
+    /// evaluation mode under no_grad, on one thread and on two.
+    #[test]
+    fn the_one_fork_pass_applies_to_a_float32_onednn_model() {
+        let c = NeuMfConfig { users: 50, items: 70, mf_dim: 8, mlp_layers: vec![16, 32, 8], dropout: 0.0 };
+        let mut model = NeuMf::new(c, Device::Cpu).unwrap();
+        if model.set_cpu_matmul(CpuMatmul::OneDnn).is_err() {
+            eprintln!("skipped: this CPU lacks AVX-512, so products run in MKL and the pass does not apply");
+            return;
+        }
+        model.set_train(false);
+        let tables = model.first_layer_tables();
+        let users = (Tensor::arange(300, (Kind::Int64, Device::Cpu)) * 7).remainder(50);
+        let items = (Tensor::arange(300, (Kind::Int64, Device::Cpu)) * 11).remainder(70);
+        let threads = tch::get_num_threads();
+        for t in [1, 2] {
+            tch::set_num_threads(t);
+            let fork = tch::no_grad(|| model.tabled_in_one_fork(&users, &items, &tables));
+            let plain = tch::no_grad(|| model.forward(&users, &items));
+            let fork = fork.unwrap_or_else(|| panic!("{t} threads: the one-fork pass refused"));
+            let gap = (&fork - &plain).abs().max().double_value(&[]);
+            assert!(gap < 1e-5, "{t} threads: {gap}");
+        }
+        tch::set_num_threads(threads);
+    }
 }

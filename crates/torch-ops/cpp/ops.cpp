@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 #include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
@@ -423,13 +424,17 @@ at::Tensor neumf_head_values(const at::Tensor& p, const at::Tensor& q, const at:
   at::parallel_for(0, rows, 1024, [&](int64_t begin, int64_t end) {
     // In pieces, each piece's GMF rows asked for before it is summed (see PREFETCH_ROWS_AHEAD).
     constexpr int64_t PIECE = 16;
-    for (int64_t at = begin; at < end; at += PIECE) {
-      const int64_t stop = std::min(end, at + PIECE);
-      for (int64_t r = stop; r < std::min(end, stop + PIECE); ++r) {
+    auto prefetch = [&](int64_t from, int64_t to) {
+      for (int64_t r = from; r < to; ++r) {
         prefetch_row(pp + pu[r] * f, f);
         prefetch_row(pq + pi[r] * f, f);
       }
-      head_rows(pp, pq, ph, pw, bias, pu, pi, f, d, po, at, stop);
+    };
+    prefetch(begin, std::min(end, begin + PIECE));
+    for (int64_t piece = begin; piece < end; piece += PIECE) {
+      const int64_t stop = std::min(end, piece + PIECE);
+      prefetch(stop, std::min(end, stop + PIECE));
+      head_rows(pp, pq, ph, pw, bias, pu, pi, f, d, po, piece, stop);
     }
   });
   return out;
@@ -535,6 +540,7 @@ at::Tensor neumf_tables_forward(const at::Tensor& ut, const at::Tensor& users, c
   for (const auto& t : bs) inference_only("neumf_tables_forward", {&t});
   if (p && q) inference_only("neumf_tables_forward", {p, q});
   TORCH_CHECK(ws.size() == bs.size(), "neumf_tables_forward: one bias per layer");
+  TORCH_CHECK(!p == !q, "neumf_tables_forward: the GMF tables come as a pair (both or neither)");
   TORCH_CHECK(users.dim() == 1 && items.dim() == 1 && users.size(0) == items.size(0),
               "neumf_tables_forward: users and items must be [R] of one R");
   TORCH_CHECK(w.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && w.device().is_cpu() &&
@@ -545,9 +551,14 @@ at::Tensor neumf_tables_forward(const at::Tensor& ut, const at::Tensor& users, c
       std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n / std::max<int64_t>(1, rows_per_part)));
   at::Tensor out = at::empty({n, 1}, w.options());
   at::Tensor wc = w.contiguous(), bc = b.contiguous();
+  // The caller's thread-local state (grad mode, inference mode, autocast, ...) in every worker:
+  // OpenMP's threads start with libtorch's defaults (grad mode on, no inference mode), so without
+  // it a caller in torch.inference_mode() would see `out`, an inference tensor, refused for the
+  // in-place copy in a worker, and a caller in no_grad have its checks fail there.
+  const at::ThreadLocalState caller_state;
   at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
-    // Grad mode is per thread and on by default in the pool's threads; the caller's was checked above.
-    at::NoGradGuard no_grad;
+    at::ThreadLocalStateGuard state(caller_state);
+    at::NoGradGuard no_grad;  // the caller's grad mode was checked above (inference_only)
     for (int64_t part = begin; part < end; ++part) {
       const int64_t lo = n * part / parts, hi = n * (part + 1) / parts;
       if (hi <= lo) continue;

@@ -5,7 +5,9 @@
 //! (TF32 on CUDA), a linear layer whose products run in oneDNN ([`onednn_linear`], and
 //! [`onednn_linear_relu`] for inference, [`bf16_linear_relu`] in bfloat16), two row gathers and their sum in one pass
 //! ([`gather_add`], [`gather_add_with_bias`], [`gather_add_relu`]), NeuMF's final layer read
-//! straight from the GMF tables ([`neumf_head`]), an autograd node for an output computed outside
+//! straight from the GMF tables ([`neumf_head`]), NeuMF's whole evaluation pass from its
+//! first-layer tables with one fork of the thread pool ([`neumf_tables_forward`]), bfloat16
+//! all-item scoring's element-wise steps ([`bf16_add_relu`], [`bf16_rows_dot`]), an autograd node for an output computed outside
 //! autograd ([`masked_by`], [`masked_by_keep`], [`masked_by_keep_with_bias`]), and libtorch's
 //! thread pool for loops written in Rust ([`parallel_for`]), and libtorch's gloo process group for
 //! data-parallel training on CPUs across processes ([`GlooProcessGroup`]).

@@ -41,19 +41,27 @@ fn equals_libtorchs_add_relu_and_rounding_bit_for_bit() {
 fn rounds_ties_to_even_and_keeps_nan_and_infinities() {
     // 1 + 2^-8 lies halfway between bfloat16's 1 and 1 + 2^-7: even is 1. 1 + 3 * 2^-8 lies halfway
     // between 1 + 2^-7 and 1 + 2^-6: even is 1 + 2^-6. Then just above a tie, NaN, +inf, -inf
-    // (relu: 0), -0 + 0, and a sum that overflows float32's range to +inf.
-    let a = [1.0f32, 1.0, 1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 3.0e38];
-    let u = [2f32.powi(-8), 3.0 * 2f32.powi(-8), 2f32.powi(-8) + 2f32.powi(-12), 0.0, 1.0, 1.0, 0.0, 3.0e38];
-    let a = Tensor::from_slice(&a).view([1, 8]).to_kind(Kind::BFloat16);
-    let u = Tensor::from_slice(&u);
+    // (relu: 0), -0 + -0 (relu keeps -0: it is not below 0), and a sum that overflows float32's
+    // range to +inf. Repeated over 50 columns so the 16-wide vector loop sees each case, and its
+    // tail too.
+    let a0 = [1.0f32, 1.0, 1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 3.0e38, -1.0, 0.5];
+    let u0 =
+        [2f32.powi(-8), 3.0 * 2f32.powi(-8), 2f32.powi(-8) + 2f32.powi(-12), 0.0, 1.0, 1.0, -0.0, 3.0e38, 0.5, 0.25];
+    let (a0, u0): (Vec<f32>, Vec<f32>) =
+        (a0.iter().cycle().take(50).copied().collect(), u0.iter().cycle().take(50).copied().collect());
+    let a = Tensor::from_slice(&a0).view([1, 50]).to_kind(Kind::BFloat16);
+    let u = Tensor::from_slice(&u0);
     let got = bf16_add_relu(&a, &u).unwrap();
     assert_eq!(bits(&got), bits(&oracle(&a, &u)));
     let v = Vec::<f32>::try_from(got.to_kind(Kind::Float).view([-1])).unwrap();
-    assert_eq!(v[0], 1.0);
-    assert_eq!(v[1], 1.0 + 2f32.powi(-6));
-    assert_eq!(v[2], 1.0 + 2f32.powi(-7));
-    assert!(v[3].is_nan());
-    assert_eq!((v[4], v[5], v[7]), (f32::INFINITY, 0.0, f32::INFINITY));
+    for at in (0..50).step_by(10) {
+        assert_eq!(v[at], 1.0);
+        assert_eq!(v[at + 1], 1.0 + 2f32.powi(-6));
+        assert_eq!(v[at + 2], 1.0 + 2f32.powi(-7));
+        assert!(v[at + 3].is_nan());
+        assert_eq!((v[at + 4], v[at + 5], v[at + 7], v[at + 8]), (f32::INFINITY, 0.0, f32::INFINITY, 0.0));
+        assert!(v[at + 6] == 0.0 && v[at + 6].is_sign_negative(), "-0 + -0 stays -0");
+    }
 }
 
 #[test]
