@@ -579,16 +579,33 @@ at::Tensor neumf_tables_forward(const at::Tensor& ut, const at::Tensor& users, c
   return out;
 }
 
+// A bfloat16 value widened to float32 (exact: a bfloat16 is a float32's high half).
+inline float bf16_to_float(uint16_t b) {
+  const uint32_t bits = uint32_t(b) << 16;
+  float v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+// Sixteen of them at once.
+__attribute__((target("avx512f"))) inline __m512 bf16x16_to_float(const uint16_t* p) {
+  const __m256i in = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(in), 16));
+}
+
+// Whether the CPU runs the AVX-512 loops below (asked once).
+bool cpu_has_avx512f() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+
 // relu(a + u) for a bfloat16 matrix a [N, W] and a float32 row u [W], rounded to bfloat16: the sum
 // and relu in float32, then float32 -> bfloat16 round-to-nearest-even with NaN kept a NaN, the
 // rounding libtorch's .to(torch.bfloat16) uses (c10::BFloat16), so the result is bit for bit
 // `(a.float() + u).relu().bfloat16()` (a NaN is written as c10's quiet NaN 0x7FC0; libtorch's
 // vectorized conversion may keep another NaN's bits). One row per call.
 inline uint16_t bf16_add_relu_one(uint16_t a, float u) {
-  const uint32_t in = uint32_t(a) << 16;
-  float v;
-  std::memcpy(&v, &in, sizeof v);
-  v = relu1(v + u);
+  const float v = relu1(bf16_to_float(a) + u);
   if (v != v) return 0x7FC0;
   uint32_t bits;
   std::memcpy(&bits, &v, sizeof bits);
@@ -608,9 +625,7 @@ __attribute__((target("avx512f"))) void bf16_add_relu_row_avx512(uint16_t* __res
   const __m512i round = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), qnan = _mm512_set1_epi32(0x7FC0);
   int64_t c = 0;
   for (; c + 16 <= width; c += 16) {
-    const __m256i in = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + c));
-    __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(in), 16));
-    v = _mm512_add_ps(v, _mm512_loadu_ps(u + c));
+    __m512 v = _mm512_add_ps(bf16x16_to_float(a + c), _mm512_loadu_ps(u + c));
     v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);  // relu1: NaN stays
     const __m512i bits = _mm512_castps_si512(v);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
@@ -625,12 +640,7 @@ __attribute__((target("avx512f"))) void bf16_add_relu_row_avx512(uint16_t* __res
 // bfloat16 values are exact in float32): one row per call, plain and AVX-512.
 float bf16_row_dot_plain(const uint16_t* __restrict__ x, const float* __restrict__ w, int64_t d) {
   float sum = 0.f;
-  for (int64_t k = 0; k < d; ++k) {
-    const uint32_t in = uint32_t(x[k]) << 16;
-    float v;
-    std::memcpy(&v, &in, sizeof v);
-    sum += v * w[k];
-  }
+  for (int64_t k = 0; k < d; ++k) sum += bf16_to_float(x[k]) * w[k];
   return sum;
 }
 
@@ -639,30 +649,36 @@ __attribute__((target("avx512f"))) float bf16_row_dot_avx512(const uint16_t* __r
   __m512 acc = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 16 <= d; k += 16) {
-    const __m256i in = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k));
-    const __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(in), 16));
-    acc = _mm512_add_ps(acc, _mm512_mul_ps(v, _mm512_loadu_ps(w + k)));
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(bf16x16_to_float(x + k), _mm512_loadu_ps(w + k)));
   }
   return _mm512_reduce_add_ps(acc) + bf16_row_dot_plain(x + k, w + k, d - k);
+}
+
+// The checks bf16_rows_dot and bf16_add_relu share: `m` a bfloat16 matrix [N, width] and `v` a
+// float32 row [width], both on the CPU, neither wanting a gradient; the messages name them as the
+// caller does.
+void check_bf16_matrix_and_row(const char* what, const char* m_name, const at::Tensor& m, const char* v_name,
+                               const at::Tensor& v, const char* width) {
+  inference_only(what, {&m, &v});
+  TORCH_CHECK(m.dim() == 2 && v.dim() == 1 && v.size(0) == m.size(1), what, ": needs ", m_name, " [N, ", width,
+              "] and ", v_name, " [", width, "]; got ", m_name, " ", m.sizes(), ", ", v_name, " ", v.sizes());
+  TORCH_CHECK(m.scalar_type() == at::kBFloat16 && v.scalar_type() == at::kFloat && m.device().is_cpu() &&
+                  v.device().is_cpu(),
+              what, ": ", m_name, " must be bfloat16 and ", v_name, " float32, both on the CPU");
 }
 
 // Each bfloat16 row of x [N, D] dotted with float32 w [D]: float32 [N]. The MLP branch's share of
 // the final layer in bfloat16 all-item scoring, without a float32 copy of x and a matrix-vector
 // product over it.
 at::Tensor bf16_rows_dot(const at::Tensor& x, const at::Tensor& w) {
-  inference_only("bf16_rows_dot", {&x, &w});
-  TORCH_CHECK(x.dim() == 2 && w.dim() == 1 && w.size(0) == x.size(1),
-              "bf16_rows_dot: needs x [N, D] and w [D]; got x ", x.sizes(), ", w ", w.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kFloat && x.device().is_cpu() &&
-                  w.device().is_cpu(),
-              "bf16_rows_dot: x must be bfloat16 and w float32, both on the CPU");
+  check_bf16_matrix_and_row("bf16_rows_dot", "x", x, "w", w, "D");
   at::Tensor xc = x.contiguous(), wc = w.contiguous();
   at::Tensor out = at::empty({xc.size(0)}, wc.options());
   const int64_t d = xc.size(1);
   const auto* px = reinterpret_cast<const uint16_t*>(xc.data_ptr<at::BFloat16>());
   const float* pw = wc.data_ptr<float>();
   float* po = out.data_ptr<float>();
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx512 = cpu_has_avx512f();
   at::parallel_for(0, xc.size(0), elementwise_grain(d), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r)
       po[r] = avx512 ? bf16_row_dot_avx512(px + r * d, pw, d) : bf16_row_dot_plain(px + r * d, pw, d);
@@ -675,19 +691,14 @@ at::Tensor bf16_rows_dot(const at::Tensor& x, const at::Tensor& w) {
 // computed once in float32 and stored as bfloat16, and the user's part is float32. An element-wise
 // pass over [items, W], in place of a bfloat16 product over the item embeddings.
 at::Tensor bf16_add_relu(const at::Tensor& a, const at::Tensor& u) {
-  inference_only("bf16_add_relu", {&a, &u});
-  TORCH_CHECK(a.dim() == 2 && u.dim() == 1 && u.size(0) == a.size(1),
-              "bf16_add_relu: needs a [N, W] and u [W]; got a ", a.sizes(), ", u ", u.sizes());
-  TORCH_CHECK(a.scalar_type() == at::kBFloat16 && u.scalar_type() == at::kFloat && a.device().is_cpu() &&
-                  u.device().is_cpu(),
-              "bf16_add_relu: a must be bfloat16 and u float32, both on the CPU");
+  check_bf16_matrix_and_row("bf16_add_relu", "a", a, "u", u, "W");
   at::Tensor ac = a.contiguous(), uc = u.contiguous();
   at::Tensor out = at::empty(ac.sizes(), ac.options());
   const int64_t width = ac.size(1);
   const auto* pa = reinterpret_cast<const uint16_t*>(ac.data_ptr<at::BFloat16>());
   auto* po = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
   const float* pu = uc.data_ptr<float>();
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx512 = cpu_has_avx512f();
   at::parallel_for(0, ac.size(0), elementwise_grain(width), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       if (avx512) {
