@@ -1,9 +1,10 @@
-// Compiles cpp/ops.cpp against the headers of the libtorch tch links (LIBTORCH, which
+// Compiles cpp/ops.cpp (and cpp/amx.cpp, cpp/gloo.cpp) against the headers of the libtorch tch links (LIBTORCH, which
 // .cargo/config.toml points at the checkout's .libtorch), with libtorch's C++ ABI.
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=cpp/ops.cpp");
+    println!("cargo:rerun-if-changed=cpp/amx.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let libtorch = PathBuf::from(
@@ -32,6 +33,7 @@ fn main() {
     build
         .cpp(true)
         .file("cpp/ops.cpp")
+        .file("cpp/amx.cpp")
         .file("cpp/gloo.cpp")
         .include(libtorch.join("include"))
         .include(libtorch.join("include/torch/csrc/api/include"))

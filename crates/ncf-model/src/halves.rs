@@ -3,7 +3,7 @@
 //! their own (`final.weight`, `final.bias`), so NeuMF's pre-training is a key copy
 //! ([`NeuMf::from_pretrained`]).
 
-use crate::model::{ItemSide, Model, PairTables, UserTable};
+use crate::model::{ItemSide, Model, PairTables, RowsGradient, UserTable};
 use crate::neumf::{Branches, ItemHalf};
 use crate::runtime::CpuMatmul;
 use crate::{FirstLayerTables, ModelError, ModelKind, NeuMf, NeuMfConfig};
@@ -246,6 +246,15 @@ macro_rules! delegate_to_neumf {
                     Some(half) => self.core().all_item_logits_of_rows(rows, half),
                     None => self.core().all_item_logits_of_rows(rows, &self.core().item_half()),
                 }
+            }
+            fn rows_loss_gradient(
+                &self,
+                rows: &[Vec<f32>],
+                items: &[i64],
+                positives: usize,
+                side: &ItemSide,
+            ) -> Option<Result<RowsGradient, ModelError>> {
+                self.core().rows_loss_gradient(rows, items, positives, side.get::<ItemHalf>()?)
             }
         }
     };

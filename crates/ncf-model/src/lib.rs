@@ -58,5 +58,5 @@ pub use error::ModelError;
 pub use family::{load_any, ModelKind};
 pub use halves::{Gmf, GmfConfig, Mlp, MlpConfig};
 pub use mf::{Mf, MfConfig};
-pub use model::{copy_state_dict, AnyModel, ItemSide, Model, PairTables, UserTable};
+pub use model::{copy_state_dict, AnyModel, ItemSide, Model, PairTables, RowsGradient, UserTable};
 pub use neumf::{FirstLayerTables, ItemHalf, NeuMf, NeuMfConfig};

@@ -2,7 +2,7 @@
 
 use crate::distinct::distinct_ids;
 use crate::dropout::{fusable, MaskStream};
-use crate::model::UserTable;
+use crate::model::{RowsGradient, UserTable};
 use crate::runtime::CpuMatmul;
 use crate::ModelError;
 use std::path::Path;
@@ -154,11 +154,17 @@ pub struct ItemHalf {
 /// once. Against one user the first layer is then `relu(item_half + W_u e_u)`, one element-wise
 /// pass (`torch_ops::bf16_add_relu`) instead of a product over the item embeddings (which had
 /// cost as many multiply-adds as the second layer's); later layers are oneDNN products with the
-/// bias and relu fused.
+/// bias and relu fused. Where the CPU has AMX tiles, `amx` holds the deeper layers packed for
+/// `torch_ops::AmxMlp` instead: every layer and the final dot in one pass per block of sixteen
+/// items (all-item scoring), and fold-in's forward and backward pass
+/// ([`NeuMf::rows_loss_gradient`]).
 #[derive(Debug)]
 struct Bf16Mlp {
     first_half: Tensor,
     layers: Vec<(Tensor, Tensor)>,
+    amx: Option<torch_ops::AmxMlp>,
+    /// With `amx`: the first layer's user columns `[h1, d]`, float32, contiguous (fold-in).
+    user_weight: Option<Tensor>,
 }
 
 impl Bf16Mlp {
@@ -829,6 +835,17 @@ impl NeuMf {
         for r in 0..u {
             let part = user_part.get(r);
             let row = out.get(r);
+            if let Some(amx) = &bf16.amx {
+                // bf16_item_half probed this path; see below for why a failure panics.
+                match amx.logits(&bf16.first_half, &part) {
+                    Ok(logits) => {
+                        let mut row = row;
+                        row.copy_(&logits);
+                    }
+                    Err(e) => panic!("bfloat16 scoring failed after its probe passed: {e}"),
+                }
+                continue;
+            }
             let mut start = 0;
             while start < i {
                 let n = block.min(i - start);
@@ -893,7 +910,7 @@ impl NeuMf {
                     )
                 })
                 .collect();
-            Bf16Mlp { first_half: bf(first_half), layers }
+            Bf16Mlp { first_half: bf(first_half), layers, amx: None, user_weight: None }
         });
         // A probe through every layer (one item, a zero user part): a libtorch that lacks the
         // op, or one that refuses these shapes, is refused here, once, rather than at every
@@ -908,8 +925,82 @@ impl NeuMf {
             let _probe = torch_ops::bf16_rows_dot(&x, &final_mlp).map_err(probe)?;
             Ok(())
         })?;
+        let mut tables = tables;
+        tables.amx = self.amx_mlp(&half);
+        if tables.amx.is_some() {
+            let d = self.config.mlp_layers[0] / 2;
+            tables.user_weight =
+                Some(tch::no_grad(|| first.ws.detach().narrow(1, 0, d).to_kind(Kind::Float).contiguous()));
+        }
         half.bf16 = Some(tables);
         Ok(half)
+    }
+
+    /// The deeper MLP layers packed for AMX (`torch_ops::AmxMlp`), probed on one item; `None`
+    /// where the CPU has no AMX tiles, the model no deeper layer, a width is not a multiple of
+    /// 32, or the probe fails (then the oneDNN bfloat16 path serves, the reason in the log).
+    fn amx_mlp(&self, half: &ItemHalf) -> Option<torch_ops::AmxMlp> {
+        if !torch_ops::amx_available() || self.mlp.len() < 2 {
+            return None;
+        }
+        let layers: Vec<(Tensor, Option<Tensor>)> =
+            self.mlp.iter().skip(1).map(|l| (l.ws.shallow_clone(), l.bs.as_ref().map(Tensor::shallow_clone))).collect();
+        let probe = || -> Result<torch_ops::AmxMlp, torch_ops::TorchOpError> {
+            let amx = torch_ops::AmxMlp::new(&layers, &half.final_mlp)?;
+            let first = Tensor::zeros([1, amx.first_width()], (Kind::BFloat16, Device::Cpu));
+            let _probe = amx.logits(&first, &Tensor::zeros([amx.first_width()], (Kind::Float, Device::Cpu)))?;
+            Ok(amx)
+        };
+        match tch::no_grad(probe) {
+            Ok(amx) => Some(amx),
+            Err(e) => {
+                tracing::debug!("AMX bfloat16 scoring not used: {e}");
+                None
+            }
+        }
+    }
+
+    /// One fold-in step in bfloat16 on AMX tiles (`torch_ops::AmxMlp::fold_in_step`): the
+    /// binary cross-entropy summed over `items` (the first `positives` labelled 1, the rest 0)
+    /// for one person given as rows (one vector per user table, [`NeuMf::user_tables`]' order),
+    /// and its gradient with respect to each row. `None` unless `item_half` came from
+    /// [`NeuMf::bf16_item_half`] on a CPU with AMX (then [`NeuMf::logits_of_rows`] and autograd
+    /// serve). Activations and gradients are rounded to bfloat16 as products' inputs: the
+    /// gradient is within a few percent of float32's, not equal to it.
+    pub fn rows_loss_gradient(
+        &self,
+        rows: &[Vec<f32>],
+        items: &[i64],
+        positives: usize,
+        item_half: &ItemHalf,
+    ) -> Option<Result<RowsGradient, ModelError>> {
+        let bf16 = item_half.bf16.as_ref()?;
+        let (amx, user_weight) = (bf16.amx.as_ref()?, bf16.user_weight.as_ref()?);
+        let first_half = item_half.mlp.as_ref()?;
+        let (gmf_user, mlp_user): (&[f32], &[f32]) = match (self.gmf.is_some(), rows) {
+            (true, [g, m]) => (g, m),
+            (false, [m]) => (&[], m),
+            _ => return None,
+        };
+        let gmf = match (&item_half.mf, self.gmf.is_some()) {
+            (Some(q), true) => Some((q, &item_half.final_mf)),
+            _ => None,
+        };
+        let side = torch_ops::FoldInSide {
+            first: first_half,
+            user_weight,
+            gmf,
+            final_bias: item_half.final_bias.double_value(&[0]),
+        };
+        let (mut grad_gmf, mut grad_mlp) = (vec![0f32; gmf_user.len()], vec![0f32; mlp_user.len()]);
+        let loss = amx.fold_in_step(&side, items, positives, (mlp_user, gmf_user), (&mut grad_mlp, &mut grad_gmf));
+        Some(
+            loss.map(|loss| RowsGradient {
+                loss,
+                rows: if gmf_user.is_empty() { vec![grad_mlp] } else { vec![grad_gmf, grad_mlp] },
+            })
+            .map_err(|e| ModelError::Unsupported(format!("bfloat16 fold-in step: {e}"))),
+        )
     }
 
     /// The item-side work of [`NeuMf::score_all_items`], done once per model.

@@ -31,6 +31,8 @@
 use std::ffi::{c_char, CString};
 use tch::Tensor;
 
+mod amx;
+pub use amx::{amx_available, AmxMlp, FoldInSide};
 mod gloo;
 pub use gloo::{gloo_available, GlooProcessGroup, GlooRendezvous};
 
