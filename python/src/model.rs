@@ -206,9 +206,10 @@ impl Model {
     }
 
     /// Two-stage ranking for recommend and recommend_for_history (False by default): all-item
-    /// scoring in bfloat16 (oneDNN, AMX where the CPU has it; NeuMF 2-3x faster there) picks
-    /// each user's best 4k+32 items and float32 ranks them, so the scores are float32's and the
-    /// lists float32's unless an item falls outside the candidates. Setting True raises
+    /// scoring in bfloat16 (AMX tiles where the CPU has them, else oneDNN; NeuMF 2-3x faster)
+    /// picks each user's best 4k+32 items and float32 ranks them, so the scores are float32's and
+    /// the lists float32's unless an item falls outside the candidates. With AMX, the fold-in of
+    /// recommend_for_history also fits in bfloat16 (~6x faster). Setting True raises
     /// ValueError for MF and GMF, off the CPU, on a CPU without bfloat16 instructions, and
     /// without `data`.
     #[getter]
