@@ -15,7 +15,7 @@
 //!
 //! Each step's gradient comes from the model itself where the item side offers it
 //! ([`Model::rows_loss_gradient`]: NeuMF's and MLP's bfloat16 side on a CPU with AMX, products in
-//! bfloat16, the gradient within a few percent of float32's, the fit ~6x faster), otherwise from
+//! bfloat16, the gradient a few percent from an unrounded one, the fit ~6x faster), otherwise from
 //! autograd through [`Model::logits_of_rows`] in the side's precision (float32 for
 //! [`Model::item_side`]).
 //!

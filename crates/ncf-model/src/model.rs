@@ -179,8 +179,8 @@ pub trait Model: Send {
     /// 1, the rest 0) for one person given as rows (one vector per user table, as wide as it),
     /// and its gradient with respect to each row, computed by the model itself where `side`
     /// offers a faster path than autograd over [`Model::logits_of_rows`] (NeuMF and MLP with a
-    /// [`Model::bf16_item_side`] on a CPU with AMX: bfloat16 products, the gradient within a few
-    /// percent of float32's). `None` (the default) where it does not.
+    /// [`Model::bf16_item_side`] on a CPU with AMX: bfloat16 products, the gradient a few percent
+    /// from float32's). `None` (the default) where it does not.
     fn rows_loss_gradient(
         &self,
         _rows: &[Vec<f32>],

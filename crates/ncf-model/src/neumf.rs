@@ -155,7 +155,7 @@ pub struct ItemHalf {
 /// pass (`torch_ops::bf16_add_relu`) instead of a product over the item embeddings (which had
 /// cost as many multiply-adds as the second layer's); later layers are oneDNN products with the
 /// bias and relu fused. Where the CPU has AMX tiles, `amx` holds the deeper layers packed for
-/// `torch_ops::AmxMlp` instead: every layer and the final dot in one pass per block of sixteen
+/// `torch_ops::AmxMlp` instead: every layer and the final dot in one pass per block of 32
 /// items (all-item scoring), and fold-in's forward and backward pass
 /// ([`NeuMf::rows_loss_gradient`]).
 #[derive(Debug)]
@@ -966,7 +966,7 @@ impl NeuMf {
     /// and its gradient with respect to each row. `None` unless `item_half` came from
     /// [`NeuMf::bf16_item_half`] on a CPU with AMX (then [`NeuMf::logits_of_rows`] and autograd
     /// serve). Activations and gradients are rounded to bfloat16 as products' inputs: the
-    /// gradient is within a few percent of float32's, not equal to it.
+    /// gradient is a few percent from float32's (tested against autograd), not equal to it.
     pub fn rows_loss_gradient(
         &self,
         rows: &[Vec<f32>],
@@ -977,6 +977,11 @@ impl NeuMf {
         let bf16 = item_half.bf16.as_ref()?;
         let (amx, user_weight) = (bf16.amx.as_ref()?, bf16.user_weight.as_ref()?);
         let first_half = item_half.mlp.as_ref()?;
+        // The kernels read float32 tables; a model cast to another kind fits by autograd.
+        let float = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
+        if !float(first_half) || !float(&item_half.final_mf) || item_half.mf.as_ref().is_some_and(|q| !float(q)) {
+            return None;
+        }
         let (gmf_user, mlp_user): (&[f32], &[f32]) = match (self.gmf.is_some(), rows) {
             (true, [g, m]) => (g, m),
             (false, [m]) => (&[], m),

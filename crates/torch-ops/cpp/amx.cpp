@@ -154,13 +154,15 @@ Mlp make_mlp(const char* what, int64_t h1, const std::vector<at::Tensor>& fwd, c
     const int64_t out = f.size(1);
     TORCH_CHECK(out % kTileK == 0 && in % kTileK == 0, what, ": widths must be multiples of 32; layer ", l + 1, " is ",
                 in, " -> ", out);
-    TORCH_CHECK(bias[l].scalar_type() == at::kFloat && bias[l].is_contiguous() && bias[l].numel() == out, what,
-                ": bias ", l, " must be contiguous float32 [", out, "]");
+    TORCH_CHECK(bias[l].scalar_type() == at::kFloat && bias[l].device().is_cpu() && bias[l].is_contiguous() &&
+                    bias[l].numel() == out,
+                what, ": bias ", l, " must be contiguous float32 [", out, "] on the CPU");
     m.fwd.push_back(reinterpret_cast<const uint16_t*>(f.data_ptr<at::BFloat16>()));
     m.bias.push_back(bias[l].data_ptr<float>());
     if (bwd) {
       const at::Tensor& g = (*bwd)[l];
-      TORCH_CHECK(g.scalar_type() == at::kBFloat16 && g.is_contiguous() && g.dim() == 3 && g.size(0) * 2 == out &&
+      TORCH_CHECK(g.scalar_type() == at::kBFloat16 && g.device().is_cpu() && g.is_contiguous() && g.dim() == 3 &&
+                      g.size(0) * 2 == out &&
                       g.size(1) == in && g.size(2) == 2,
                   what, ": packed backward weight ", l, " must be contiguous bfloat16 [", out / 2, ", ", in,
                   ", 2]; got ", g.sizes());
@@ -168,8 +170,9 @@ Mlp make_mlp(const char* what, int64_t h1, const std::vector<at::Tensor>& fwd, c
     }
     m.widths.push_back(out);
   }
-  TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.numel() == m.widths.back(), what,
-              ": the final MLP weights must be contiguous float32 [", m.widths.back(), "]");
+  TORCH_CHECK(w.scalar_type() == at::kFloat && w.device().is_cpu() && w.is_contiguous() &&
+                  w.numel() == m.widths.back(),
+              what, ": the final MLP weights must be contiguous float32 [", m.widths.back(), "] on the CPU");
   m.w = w.data_ptr<float>();
   m.widest = *std::max_element(m.widths.begin(), m.widths.end());
   return m;
@@ -209,14 +212,14 @@ NCF_AMX void forward_block(const Mlp& m, Scratch& s, float* mlp_logit) {
     uint16_t* __restrict__ act = last ? nullptr : s.act[l].data();
     for (int64_t r = 0; r < kBlockRows; ++r) {
       for (int64_t j = 0; j < out; j += 16) {
-        const int64_t at = r * out + j;
-        const __m512 v = _mm512_add_ps(_mm512_loadu_ps(product + at), _mm512_loadu_ps(bias + j));
-        if (Masks) mask[at / 16] = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+        const int64_t e = r * out + j;
+        const __m512 v = _mm512_add_ps(_mm512_loadu_ps(product + e), _mm512_loadu_ps(bias + j));
+        if (Masks) mask[e / 16] = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
         const __m512 y = relu16(v);
         if (last)
-          _mm512_storeu_ps(last_out + at, y);
+          _mm512_storeu_ps(last_out + e, y);
         else
-          store_bf16(act + at, y);
+          store_bf16(act + e, y);
       }
     }
   }
@@ -260,8 +263,8 @@ NCF_AMX void first_layer(const Mlp& m, Scratch& s, const float* u, int64_t rows,
 NCF_AMX void mlp_logit_blocks(const Mlp& m, const uint16_t* first, int64_t n, const float* u, float* out,
                               int64_t begin, int64_t end) {
   const int64_t h1 = m.widths[0];
+  Scratch s(m);  // allocated before the tiles are configured: a throw leaves no tile state behind
   configure_tiles();
-  Scratch s(m);
   float logits[kBlockRows];
   const void* row[kBlockRows];
   for (int64_t blk = begin; blk < end; ++blk) {
@@ -283,7 +286,8 @@ at::Tensor mlp_logits(const at::Tensor& first, const at::Tensor& u, const std::v
               ": the first-layer rows must be a bfloat16 CPU matrix [N, h1]; got ", first.sizes());
   const at::Tensor fc = first.contiguous(), uc = u.contiguous();
   const int64_t h1 = fc.size(1), n = fc.size(0);
-  TORCH_CHECK(uc.scalar_type() == at::kFloat && uc.numel() == h1, what, ": the user part must be float32 [", h1, "]");
+  TORCH_CHECK(uc.scalar_type() == at::kFloat && uc.device().is_cpu() && uc.numel() == h1, what,
+              ": the user part must be float32 [", h1, "] on the CPU");
   const Mlp m = make_mlp(what, h1, fwd, bias, nullptr, w);
   at::Tensor out = at::empty({n}, uc.options());
   const auto* pf = reinterpret_cast<const uint16_t*>(fc.data_ptr<at::BFloat16>());
@@ -322,7 +326,7 @@ NCF_AMX void add_scaled(float* o, const float* a, float s, int64_t n) {
 // `first` [items, h1] is the first layer's item half with its bias, W_user [h1, d] its user
 // columns. Writes grad_mlp [d] and grad_mf [f], returns the loss. The activations and the
 // gradients between layers are rounded to bfloat16 as products' inputs; products, sums and the
-// gradient's row sums are float32, the loss float64. One thread.
+// gradient's row sums are float32, each pair's loss float32 summed in float64. One thread.
 NCF_AMX double fold_in_step(const Mlp& m, const at::Tensor& first, const at::Tensor& w_user, const at::Tensor* mf,
                             const at::Tensor* final_mf, double final_bias, const int64_t* ids, int64_t n,
                             int64_t positives, const float* u_mlp, int64_t d, const float* u_mf, int64_t f,
@@ -333,7 +337,8 @@ NCF_AMX double fold_in_step(const Mlp& m, const at::Tensor& first, const at::Ten
                   first.is_contiguous() && first.size(1) == h1,
               what, ": the first-layer item table must be a contiguous float32 CPU matrix [items, ", h1, "]");
   const int64_t count = first.size(0);
-  TORCH_CHECK(w_user.dim() == 2 && w_user.scalar_type() == at::kFloat && w_user.is_contiguous() &&
+  TORCH_CHECK(w_user.dim() == 2 && w_user.scalar_type() == at::kFloat && w_user.device().is_cpu() &&
+                  w_user.is_contiguous() &&
                   w_user.size(0) == h1 && w_user.size(1) == d,
               what, ": the first layer's user columns must be contiguous float32 [", h1, ", ", d, "]; got ",
               w_user.sizes());
@@ -341,11 +346,11 @@ NCF_AMX double fold_in_step(const Mlp& m, const at::Tensor& first, const at::Ten
   TORCH_CHECK((mf == nullptr) == (final_mf == nullptr), what, ": the GMF item table and final weights go together");
   const float *pq = nullptr, *pfm = nullptr;
   if (mf) {
-    TORCH_CHECK(mf->dim() == 2 && mf->scalar_type() == at::kFloat && mf->is_contiguous() && mf->size(0) == count &&
-                    mf->size(1) == f && final_mf->scalar_type() == at::kFloat && final_mf->is_contiguous() &&
-                    final_mf->numel() == f,
+    TORCH_CHECK(mf->dim() == 2 && mf->scalar_type() == at::kFloat && mf->device().is_cpu() && mf->is_contiguous() &&
+                    mf->size(0) == count && mf->size(1) == f && final_mf->scalar_type() == at::kFloat &&
+                    final_mf->device().is_cpu() && final_mf->is_contiguous() && final_mf->numel() == f,
                 what, ": the GMF item table must be contiguous float32 [items, ", f, "] and its final weights [", f,
-                "]");
+                "], both on the CPU");
     pq = mf->data_ptr<float>();
     pfm = final_mf->data_ptr<float>();
   } else {
@@ -372,8 +377,8 @@ NCF_AMX double fold_in_step(const Mlp& m, const at::Tensor& first, const at::Ten
       for (int64_t b = 0; b < f * int64_t(sizeof(float)); b += 64) _mm_prefetch(q + b, _MM_HINT_T1);
     }
   }
+  Scratch s(m);  // allocated before the tiles are configured: a throw leaves no tile state behind
   configure_tiles();
-  Scratch s(m);
   float mlp_logit[kBlockRows], g[kBlockRows];
   const void* row[kBlockRows];
   const size_t deeper = m.fwd.size();
@@ -404,8 +409,8 @@ NCF_AMX double fold_in_step(const Mlp& m, const at::Tensor& first, const at::Ten
     for (int64_t r = 0; r < kBlockRows; ++r) {
       const __m512 gr = _mm512_set1_ps(g[r]);
       for (int64_t j = 0; j < hl; j += 16) {
-        const __m512 d = _mm512_maskz_mul_ps(s.mask[deeper][(r * hl + j) / 16], gr, _mm512_loadu_ps(m.w + j));
-        store_bf16(&s.grad[r * hl + j], d);
+        const __m512 dl = _mm512_maskz_mul_ps(s.mask[deeper][(r * hl + j) / 16], gr, _mm512_loadu_ps(m.w + j));
+        store_bf16(&s.grad[r * hl + j], dl);
       }
     }
     for (size_t l = deeper; l >= 1; --l) {
@@ -413,11 +418,12 @@ NCF_AMX double fold_in_step(const Mlp& m, const at::Tensor& first, const at::Ten
       tile_product(s.grad.data(), out, m.bwd[l - 1], out, in, s.product.data(), in);
       for (int64_t r = 0; r < kBlockRows; ++r) {
         for (int64_t j = 0; j < in; j += 16) {
-          const __m512 d = _mm512_maskz_mov_ps(s.mask[l - 1][(r * in + j) / 16], _mm512_loadu_ps(&s.product[r * in + j]));
+          const __m512 dx =
+              _mm512_maskz_mov_ps(s.mask[l - 1][(r * in + j) / 16], _mm512_loadu_ps(&s.product[r * in + j]));
           if (l == 1)
-            _mm512_storeu_ps(gu + j, _mm512_add_ps(_mm512_loadu_ps(gu + j), d));
+            _mm512_storeu_ps(gu + j, _mm512_add_ps(_mm512_loadu_ps(gu + j), dx));
           else
-            store_bf16(&s.grad[r * in + j], d);
+            store_bf16(&s.grad[r * in + j], dx);
         }
       }
     }

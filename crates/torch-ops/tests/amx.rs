@@ -2,7 +2,8 @@
 //! same bfloat16-rounded weights and first-layer rows:
 //! - `logits`: within a first-order bound of what rounding each layer's activations to bfloat16
 //!   can change (every rounding moves a value by at most 2^-8 of itself, relu is 1-Lipschitz, a
-//!   layer multiplies an error by at most |W|), plus float32 summation;
+//!   layer multiplies an error by at most |W|), plus float32 summation; and within 2^-8 relative
+//!   L2 of the float64 pass that rounds where the kernel rounds;
 //! - `fold_in_step`: the step by hand in float64, rounded to bfloat16 where the kernel rounds
 //!   (relative L2 error within 2^-8: only float32-vs-float64 sums differ, which can tip a value
 //!   near a rounding boundary one unit the other way), the loss within 1e-4 relative; and, at
@@ -59,6 +60,16 @@ fn oracle_logits(first: &Tensor, u: &Tensor, layers: &[(Tensor, Option<Tensor>)]
     (logits, bound)
 }
 
+/// The forward pass in float64 rounding to bfloat16 where the kernel does (each product's input).
+fn mimic_logits(first: &Tensor, u: &Tensor, layers: &[(Tensor, Option<Tensor>)], w: &Tensor) -> Tensor {
+    let mut a = bf(&(first.to_kind(Kind::Double) + u.to_kind(Kind::Double)).relu());
+    for (l, (weight, b)) in layers.iter().enumerate() {
+        let v = (a.matmul(&bf(weight).tr()) + b.as_ref().unwrap().to_kind(Kind::Double)).relu();
+        a = if l + 1 < layers.len() { bf(&v) } else { v };
+    }
+    a.matmul(&w.to_kind(Kind::Double))
+}
+
 #[test]
 fn logits_stay_within_bfloat16_roundings_of_the_float64_pass() {
     if !amx_available() {
@@ -82,6 +93,13 @@ fn logits_stay_within_bfloat16_roundings_of_the_float64_pass() {
                 if n == 0 {
                     continue;
                 }
+                // And close to the same arithmetic in float64 with the kernel's rounding points:
+                // only float32-vs-float64 sums differ, which can tip a value one bfloat16 unit.
+                let mimic = mimic_logits(&first, &u, &ls, &w);
+                let error = ((got.to_kind(Kind::Double) - &mimic).square().sum(Kind::Double).sqrt()
+                    / mimic.square().sum(Kind::Double).sqrt())
+                .double_value(&[]);
+                assert!(error <= U, "{widths:?}, {n} rows: relative L2 error {error} against the rounding oracle");
                 let diff = (got.to_kind(Kind::Double) - &want).abs();
                 let worst = (&diff - &bound).max().double_value(&[]);
                 assert!(worst <= 0.0, "{widths:?}, {n} rows, {threads} threads: over the bound by {worst}");
