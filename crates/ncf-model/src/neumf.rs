@@ -831,21 +831,18 @@ impl NeuMf {
         // Bfloat16 activations take half a float's bytes: twice the items in the same cache.
         let block = (2 * CPU_BLOCK_FLOATS / widest).max(1);
         let final_mlp = final_mlp.to_kind(Kind::Float).contiguous().view([-1]);
+        if let Some(amx) = &bf16.amx {
+            // Every user in one pass over the item rows. bf16_item_half probed this path; see
+            // below for why a failure panics.
+            return match amx.logits(&bf16.first_half, &user_part) {
+                Ok(logits) => logits,
+                Err(e) => panic!("bfloat16 scoring failed after its probe passed: {e}"),
+            };
+        }
         let out = Tensor::empty([u, i], (Kind::Float, mlp_user.device()));
         for r in 0..u {
             let part = user_part.get(r);
             let row = out.get(r);
-            if let Some(amx) = &bf16.amx {
-                // bf16_item_half probed this path; see below for why a failure panics.
-                match amx.logits(&bf16.first_half, &part) {
-                    Ok(logits) => {
-                        let mut row = row;
-                        row.copy_(&logits);
-                    }
-                    Err(e) => panic!("bfloat16 scoring failed after its probe passed: {e}"),
-                }
-                continue;
-            }
             let mut start = 0;
             while start < i {
                 let n = block.min(i - start);

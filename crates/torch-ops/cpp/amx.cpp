@@ -259,9 +259,11 @@ NCF_AMX void first_layer(const Mlp& m, Scratch& s, const float* u, int64_t rows,
   }
 }
 
-// mlp_logits' work for blocks [begin, end) of 32 rows, on the calling thread.
-NCF_AMX void mlp_logit_blocks(const Mlp& m, const uint16_t* first, int64_t n, const float* u, float* out,
-                              int64_t begin, int64_t end) {
+// mlp_logits' work for blocks [begin, end) of 32 rows and every one of `users` users (their user
+// parts u [users, h1], their logits out [users, n]), on the calling thread. Users run inside the
+// block loop: a block's item rows (16 KB for NeuMF) are read from memory once for all of them.
+NCF_AMX void mlp_logit_blocks(const Mlp& m, const uint16_t* first, int64_t n, const float* u, int64_t users,
+                              float* out, int64_t begin, int64_t end) {
   const int64_t h1 = m.widths[0];
   Scratch s(m);  // allocated before the tiles are configured: a throw leaves no tile state behind
   configure_tiles();
@@ -270,32 +272,38 @@ NCF_AMX void mlp_logit_blocks(const Mlp& m, const uint16_t* first, int64_t n, co
   for (int64_t blk = begin; blk < end; ++blk) {
     const int64_t r0 = blk * kBlockRows, rows = std::min(kBlockRows, n - r0);
     for (int64_t r = 0; r < rows; ++r) row[r] = first + (r0 + r) * h1;
-    first_layer<true, false>(m, s, u, rows, row);
-    forward_block<false>(m, s, logits);
-    std::copy(logits, logits + rows, out + r0);
+    for (int64_t k = 0; k < users; ++k) {
+      first_layer<true, false>(m, s, u + k * h1, rows, row);
+      forward_block<false>(m, s, logits);
+      std::copy(logits, logits + rows, out + k * n + r0);
+    }
   }
   _tile_release();
 }
 
-// The MLP branch's share of every row's logit, for one user (given as the first layer's user part
-// u, float32 [h1]) against bfloat16 first-layer item rows [n, h1] (item half plus bias).
+// The MLP branch's share of every row's logit for users given as the first layer's user part u
+// (float32 [h1] for one, [U, h1] for several) against bfloat16 first-layer item rows [n, h1]
+// (item half plus bias): [n] for one user, [U, n] for several.
 at::Tensor mlp_logits(const at::Tensor& first, const at::Tensor& u, const std::vector<at::Tensor>& fwd,
-                              const std::vector<at::Tensor>& bias, const at::Tensor& w) {
+                      const std::vector<at::Tensor>& bias, const at::Tensor& w) {
   const char* what = "amx_mlp_logits";
   TORCH_CHECK(first.dim() == 2 && first.scalar_type() == at::kBFloat16 && first.device().is_cpu(), what,
               ": the first-layer rows must be a bfloat16 CPU matrix [N, h1]; got ", first.sizes());
   const at::Tensor fc = first.contiguous(), uc = u.contiguous();
   const int64_t h1 = fc.size(1), n = fc.size(0);
-  TORCH_CHECK(uc.scalar_type() == at::kFloat && uc.device().is_cpu() && uc.numel() == h1, what,
-              ": the user part must be float32 [", h1, "] on the CPU");
+  TORCH_CHECK(uc.scalar_type() == at::kFloat && uc.device().is_cpu() && (uc.dim() == 1 || uc.dim() == 2) &&
+                  uc.size(-1) == h1,
+              what, ": the user parts must be float32 [", h1, "] or [U, ", h1, "] on the CPU; got ", uc.sizes());
+  const int64_t users = uc.dim() == 2 ? uc.size(0) : 1;
   const Mlp m = make_mlp(what, h1, fwd, bias, nullptr, w);
-  at::Tensor out = at::empty({n}, uc.options());
+  at::Tensor out = uc.dim() == 2 ? at::empty({users, n}, uc.options()) : at::empty({n}, uc.options());
   const auto* pf = reinterpret_cast<const uint16_t*>(fc.data_ptr<at::BFloat16>());
   const float* pu = uc.data_ptr<float>();
   float* po = out.data_ptr<float>();
   const int64_t blocks = (n + kBlockRows - 1) / kBlockRows;
   // 32 blocks (1,024 rows) per piece at least: a small call stays on one thread.
-  at::parallel_for(0, blocks, 32, [&](int64_t begin, int64_t end) { mlp_logit_blocks(m, pf, n, pu, po, begin, end); });
+  at::parallel_for(0, blocks, 32,
+                   [&](int64_t begin, int64_t end) { mlp_logit_blocks(m, pf, n, pu, users, po, begin, end); });
   return out;
 }
 

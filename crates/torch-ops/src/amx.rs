@@ -144,11 +144,13 @@ impl AmxMlp {
         self.first_width
     }
 
-    /// The MLP's share of each row's logit (`mlp(relu(first_r + u)) . w`, float32 `[N]`) for one
-    /// user given as the first layer's user part `u` (float32 `[h1]`) against bfloat16 first-layer
-    /// item rows `first` `[N, h1]` (the item half with the layer's bias). Each layer's activations
-    /// are rounded to bfloat16 as the next product's input; the last layer's stay float32.
-    /// Threads split the rows (1,024 at least per thread).
+    /// The MLP's share of each row's logit (`mlp(relu(first_r + u)) . w`) for users given as the
+    /// first layer's user part `u` (float32 `[h1]` for one user: `[N]` back; `[U, h1]` for
+    /// several: `[U, N]`) against bfloat16 first-layer item rows `first` `[N, h1]` (the item half
+    /// with the layer's bias). Each layer's activations are rounded to bfloat16 as the next
+    /// product's input; the last layer's stay float32. Several users share one pass over `first`
+    /// (each block of rows read from memory once for all of them); threads split the rows (1,024
+    /// at least per thread).
     pub fn logits(&self, first: &Tensor, u: &Tensor) -> Result<Tensor, TorchOpError> {
         let (f, b) = (handles(&self.forward), handles(&self.bias));
         // SAFETY: live tensor handles, the lists as long as `layers`, borrowed for the call.

@@ -103,6 +103,14 @@ fn logits_stay_within_bfloat16_roundings_of_the_float64_pass() {
                 let diff = (got.to_kind(Kind::Double) - &want).abs();
                 let worst = (&diff - &bound).max().double_value(&[]);
                 assert!(worst <= 0.0, "{widths:?}, {n} rows, {threads} threads: over the bound by {worst}");
+                // Several users in one pass: each one's row bit for bit its own pass's.
+                let parts = Tensor::stack(&[&u, &(&u * -0.5), &(&u + 0.25)], 0);
+                let many = mlp.logits(&first, &parts).unwrap();
+                assert_eq!(many.size(), [3, n]);
+                for k in 0..3 {
+                    let one = mlp.logits(&first, &parts.get(k)).unwrap();
+                    assert!(many.get(k).equal(&one), "{widths:?}, {n} rows: user {k} of 3 differs from its own pass");
+                }
                 // The values are not trivial: the rows' logits differ.
                 if n > 1 {
                     assert!(want.std(true).double_value(&[]) > 1e-3);
