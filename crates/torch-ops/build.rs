@@ -5,6 +5,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=cpp/ops.cpp");
     println!("cargo:rerun-if-changed=cpp/amx.cpp");
+    println!("cargo:rerun-if-changed=cpp/bridge.h");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let libtorch = PathBuf::from(

@@ -24,6 +24,8 @@
 #include <cstring>
 #include <vector>
 
+#include "bridge.h"
+
 #define NCF_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
 namespace {
@@ -444,24 +446,6 @@ NCF_AMX double fold_in_step(const Mlp& m, const at::Tensor& first, const at::Ten
   return total;
 }
 
-std::vector<at::Tensor> list_of(at::Tensor** ts, size_t n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(*ts[i]);
-  return out;
-}
-
-template <typename F>
-int amx_call(at::Tensor** out, char* err, size_t err_len, F&& f) {
-  try {
-    *out = new at::Tensor(f());
-    return 0;
-  } catch (const std::exception& e) {
-    std::snprintf(err, err_len, "%s", e.what());
-    return 1;
-  }
-}
-
 }  // namespace
 
 extern "C" {
@@ -472,9 +456,9 @@ int ncf_amx_available() { return amx_usable() ? 1 : 0; }
 // The MLP branch's logit share per bfloat16 first-layer row (see mlp_logits); a new handle.
 int ncf_amx_mlp_logits(at::Tensor* first, at::Tensor* u, at::Tensor** fwd, at::Tensor** bias, size_t layers,
                        at::Tensor* w, at::Tensor** out, char* err, size_t err_len) {
-  return amx_call(out, err, err_len, [&] {
+  return ncf_bridge::new_tensor(out, err, err_len, [&] {
     if (!amx_usable()) throw std::runtime_error("amx_mlp_logits: this CPU (or kernel) has no AMX bfloat16 tiles");
-    return mlp_logits(*first, *u, list_of(fwd, layers), list_of(bias, layers), *w);
+    return mlp_logits(*first, *u, ncf_bridge::list(fwd, layers), ncf_bridge::list(bias, layers), *w);
   });
 }
 
@@ -487,15 +471,15 @@ int ncf_amx_fold_in_step(at::Tensor* first, at::Tensor* w_user, at::Tensor* mf, 
                          char* err, size_t err_len) {
   try {
     if (!amx_usable()) throw std::runtime_error("amx_fold_in_step: this CPU (or kernel) has no AMX bfloat16 tiles");
-    const std::vector<at::Tensor> b = list_of(bwd, layers);
+    const std::vector<at::Tensor> b = ncf_bridge::list(bwd, layers);
     const int64_t h1 = layers > 0 && fwd[0]->dim() == 3 ? fwd[0]->size(0) * 2 : 0;
-    const Mlp m = make_mlp("amx_fold_in_step", h1, list_of(fwd, layers), list_of(bias, layers), &b, *w);
+    const Mlp m =
+        make_mlp("amx_fold_in_step", h1, ncf_bridge::list(fwd, layers), ncf_bridge::list(bias, layers), &b, *w);
     *loss = fold_in_step(m, *first, *w_user, mf, final_mf, final_bias, items, n, positives, u_mlp, d, u_mf, f,
                          grad_mlp, grad_mf);
     return 0;
   } catch (const std::exception& e) {
-    std::snprintf(err, err_len, "%s", e.what());
-    return 1;
+    return ncf_bridge::fail(e, err, err_len);
   }
 }
 }

@@ -12,6 +12,7 @@
 #include <ATen/ops/_fused_adam.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include "bridge.h"
 #include <immintrin.h>
 #include <algorithm>
 #include <optional>
@@ -28,12 +29,9 @@ TORCH_API void mkldnn_matmul(const Tensor& mat1, const Tensor& mat2, const Tenso
 }  // namespace at
 
 namespace {
-std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(*ts[i]);
-  return out;
-}
+using ncf_bridge::fail;
+using ncf_bridge::list;
+using ncf_bridge::new_tensor;
 
 // The products of y = x w^T (+ b) in oneDNN: forward, and both of the backward pass (dx = dy w,
 // dw = dy^T x); db sums dy's rows. Two functions, as autograd takes no undefined (absent) input.
@@ -738,24 +736,6 @@ at::Tensor bf16_linear_relu(const at::Tensor& x, const at::Tensor& w, const at::
   return stack.at(0).toTensor();
 }
 
-int fail(const std::exception& e, char* err, size_t err_len) {
-  if (err_len > 0) {
-    std::strncpy(err, e.what(), err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-  return 1;
-}
-
-// Runs `make` and hands its tensor to Rust as a new handle (tch frees it), or reports its error.
-template <typename Make>
-int new_tensor(at::Tensor** out, char* err, size_t err_len, Make make) {
-  try {
-    *out = new at::Tensor(make());
-    return 0;
-  } catch (const std::exception& e) {
-    return fail(e, err, err_len);
-  }
-}
 }  // namespace
 
 extern "C" {
