@@ -241,30 +241,17 @@ fn run(ratings: &Path, out: &Path, epochs: usize, seed: u64) -> Result<(), Error
                 full_rank(&scores, rec_all.catalog(), &p.positive, &p.history),
             );
 
-            // Folded in: the model that never saw them.
+            // Folded in: the model that never saw them (and, with `--bf16`, its bfloat16 fit),
+            // scored in float32.
             let (history, unknown) = rec_part.items_by_raw_id(&p.history);
             missing_history += unknown.len();
-            let start = std::time::Instant::now();
-            let vectors = rec_part.fold_in(&history, &FoldInOptions { seed, ..Default::default() })?;
-            fold_seconds += start.elapsed().as_secs_f64();
-            let scores = rec_part
-                .model()
-                .all_item_logits_of_rows(vectors.rows(), rec_part.item_side())
-                .ok_or("the model cannot score rows")?
-                .view([-1]);
-            let scores = Vec::<f32>::try_from(&scores)?;
-            let score_of = |i: &String| rec_part.catalog().item(i).map_or(f32::NEG_INFINITY, |k| scores[k as usize]);
             if rec_part.catalog().item(&p.positive).is_none() {
                 missing_positive += 1;
             }
-            folded.add(
-                hit_ndcg(score_of(&p.positive), p.negatives.iter().map(score_of)),
-                full_rank(&scores, rec_part.catalog(), &p.positive, &p.history),
-            );
-            if let Some(rec) = &rec_bf16 {
+            let fold_and_rank = |rec: &Recommender, sums: &mut Sums, seconds: &mut f64| -> Result<(), Error> {
                 let start = std::time::Instant::now();
                 let vectors = rec.fold_in(&history, &FoldInOptions { seed, ..Default::default() })?;
-                bf16_seconds += start.elapsed().as_secs_f64();
+                *seconds += start.elapsed().as_secs_f64();
                 let scores = rec_part
                     .model()
                     .all_item_logits_of_rows(vectors.rows(), rec_part.item_side())
@@ -273,10 +260,15 @@ fn run(ratings: &Path, out: &Path, epochs: usize, seed: u64) -> Result<(), Error
                 let scores = Vec::<f32>::try_from(&scores)?;
                 let score_of =
                     |i: &String| rec_part.catalog().item(i).map_or(f32::NEG_INFINITY, |k| scores[k as usize]);
-                folded_bf16.add(
+                sums.add(
                     hit_ndcg(score_of(&p.positive), p.negatives.iter().map(score_of)),
                     full_rank(&scores, rec_part.catalog(), &p.positive, &p.history),
                 );
+                Ok(())
+            };
+            fold_and_rank(&rec_part, &mut folded, &mut fold_seconds)?;
+            if let Some(rec) = &rec_bf16 {
+                fold_and_rank(rec, &mut folded_bf16, &mut bf16_seconds)?;
             }
         }
         let (t, f) = (trained.row(), folded.row());

@@ -162,9 +162,15 @@ pub struct ItemHalf {
 struct Bf16Mlp {
     first_half: Tensor,
     layers: Vec<(Tensor, Tensor)>,
-    amx: Option<torch_ops::AmxMlp>,
-    /// With `amx`: the first layer's user columns `[h1, d]`, float32, contiguous (fold-in).
-    user_weight: Option<Tensor>,
+    amx: Option<AmxTables>,
+}
+
+/// What the AMX path reads besides the bfloat16 item half: the deeper layers packed, and the
+/// first layer's user columns `[h1, d]` (float32, contiguous) that fold-in's step multiplies by.
+#[derive(Debug)]
+struct AmxTables {
+    mlp: torch_ops::AmxMlp,
+    user_weight: Tensor,
 }
 
 impl Bf16Mlp {
@@ -827,18 +833,18 @@ impl NeuMf {
         let (u, i) = (mlp_user.size()[0], bf16.first_half.size()[0]);
         // The user's part of the first layer (its bias is in the item half), float32.
         let user_part = self.mlp_user_part(mlp_user).to_kind(Kind::Float).contiguous();
-        let widest = self.config.mlp_layers.iter().skip(1).copied().max().unwrap_or(1).max(1);
-        // Bfloat16 activations take half a float's bytes: twice the items in the same cache.
-        let block = (2 * CPU_BLOCK_FLOATS / widest).max(1);
-        let final_mlp = final_mlp.to_kind(Kind::Float).contiguous().view([-1]);
         if let Some(amx) = &bf16.amx {
             // Every user in one pass over the item rows. bf16_item_half probed this path; see
             // below for why a failure panics.
-            return match amx.logits(&bf16.first_half, &user_part) {
+            return match amx.mlp.logits(&bf16.first_half, &user_part) {
                 Ok(logits) => logits,
                 Err(e) => panic!("bfloat16 scoring failed after its probe passed: {e}"),
             };
         }
+        let widest = self.config.mlp_layers.iter().skip(1).copied().max().unwrap_or(1).max(1);
+        // Bfloat16 activations take half a float's bytes: twice the items in the same cache.
+        let block = (2 * CPU_BLOCK_FLOATS / widest).max(1);
+        let final_mlp = final_mlp.to_kind(Kind::Float).contiguous().view([-1]);
         let out = Tensor::empty([u, i], (Kind::Float, mlp_user.device()));
         for r in 0..u {
             let part = user_part.get(r);
@@ -907,7 +913,7 @@ impl NeuMf {
                     )
                 })
                 .collect();
-            Bf16Mlp { first_half: bf(first_half), layers, amx: None, user_weight: None }
+            Bf16Mlp { first_half: bf(first_half), layers, amx: None }
         });
         // A probe through every layer (one item, a zero user part): a libtorch that lacks the
         // op, or one that refuses these shapes, is refused here, once, rather than at every
@@ -923,20 +929,17 @@ impl NeuMf {
             Ok(())
         })?;
         let mut tables = tables;
-        tables.amx = self.amx_mlp(&half);
-        if tables.amx.is_some() {
-            let d = self.config.mlp_layers[0] / 2;
-            tables.user_weight =
-                Some(tch::no_grad(|| first.ws.detach().narrow(1, 0, d).to_kind(Kind::Float).contiguous()));
-        }
+        tables.amx = self.amx_tables(&half);
         half.bf16 = Some(tables);
         Ok(half)
     }
 
-    /// The deeper MLP layers packed for AMX (`torch_ops::AmxMlp`), probed on one item; `None`
-    /// where the CPU has no AMX tiles, the model no deeper layer, a width is not a multiple of
-    /// 32, or the probe fails (then the oneDNN bfloat16 path serves, the reason in the log).
-    fn amx_mlp(&self, half: &ItemHalf) -> Option<torch_ops::AmxMlp> {
+    /// The deeper MLP layers packed for AMX (`torch_ops::AmxMlp`), probed on one item, and the
+    /// first layer's user columns; `None` where the CPU has no AMX tiles, the model no deeper
+    /// layer, a width is not a multiple of 32, or the probe fails (then the oneDNN bfloat16 path
+    /// serves, the reason in the log).
+    fn amx_tables(&self, half: &ItemHalf) -> Option<AmxTables> {
+        let first = self.mlp.first()?;
         if !torch_ops::amx_available() || self.mlp.len() < 2 {
             return None;
         }
@@ -949,7 +952,11 @@ impl NeuMf {
             Ok(amx)
         };
         match tch::no_grad(probe) {
-            Ok(amx) => Some(amx),
+            Ok(mlp) => {
+                let d = self.config.mlp_layers[0] / 2;
+                let user_weight = tch::no_grad(|| first.ws.detach().narrow(1, 0, d).to_kind(Kind::Float).contiguous());
+                Some(AmxTables { mlp, user_weight })
+            }
             Err(e) => {
                 tracing::debug!("AMX bfloat16 scoring not used: {e}");
                 None
@@ -972,7 +979,7 @@ impl NeuMf {
         item_half: &ItemHalf,
     ) -> Option<Result<RowsGradient, ModelError>> {
         let bf16 = item_half.bf16.as_ref()?;
-        let (amx, user_weight) = (bf16.amx.as_ref()?, bf16.user_weight.as_ref()?);
+        let amx = bf16.amx.as_ref()?;
         let first_half = item_half.mlp.as_ref()?;
         // The kernels read float32 tables; a model cast to another kind fits by autograd.
         let float = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
@@ -990,12 +997,12 @@ impl NeuMf {
         };
         let side = torch_ops::FoldInSide {
             first: first_half,
-            user_weight,
+            user_weight: &amx.user_weight,
             gmf,
             final_bias: item_half.final_bias.double_value(&[0]),
         };
         let (mut grad_gmf, mut grad_mlp) = (vec![0f32; gmf_user.len()], vec![0f32; mlp_user.len()]);
-        let loss = amx.fold_in_step(&side, items, positives, (mlp_user, gmf_user), (&mut grad_mlp, &mut grad_gmf));
+        let loss = amx.mlp.fold_in_step(&side, items, positives, (mlp_user, gmf_user), (&mut grad_mlp, &mut grad_gmf));
         Some(
             loss.map(|loss| RowsGradient {
                 loss,
